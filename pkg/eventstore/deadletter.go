@@ -1,0 +1,114 @@
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// DeadLetter is an entry that failed MaxDeliveries times.
+type DeadLetter struct {
+	ID         string // in the dead-letter stream
+	StreamID   string // in the original stream
+	Group      string
+	Consumer   string
+	Error      string
+	Deliveries int64
+	Time       time.Time
+	Event      Event
+	Values     map[string]any // the original entry, also when it is no event
+}
+
+// Dead-letter fields; the original entry's fields follow them.
+const (
+	dlStreamID   = "dl.stream_id"
+	dlGroup      = "dl.group"
+	dlConsumer   = "dl.consumer"
+	dlError      = "dl.error"
+	dlDeliveries = "dl.deliveries"
+	dlTime       = "dl.time"
+)
+
+// DeadLetterKey is the dead-letter stream of a stream and group:
+// "events:{order}:dead:billing". It may be trimmed; the stream never is.
+func (s *Store) DeadLetterKey(stream, group string) string {
+	return s.StreamKey(stream) + ":dead:" + group
+}
+
+// deadLetter moves an entry to the dead-letter stream and acks it, in one
+// MULTI on keys of one hash slot.
+func (c *Consumer) deadLetter(ctx context.Context, stream string, m redis.XMessage, cause error, deliveries int64) error {
+	values := []any{
+		dlStreamID, m.ID, dlGroup, c.cfg.Group, dlConsumer, c.cfg.Name, dlError, cause.Error(),
+		dlDeliveries, deliveries, dlTime, time.Now().UTC().Format(time.RFC3339Nano),
+	}
+	for k, v := range m.Values {
+		values = append(values, k, v)
+	}
+	_, err := c.store.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.XAdd(ctx, &redis.XAddArgs{Stream: c.store.DeadLetterKey(stream, c.cfg.Group), Values: values})
+		p.XAck(ctx, c.store.StreamKey(stream), c.cfg.Group, m.ID)
+		return nil
+	})
+	return err
+}
+
+// DeadLetters lists up to count dead letters of a stream and group, oldest first.
+func (s *Store) DeadLetters(ctx context.Context, stream, group string, count int64) ([]DeadLetter, error) {
+	msgs, err := s.rdb.XRangeN(ctx, s.DeadLetterKey(stream, group), "-", "+", count).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]DeadLetter, len(msgs))
+	for i, m := range msgs {
+		out[i] = deadLetterOf(m)
+	}
+	return out, nil
+}
+
+func deadLetterOf(m redis.XMessage) DeadLetter {
+	str := func(k string) string { s, _ := m.Values[k].(string); return s }
+	d := DeadLetter{
+		ID: m.ID, StreamID: str(dlStreamID), Group: str(dlGroup), Consumer: str(dlConsumer),
+		Error: str(dlError), Values: map[string]any{},
+	}
+	d.Deliveries, _ = strconv.ParseInt(str(dlDeliveries), 10, 64)
+	d.Time, _ = time.Parse(time.RFC3339Nano, str(dlTime))
+	for k, v := range m.Values {
+		if len(k) < 3 || k[:3] != "dl." {
+			d.Values[k] = v
+		}
+	}
+	d.Event, _ = decode(d.StreamID, d.Values)
+	return d
+}
+
+// ErrNoDeadLetter says the dead letter to replay does not exist.
+var ErrNoDeadLetter = errors.New("no such dead letter")
+
+// Replay hands a dead letter to the consumer's handler again. On success it
+// is removed from the dead-letter stream; on failure it stays there.
+func (c *Consumer) Replay(ctx context.Context, stream, id string) error {
+	key := c.store.DeadLetterKey(stream, c.cfg.Group)
+	msgs, err := c.store.rdb.XRange(ctx, key, id, id).Result()
+	if err != nil {
+		return err
+	}
+	if len(msgs) == 0 {
+		return ErrNoDeadLetter
+	}
+	d := deadLetterOf(msgs[0])
+	e, err := decode(d.StreamID, d.Values)
+	if err == nil {
+		err = c.cfg.Handler(ctx, e)
+	}
+	if err != nil {
+		return fmt.Errorf("replay %s: %w", id, err)
+	}
+	c.counts.replayed.Add(1)
+	return c.store.rdb.XDel(ctx, key, id).Err()
+}

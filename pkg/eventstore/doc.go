@@ -1,0 +1,27 @@
+// Package eventstore keeps domain events in Redis Streams, one stream per
+// entity type, and delivers them to consumer groups.
+//
+// Read it top-down:
+//
+//   - event.go: the envelope, stored as plain stream fields so that
+//     `XRANGE events:{customer} - +` is readable as it is.
+//   - append.go: Append writes one event or a batch in one Lua script, with an
+//     optional expected entity version per event and extra writes (the entity
+//     cache) that happen in the same atomic step. Stream IDs come from Redis.
+//   - read.go: Read pages through a stream from any ID; Replay walks all of it.
+//   - consumer.go: a consumer-group consumer. It creates its groups from the
+//     stream's start, re-reads its own pending entries on start, acks only
+//     after the handler succeeded, and backs off while Redis is away.
+//   - recovery.go: the periodic XAUTOCLAIM of idle entries and the delivery
+//     count that decides when an entry is dead.
+//   - deadletter.go: the dead-letter stream per stream and group, listed and
+//     replayed.
+//   - stats.go: counters and the stream and group facts an operator needs.
+//
+// Keys share the stream's hash tag ({customer}), so a script may touch the
+// stream and the cache of one entity type together, also on Redis Cluster:
+//
+//	events:{customer}                 the stream, never trimmed
+//	{customer}:versions               hash: entity id -> latest version
+//	events:{customer}:dead:<group>    dead letters of one group
+package eventstore

@@ -1,0 +1,88 @@
+package eventstore
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Event is the envelope of one domain event.
+type Event struct {
+	StreamID   string            // assigned by Redis on append
+	ID         string            // UUID, unique per event
+	Type       string            // e.g. customer_created
+	EntityType string            // e.g. customer
+	EntityID   string            // the entity the event is about
+	Version    int64             // entity version after this event, assigned on append
+	Time       time.Time         // when the command was accepted
+	Entity     json.RawMessage   // the entity's JSON after the event
+	Meta       map[string]string // free metadata, e.g. the W3C traceparent
+}
+
+// Stream field names. Metadata keys are stored as "meta.<key>".
+const (
+	fieldID         = "event_id"
+	fieldType       = "type"
+	fieldEntityType = "entity_type"
+	fieldEntityID   = "entity_id"
+	fieldVersion    = "version"
+	fieldTime       = "time"
+	fieldEntity     = "entity"
+	metaPrefix      = "meta."
+)
+
+// NewEvent returns an event with a fresh ID and the current time.
+func NewEvent(typ, entityType, entityID string, entity any) (Event, error) {
+	raw, err := json.Marshal(entity)
+	if err != nil {
+		return Event{}, fmt.Errorf("encode %s entity: %w", entityType, err)
+	}
+	return Event{
+		ID: uuid.NewString(), Type: typ, EntityType: entityType, EntityID: entityID,
+		Time: time.Now().UTC(), Entity: raw, Meta: map[string]string{},
+	}, nil
+}
+
+// fields flattens the envelope to stream fields, in a fixed order. The version
+// is written as VersionArg: the append script puts the real one in its place.
+func (e Event) fields() []any {
+	f := []any{
+		fieldID, e.ID, fieldType, e.Type, fieldEntityType, e.EntityType,
+		fieldEntityID, e.EntityID, fieldVersion, VersionArg,
+		fieldTime, e.Time.UTC().Format(time.RFC3339Nano), fieldEntity, string(e.Entity),
+	}
+	for k, v := range e.Meta {
+		f = append(f, metaPrefix+k, v)
+	}
+	return f
+}
+
+// decode reads an envelope back from a stream entry.
+func decode(streamID string, values map[string]any) (Event, error) {
+	str := func(k string) string { s, _ := values[k].(string); return s }
+	e := Event{
+		StreamID: streamID, ID: str(fieldID), Type: str(fieldType),
+		EntityType: str(fieldEntityType), EntityID: str(fieldEntityID),
+		Entity: json.RawMessage(str(fieldEntity)), Meta: map[string]string{},
+	}
+	if e.ID == "" || e.Type == "" || e.EntityID == "" {
+		return e, fmt.Errorf("entry %s is not an event: missing id, type or entity id", streamID)
+	}
+	var err error
+	if e.Version, err = strconv.ParseInt(str(fieldVersion), 10, 64); err != nil {
+		return e, fmt.Errorf("entry %s: bad version: %w", streamID, err)
+	}
+	if e.Time, err = time.Parse(time.RFC3339Nano, str(fieldTime)); err != nil {
+		return e, fmt.Errorf("entry %s: bad time: %w", streamID, err)
+	}
+	for k, v := range values {
+		if name, ok := strings.CutPrefix(k, metaPrefix); ok {
+			e.Meta[name], _ = v.(string)
+		}
+	}
+	return e, nil
+}

@@ -1,0 +1,239 @@
+// Package redistest gives tests a real Redis over TCP: the one at REDIS_URL
+// if set, else a redis-server from PATH on a free 127.0.0.1 port, else a
+// container started through dockertest. With CI=true a missing Redis fails
+// the tests instead of skipping them.
+//
+// A package that uses it runs its tests through Main:
+//
+//	func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
+package redistest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ory/dockertest/v3"
+	"github.com/redis/go-redis/v9"
+)
+
+var (
+	sharedURL   string
+	unavailable error
+)
+
+// Main starts the shared Redis, runs the tests and stops it.
+func Main(m *testing.M) int {
+	url, stop, err := start()
+	sharedURL, unavailable = url, err
+	defer stop()
+	return m.Run()
+}
+
+// Client returns a client of the shared Redis and a key prefix that is the
+// test's own, so that tests run in parallel on one server.
+func Client(t testing.TB) (*redis.Client, string) {
+	t.Helper()
+	need(t, unavailable)
+	opt, err := redis.ParseURL(sharedURL)
+	if err != nil {
+		t.Fatalf("REDIS_URL: %v", err)
+	}
+	rdb := redis.NewClient(opt)
+	t.Cleanup(func() { rdb.Close() })
+	return rdb, Prefix(t)
+}
+
+// Prefix is a key prefix of the test's own.
+func Prefix(t testing.TB) string {
+	b := make([]byte, 4)
+	rand.Read(b)
+	return "t:" + strings.NewReplacer("/", ".", " ", "_").Replace(t.Name()) + ":" + hex.EncodeToString(b) + ":"
+}
+
+func need(t testing.TB, err error) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("no Redis for the tests: %v", err)
+	}
+	t.Skipf("no Redis for the tests: %v", err)
+}
+
+func start() (url string, stop func(), err error) {
+	if url := os.Getenv("REDIS_URL"); url != "" {
+		return url, func() {}, nil
+	}
+	if _, err := exec.LookPath("redis-server"); err == nil {
+		dir, err := os.MkdirTemp("", "redistest")
+		if err != nil {
+			return "", func() {}, err
+		}
+		s, err := startBinary(dir, false)
+		if err != nil {
+			os.RemoveAll(dir)
+			return "", func() {}, err
+		}
+		return "redis://" + s.Addr, func() { s.kill(); os.RemoveAll(dir) }, nil
+	}
+	return startContainer()
+}
+
+func startContainer() (string, func(), error) {
+	pool, err := dockertest.NewPool("")
+	if err == nil {
+		err = pool.Client.Ping()
+	}
+	if err != nil {
+		return "", func() {}, fmt.Errorf("no REDIS_URL, no redis-server on PATH, no Docker: %w", err)
+	}
+	repo, tag, _ := strings.Cut(envOr("REDIS_IMAGE", "redis:7-alpine"), ":")
+	res, err := pool.RunWithOptions(&dockertest.RunOptions{Repository: repo, Tag: tag})
+	if err != nil {
+		return "", func() {}, fmt.Errorf("start a Redis container: %w", err)
+	}
+	stop := func() { pool.Purge(res) }
+	url := "redis://" + res.GetHostPort("6379/tcp")
+	if err := waitReady(strings.TrimPrefix(url, "redis://")); err != nil {
+		stop()
+		return "", func() {}, err
+	}
+	return url, stop, nil
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// Server is a redis-server of one test's own, with AOF on, that the test may
+// stop and restart on the same port without losing data.
+type Server struct {
+	Addr string
+	dir  string
+	cmd  *exec.Cmd
+}
+
+// NewServer starts a Server; it is stopped when the test ends.
+func NewServer(t testing.TB) *Server {
+	t.Helper()
+	_, err := exec.LookPath("redis-server")
+	need(t, err)
+	s, err := startBinary(t.TempDir(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.kill)
+	return s
+}
+
+// Client returns a client of the server.
+func (s *Server) Client(t testing.TB) *redis.Client {
+	rdb := redis.NewClient(&redis.Options{Addr: s.Addr})
+	t.Cleanup(func() { rdb.Close() })
+	return rdb
+}
+
+// Stop shuts the server down (SIGTERM: it flushes its AOF first).
+func (s *Server) Stop(t testing.TB) {
+	t.Helper()
+	if s.cmd == nil {
+		return
+	}
+	s.cmd.Process.Signal(os.Interrupt)
+	s.cmd.Wait()
+	s.cmd = nil
+}
+
+// Start starts a stopped server again on its address and data folder.
+func (s *Server) Start(t testing.TB) {
+	t.Helper()
+	n, err := startOn(s.dir, s.Addr, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.cmd = n.cmd
+}
+
+func (s *Server) kill() {
+	if s.cmd != nil {
+		s.cmd.Process.Kill()
+		s.cmd.Wait()
+	}
+}
+
+func startBinary(dir string, aof bool) (*Server, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return startOn(dir, addr, aof)
+}
+
+func startOn(dir, addr string, aof bool) (*Server, error) {
+	host, port, _ := net.SplitHostPort(addr)
+	args := []string{"--bind", host, "--port", port, "--dir", dir, "--save", "", "--protected-mode", "no"}
+	if aof {
+		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
+	}
+	cmd := exec.Command("redis-server", args...)
+	cmd.SysProcAttr = procAttr()
+	log, err := os.Create(filepath.Join(dir, "redis.log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	s := &Server{Addr: addr, dir: dir, cmd: cmd}
+	if err := waitReady(addr); err != nil {
+		s.kill()
+		out, _ := os.ReadFile(log.Name())
+		return nil, fmt.Errorf("%w: %s", err, out)
+	}
+	return s, nil
+}
+
+func waitReady(addr string) error {
+	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	defer rdb.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := rdb.Ping(context.Background()).Err()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return errors.Join(fmt.Errorf("redis at %s not ready", addr), err)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a server that is starting
+	}
+}
+
+// Eventually polls cond until it holds or the deadline passes.
+func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", within, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
