@@ -9,8 +9,9 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Get returns an entity and its version; nil and 0 when it does not exist.
-// One round trip.
+// Get returns an entity and its version. For an entity that does not exist
+// it returns nil, and the version of its deletion or 0 if it never existed:
+// the version a create must expect. One round trip.
 func (c *Cache) Get(ctx context.Context, k Kind, id string) (Entity, int64, error) {
 	var read func() Entity
 	var version *redis.StringCmd
@@ -22,12 +23,8 @@ func (c *Cache) Get(ctx context.Context, k Kind, id string) (Entity, int64, erro
 	if err != nil && err != redis.Nil {
 		return nil, 0, err
 	}
-	ent := read()
-	if ent == nil {
-		return nil, 0, nil
-	}
 	v, _ := strconv.ParseInt(version.Val(), 10, 64)
-	return ent, v, nil
+	return read(), v, nil
 }
 
 // List returns every entity of a kind, sorted by id. Two round trips,
