@@ -165,16 +165,16 @@ func scalar(v any) string {
 	}
 }
 
-// Retry runs fn again while it fails with a version conflict, with a short
+// Retry runs fn again while it fails with a version conflict, after a short
 // random pause, until it succeeds, fails otherwise, or ctx ends. Commands
-// that read, decide and Commit with the version they read use it.
+// that read, decide, and Commit with the version they read use it.
 func Retry(ctx context.Context, fn func() error) error {
 	for attempt := 1; ; attempt++ {
 		err := fn()
-		if !errors.Is(err, eventstore.ErrConflict) || attempt == 100 {
+		if !errors.Is(err, eventstore.ErrConflict) || attempt == 1000 {
 			return err
 		}
-		pause := time.Duration(rand.Int64N(int64(min(attempt, 20)) * int64(time.Millisecond)))
+		pause := time.Duration(rand.Int64N(int64(min(attempt, 10)) * int64(time.Millisecond)))
 		select {
 		case <-ctx.Done():
 			return err

@@ -276,3 +276,11 @@ func TestRetryOutlastsConflicts(t *testing.T) {
 		t.Fatalf("20 increments gave %v", e["amount"])
 	}
 }
+
+func TestListOfAnEmptyKindIsEmpty(t *testing.T) {
+	t.Parallel()
+	all, err := newCache(t).List(context.Background(), orders)
+	if err != nil || all == nil || len(all) != 0 {
+		t.Fatalf("empty list: %#v %v", all, err)
+	}
+}

@@ -13,18 +13,37 @@ import (
 // it returns nil, and the version of its deletion or 0 if it never existed:
 // the version a create must expect. One round trip.
 func (c *Cache) Get(ctx context.Context, k Kind, id string) (Entity, int64, error) {
-	var read func() Entity
-	var version *redis.StringCmd
+	ents, versions, err := c.GetMany(ctx, k, id)
+	if err != nil {
+		return nil, 0, err
+	}
+	return ents[0], versions[0], nil
+}
+
+// GetMany is Get of several entities in one round trip.
+func (c *Cache) GetMany(ctx context.Context, k Kind, ids ...string) ([]Entity, []int64, error) {
+	if len(ids) == 0 {
+		return nil, nil, nil
+	}
+	reads := make([]func() Entity, len(ids))
+	var versions *redis.SliceCmd
 	_, err := c.store.Redis().Pipelined(ctx, func(p redis.Pipeliner) error {
-		read = c.queue(ctx, p, k, id)
-		version = p.HGet(ctx, c.versionsKey(k), id)
+		for i, id := range ids {
+			reads[i] = c.queue(ctx, p, k, id)
+		}
+		versions = p.HMGet(ctx, c.versionsKey(k), ids...)
 		return nil
 	})
 	if err != nil && err != redis.Nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
-	v, _ := strconv.ParseInt(version.Val(), 10, 64)
-	return read(), v, nil
+	ents, vs := make([]Entity, len(ids)), make([]int64, len(ids))
+	for i, read := range reads {
+		ents[i] = read()
+		s, _ := versions.Val()[i].(string)
+		vs[i], _ = strconv.ParseInt(s, 10, 64)
+	}
+	return ents, vs, nil
 }
 
 // List returns every entity of a kind, sorted by id. Two round trips,
@@ -35,19 +54,13 @@ func (c *Cache) List(ctx context.Context, k Kind) ([]Entity, error) {
 		return nil, err
 	}
 	slices.Sort(ids)
-	reads := make([]func() Entity, len(ids))
-	_, err = c.store.Redis().Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, id := range ids {
-			reads[i] = c.queue(ctx, p, k, id)
-		}
-		return nil
-	})
-	if err != nil && err != redis.Nil {
+	ents, _, err := c.GetMany(ctx, k, ids...)
+	if err != nil {
 		return nil, err
 	}
-	out := make([]Entity, 0, len(ids))
-	for _, read := range reads {
-		if e := read(); e != nil {
+	out := make([]Entity, 0, len(ents))
+	for _, e := range ents {
+		if e != nil {
 			out = append(out, e)
 		}
 	}

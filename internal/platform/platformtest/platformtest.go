@@ -1,0 +1,100 @@
+// Package platformtest runs services in tests: each on a real Redis (see
+// redistest) behind a real HTTP server on 127.0.0.1.
+package platformtest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/ordershop/ordershop/internal/platform"
+	"github.com/ordershop/ordershop/pkg/eventstore/redistest"
+)
+
+// Config is the config of a service under test: short timeouts, a small body
+// limit, and the test's own key prefix.
+func Config(t testing.TB) platform.Config {
+	return platform.Config{
+		Addr: "127.0.0.1:0", KeyPrefix: redistest.Prefix(t),
+		RequestTimeout: 5 * time.Second, ShutdownTimeout: 5 * time.Second, MaxBodyBytes: 64 << 10,
+	}
+}
+
+// Start wires a service on the shared test Redis with cfg, serves it and runs
+// its background work until the test ends.
+func Start(t testing.TB, name string, cfg platform.Config, wire func(*platform.App) error) (*platform.App, *httptest.Server) {
+	t.Helper()
+	rdb, _ := redistest.Client(t)
+	app := platform.NewApp(name, cfg, rdb, slog.Default().With("service", name))
+	if err := wire(app); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(app.Router)
+	ctx, cancel := context.WithCancel(context.Background())
+	wait := app.Start(ctx)
+	t.Cleanup(func() { cancel(); wait(); srv.Close() })
+	return app, srv
+}
+
+// Do sends a request with a JSON body (a string or []byte is sent as it
+// is) and returns the status and the body.
+func Do(t testing.TB, method, url string, body any) (int, []byte) {
+	t.Helper()
+	var r io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		r = bytes.NewBufferString(b)
+	case []byte:
+		r = bytes.NewReader(b)
+	default:
+		data, err := json.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r = bytes.NewReader(data)
+	}
+	req, err := http.NewRequest(method, url, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, data
+}
+
+// JSON sends a request, wants the status, and decodes the answer into out.
+func JSON(t testing.TB, method, url string, body any, want int, out any) {
+	t.Helper()
+	status, data := Do(t, method, url, body)
+	if status != want {
+		t.Fatalf("%s %s: status %d, want %d: %s", method, url, status, want, data)
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			t.Fatalf("%s %s: %v in %s", method, url, err, data)
+		}
+	}
+}
+
+// Rejected sends a bad request and wants a JSON error with the status.
+func Rejected(t testing.TB, method, url string, body any, want int) string {
+	t.Helper()
+	var e struct{ Error string }
+	JSON(t, method, url, body, want, &e)
+	if e.Error == "" {
+		t.Fatalf("%s %s: no error message", method, url)
+	}
+	return e.Error
+}

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/ordershop/ordershop/internal/platform/platformtest"
+	"github.com/ordershop/ordershop/pkg/eventstore/redistest"
+)
+
+func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
+
+func TestCustomerLifecycle(t *testing.T) {
+	t.Parallel()
+	_, srv := platformtest.Start(t, "customer", platformtest.Config(t), wire)
+	var ids []string
+	platformtest.JSON(t, "POST", srv.URL+"/customers", []map[string]string{
+		{"name": "Ada", "email": "ada@example.com"}, {"name": "Bob", "email": "bob@example.com"},
+	}, 200, &ids)
+	var one []string
+	platformtest.JSON(t, "POST", srv.URL+"/customer", map[string]string{"name": "Cy", "email": "cy@example.com"}, 200, &one)
+	if len(ids) != 2 || len(one) != 1 {
+		t.Fatalf("ids %v %v", ids, one)
+	}
+	var got map[string]any
+	platformtest.JSON(t, "GET", srv.URL+"/customer/"+ids[0], nil, 200, &got)
+	if got["name"] != "Ada" || got["email"] != "ada@example.com" || got["id"] != ids[0] {
+		t.Fatalf("customer %v", got)
+	}
+	var ok bool
+	platformtest.JSON(t, "PUT", srv.URL+"/customer/"+ids[0], map[string]string{"name": "Ada L", "email": "ada@l.org"}, 200, &ok)
+	platformtest.JSON(t, "GET", srv.URL+"/customers/"+ids[0], nil, 200, &got)
+	if !ok || got["name"] != "Ada L" || got["email"] != "ada@l.org" {
+		t.Fatalf("after PUT: %v", got)
+	}
+	platformtest.JSON(t, "DELETE", srv.URL+"/customers/"+ids[1], nil, 200, &ok)
+	status, body := platformtest.Do(t, "GET", srv.URL+"/customer/"+ids[1], nil)
+	if status != 200 || strings.TrimSpace(string(body)) != "null" {
+		t.Fatalf("deleted customer: %d %s", status, body)
+	}
+	platformtest.Rejected(t, "GET", srv.URL+"/customers/"+ids[1], nil, 404)
+	var all []map[string]any
+	platformtest.JSON(t, "GET", srv.URL+"/customers", nil, 200, &all)
+	if len(all) != 2 {
+		t.Fatalf("%d customers listed, want 2", len(all))
+	}
+}
+
+func TestReadYourWrites(t *testing.T) {
+	t.Parallel()
+	_, srv := platformtest.Start(t, "customer", platformtest.Config(t), wire)
+	for i := range 500 {
+		var ids []string
+		platformtest.JSON(t, "POST", srv.URL+"/customer", map[string]string{"name": fmt.Sprint("c", i), "email": "c@example.com"}, 200, &ids)
+		var got map[string]any
+		platformtest.JSON(t, "GET", srv.URL+"/customer/"+ids[0], nil, 200, &got)
+		if got == nil || got["name"] != fmt.Sprint("c", i) {
+			t.Fatalf("write %d not visible: %v", i, got)
+		}
+		platformtest.JSON(t, "DELETE", srv.URL+"/customer/"+ids[0], nil, 200, nil)
+		if status, body := platformtest.Do(t, "GET", srv.URL+"/customer/"+ids[0], nil); strings.TrimSpace(string(body)) != "null" {
+			t.Fatalf("delete %d not visible: %d %s", i, status, body)
+		}
+	}
+}
+
+func TestBadInputIsRejectedAndWritesNothing(t *testing.T) {
+	t.Parallel()
+	app, srv := platformtest.Start(t, "customer", platformtest.Config(t), wire)
+	var ids []string
+	platformtest.JSON(t, "POST", srv.URL+"/customer", map[string]string{"name": "Ada", "email": "ada@example.com"}, 200, &ids)
+	id := ids[0]
+	unknown := "2b0ac0b0-8c43-4e5a-9a3f-6a3b7f1e0c11"
+	cases := []struct {
+		name, method, path string
+		body               any
+		status             int
+	}{
+		{"malformed JSON", "POST", "/customer", `{"name": "x",`, 400},
+		{"not an object", "POST", "/customer", `"ada"`, 400},
+		{"empty body", "POST", "/customer", ``, 400},
+		{"empty list", "POST", "/customers", `[]`, 400},
+		{"wrong type", "POST", "/customer", `{"name": 5, "email": "a@b.c"}`, 400},
+		{"missing name", "POST", "/customer", `{"email": "a@b.c"}`, 400},
+		{"empty name", "POST", "/customer", `{"name": " ", "email": "a@b.c"}`, 400},
+		{"missing email", "POST", "/customer", `{"name": "x"}`, 400},
+		{"bad email", "POST", "/customer", `{"name": "x", "email": "nope"}`, 400},
+		{"unknown field", "POST", "/customer", `{"name": "x", "email": "a@b.c", "age": 3}`, 400},
+		{"one bad item spoils the batch", "POST", "/customers", `[{"name": "x", "email": "a@b.c"}, {"name": ""}]`, 400},
+		{"trailing data", "POST", "/customer", `{"name": "x", "email": "a@b.c"} {}`, 400},
+		{"too large", "POST", "/customers", `[` + strings.Repeat(`{"name": "x", "email": "a@b.c"},`, 3000) + `{"name": "x", "email": "a@b.c"}]`, 413},
+		{"PUT non-UUID id", "PUT", "/customer/42", `{"name": "x", "email": "a@b.c"}`, 400},
+		{"PUT unknown id", "PUT", "/customer/" + unknown, `{"name": "x", "email": "a@b.c"}`, 404},
+		{"PUT invalid body", "PUT", "/customer/" + id, `{"name": "", "email": "a@b.c"}`, 400},
+		{"DELETE unknown id", "DELETE", "/customer/" + unknown, nil, 404},
+		{"DELETE non-UUID id", "DELETE", "/customers/x", nil, 400},
+		{"GET non-UUID id", "GET", "/customer/x", nil, 400},
+		{"wrong method", "PATCH", "/customer/" + id, `{}`, 405},
+		{"no such route", "GET", "/nothing", nil, 404},
+	}
+	before, _ := app.Store.Info(t.Context(), "customer")
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			platformtest.Rejected(t, c.method, srv.URL+c.path, c.body, c.status)
+		})
+	}
+	after, _ := app.Store.Info(t.Context(), "customer")
+	if after.Length != before.Length {
+		t.Fatalf("bad input wrote %d events", after.Length-before.Length)
+	}
+	var got map[string]any
+	platformtest.JSON(t, "GET", srv.URL+"/customer/"+id, nil, http.StatusOK, &got)
+	if got["name"] != "Ada" {
+		t.Fatalf("bad input changed the customer: %v", got)
+	}
+}
