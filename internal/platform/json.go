@@ -131,4 +131,3 @@ func DecodeOneOrMany[T any](r *http.Request) ([]T, error) {
 	}
 	return []T{one}, nil
 }
-

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/ordershop/ordershop/internal/platform"
+	"github.com/ordershop/ordershop/internal/platform/platformtest"
+	"github.com/ordershop/ordershop/pkg/entitycache"
+	"github.com/ordershop/ordershop/pkg/eventstore"
+	"github.com/ordershop/ordershop/pkg/eventstore/redistest"
+)
+
+func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
+
+// setup starts the service with products that each have the given stock.
+func setup(t *testing.T, stock ...int64) (*platform.App, string, []string) {
+	t.Helper()
+	app, srv := platformtest.Start(t, "inventory", platformtest.Config(t), wire)
+	products := make([]string, len(stock))
+	for i, n := range stock {
+		products[i] = uuid.NewString()
+		_, err := app.Cache.Commit(t.Context(), entitycache.Change{Kind: platform.Products.Kind, Type: "product_created",
+			ID: products[i], Expected: eventstore.NoEntity, Entity: entitycache.Entity{"id": products[i], "name": "p", "price": 1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		platformtest.JSON(t, "POST", srv.URL+"/inventory", map[string]any{"product_id": products[i], "amount": n}, 200, nil)
+	}
+	return app, srv.URL, products
+}
+
+func amount(t *testing.T, url, product string) int64 {
+	t.Helper()
+	var inv map[string]any
+	platformtest.JSON(t, "GET", url+"/inventory/"+inventoryID(product), nil, 200, &inv)
+	return int64(inv["amount"].(float64))
+}
+
+func TestOneInventoryPerExistingProduct(t *testing.T) {
+	t.Parallel()
+	_, url, products := setup(t, 5)
+	platformtest.Rejected(t, "POST", url+"/inventory", map[string]any{"product_id": products[0], "amount": 1}, 409)
+	platformtest.Rejected(t, "POST", url+"/inventory", map[string]any{"product_id": uuid.NewString(), "amount": 1}, 404)
+	platformtest.Rejected(t, "POST", url+"/inventory", map[string]any{"product_id": "p1", "amount": 1}, 400)
+	platformtest.Rejected(t, "POST", url+"/inventory", map[string]any{"product_id": products[0], "amount": -1}, 400)
+	platformtest.Rejected(t, "POST", url+"/inventory", map[string]any{"product_id": products[0]}, 400)
+	platformtest.Rejected(t, "PUT", url+"/inventory/"+inventoryID(uuid.NewString()), map[string]any{"product_id": products[0], "amount": 1}, 400)
+	platformtest.JSON(t, "PUT", url+"/inventory/"+inventoryID(products[0]), map[string]any{"product_id": products[0], "amount": 9}, 200, nil)
+	if n := amount(t, url, products[0]); n != 9 {
+		t.Fatalf("amount %d after PUT", n)
+	}
+	// Deleted, it may be created again.
+	platformtest.JSON(t, "DELETE", url+"/inventory/"+inventoryID(products[0]), nil, 200, nil)
+	platformtest.JSON(t, "POST", url+"/inventory", map[string]any{"product_id": products[0], "amount": 2}, 200, nil)
+}
+
+func TestConcurrentCreatesOfOneProductsInventoryMakeOne(t *testing.T) {
+	t.Parallel()
+	app, url, _ := setup(t)
+	product := uuid.NewString()
+	app.Cache.Commit(t.Context(), entitycache.Change{Kind: platform.Products.Kind, Type: "product_created",
+		ID: product, Expected: eventstore.NoEntity, Entity: entitycache.Entity{"id": product, "name": "p", "price": 1}})
+	var created atomic.Int64
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if status, _ := platformtest.Do(t, "POST", url+"/inventory", map[string]any{"product_id": product, "amount": 1}); status == 200 {
+				created.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if created.Load() != 1 {
+		t.Fatalf("%d inventories created for one product", created.Load())
+	}
+}
+
+func TestReservationIsAllOrNothingAndSwaps(t *testing.T) {
+	t.Parallel()
+	_, url, p := setup(t, 3, 1)
+	order := uuid.NewString()
+	platformtest.JSON(t, "PUT", url+"/reservations/"+order, map[string]any{"product_ids": []string{p[0], p[0], p[1]}}, 200, nil)
+	if amount(t, url, p[0]) != 1 || amount(t, url, p[1]) != 0 {
+		t.Fatal("reservation did not take 2 and 1")
+	}
+	// A second order wants p0 and p1; p1 is gone, so p0 must stay untouched.
+	msg := platformtest.Rejected(t, "PUT", url+"/reservations/"+uuid.NewString(), map[string]any{"product_ids": []string{p[0], p[1]}}, 409)
+	if amount(t, url, p[0]) != 1 {
+		t.Fatalf("a failed reservation took stock (%s)", msg)
+	}
+	// Swap the first order's reservation for one p0.
+	platformtest.JSON(t, "PUT", url+"/reservations/"+order, map[string]any{"product_ids": []string{p[0]}}, 200, nil)
+	if amount(t, url, p[0]) != 2 || amount(t, url, p[1]) != 1 {
+		t.Fatalf("swap: %d %d", amount(t, url, p[0]), amount(t, url, p[1]))
+	}
+	for range 2 {
+		platformtest.JSON(t, "DELETE", url+"/reservations/"+order, nil, 200, nil)
+	}
+	if amount(t, url, p[0]) != 3 || amount(t, url, p[1]) != 1 {
+		t.Fatalf("double release: %d %d", amount(t, url, p[0]), amount(t, url, p[1]))
+	}
+	platformtest.Rejected(t, "PUT", url+"/reservations/"+order, map[string]any{"product_ids": []string{}}, 400)
+	platformtest.Rejected(t, "PUT", url+"/reservations/"+order, map[string]any{"product_ids": []string{"x"}}, 400)
+	platformtest.Rejected(t, "PUT", url+"/reservations/x", map[string]any{"product_ids": []string{p[0]}}, 400)
+	platformtest.Rejected(t, "PUT", url+"/reservations/"+order, map[string]any{"product_ids": []string{uuid.NewString()}}, 409)
+}
+
+func TestConcurrentReservationsNeverOversell(t *testing.T) {
+	t.Parallel()
+	app, url, p := setup(t, 100)
+	var accepted, refused atomic.Int64
+	var wg sync.WaitGroup
+	for range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			status, body := platformtest.Do(t, "PUT", url+"/reservations/"+uuid.NewString(), map[string]any{"product_ids": []string{p[0]}})
+			switch status {
+			case http.StatusOK:
+				accepted.Add(1)
+			case http.StatusConflict:
+				refused.Add(1)
+			default:
+				t.Errorf("status %d: %s", status, body)
+			}
+		}()
+	}
+	wg.Wait()
+	if accepted.Load() != 100 || refused.Load() != 100 || amount(t, url, p[0]) != 0 {
+		t.Fatalf("accepted %d, refused %d, stock %d", accepted.Load(), refused.Load(), amount(t, url, p[0]))
+	}
+	// Every amount the stream ever recorded stayed at or above zero.
+	err := app.Store.Replay(t.Context(), "inventory", "0", func(events []eventstore.Event) error {
+		for _, e := range events {
+			var inv struct{ Amount *int64 }
+			if json.Unmarshal(e.Entity, &inv); e.EntityType == "inventory" && *inv.Amount < 0 {
+				t.Errorf("event %s recorded amount %d", e.StreamID, *inv.Amount)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
