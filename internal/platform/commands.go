@@ -27,10 +27,10 @@ type Rules[T any] struct {
 // (answers the new ids), PUT /{id} full replacement and DELETE /{id} (answer
 // true). Each writes its events and cache in one atomic step.
 func Commands[T any](r chi.Router, cache *entitycache.Cache, rules Rules[T]) {
-	for _, p := range paths(rules.Resource, "") {
+	for _, p := range Paths(rules.Resource, "") {
 		r.Post(p, Handle(func(r *http.Request) (any, error) { return create(r, cache, rules) }))
 	}
-	for _, p := range paths(rules.Resource, "/{id}") {
+	for _, p := range Paths(rules.Resource, "/{id}") {
 		r.Put(p, Handle(func(r *http.Request) (any, error) { return replace(r, cache, rules) }))
 		r.Delete(p, Handle(func(r *http.Request) (any, error) {
 			id, err := ParseID(r)

@@ -29,9 +29,9 @@ func DerivedID(kind, key string) string {
 	return uuid.NewSHA1(uuid.NameSpaceOID, []byte("ordershop:"+kind+":"+key)).String()
 }
 
-// paths are the route patterns of a resource, without repeats:
-// paths(Customers, "/{id}") is /customer/{id} and /customers/{id}.
-func paths(res Resource, suffix string) []string {
+// Paths are the route patterns of a resource, without repeats:
+// Paths(Customers, "/{id}") is /customer/{id} and /customers/{id}.
+func Paths(res Resource, suffix string) []string {
 	if res.One == res.Many {
 		return []string{"/" + res.One + suffix}
 	}
@@ -45,7 +45,7 @@ func Queries(r chi.Router, cache *entitycache.Cache, res Resource) {
 	r.Get("/"+res.Many, Handle(func(r *http.Request) (any, error) {
 		return cache.List(r.Context(), res.Kind)
 	}))
-	for _, p := range paths(res, "/{id}") {
+	for _, p := range Paths(res, "/{id}") {
 		plural := res.One != res.Many && strings.HasPrefix(p, "/"+res.Many+"/")
 		r.Get(p, Handle(func(r *http.Request) (any, error) {
 			id, err := ParseID(r)

@@ -53,6 +53,13 @@ func Client(t testing.TB) (*redis.Client, string) {
 	return rdb, Prefix(t)
 }
 
+// URL is the shared Redis's URL, for services the test starts as processes.
+func URL(t testing.TB) string {
+	t.Helper()
+	need(t, unavailable)
+	return sharedURL
+}
+
 // Prefix is a key prefix of the test's own.
 func Prefix(t testing.TB) string {
 	b := make([]byte, 4)

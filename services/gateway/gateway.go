@@ -1,0 +1,90 @@
+package main
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+
+	"github.com/ordershop/ordershop/internal/platform"
+)
+
+func wire(app *platform.App, cfg config) error {
+	owners := map[string]string{
+		platform.Customers.One: cfg.CustomerURL, platform.Products.One: cfg.ProductURL, platform.Inventory.One: cfg.InventoryURL,
+		platform.Orders.One: cfg.OrderURL, platform.Billings.One: cfg.BillingURL,
+	}
+	r := app.Router
+	for _, res := range platform.Collections {
+		platform.Queries(r, app.Cache, res)
+		owner, err := proxy(app, owners[res.One], "")
+		if err != nil {
+			return err
+		}
+		for _, p := range platform.Paths(res, "") {
+			r.Post(p, owner)
+		}
+		for _, p := range platform.Paths(res, "/{id}") {
+			r.Put(p, owner)
+			r.Delete(p, owner)
+		}
+	}
+	r.Get("/report", platform.Handle(func(r *http.Request) (any, error) { return report(r, app) }))
+	for path, target := range map[string]struct{ url, strip string }{
+		"/orders/unbilled": {cfg.OrderURL, ""},
+		"/emails":          {cfg.MsgURL, ""},
+		"/emails/*":        {cfg.MsgURL, ""},
+		"/ops/crm/*":       {cfg.CRMURL, "/ops/crm"},
+		"/ops/billing/*":   {cfg.BillingURL, "/ops/billing"},
+	} {
+		h, err := proxy(app, target.url, target.strip)
+		if err != nil {
+			return err
+		}
+		r.Handle(path, h)
+	}
+	return nil
+}
+
+// proxy forwards requests to a service, without the prefix strip. A service
+// that is down or slow is a 503 JSON error, never a hang.
+func proxy(app *platform.App, target, strip string) (http.HandlerFunc, error) {
+	u, err := url.Parse(target)
+	if err != nil {
+		return nil, err
+	}
+	p := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(u)
+			pr.SetXForwarded()
+		},
+		Transport: &http.Transport{ResponseHeaderTimeout: app.Config.RequestTimeout, MaxIdleConnsPerHost: 64},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				platform.WriteError(w, r, platform.Errorf(http.StatusRequestEntityTooLarge, "request body is larger than %d bytes", tooBig.Limit))
+				return
+			}
+			app.Log.Warn("service unavailable", "target", target, "path", r.URL.Path, "err", err)
+			platform.WriteError(w, r, platform.ErrUnavailable)
+		},
+	}
+	h := http.Handler(p)
+	if strip != "" {
+		h = http.StripPrefix(strip, p)
+	}
+	return h.ServeHTTP, nil
+}
+
+// report lists every collection: two round trips each, whatever their size.
+func report(r *http.Request, app *platform.App) (any, error) {
+	out := make(map[string]any, len(platform.Collections))
+	for _, res := range platform.Collections {
+		all, err := app.Cache.List(r.Context(), res.Kind)
+		if err != nil {
+			return nil, err
+		}
+		out[res.Many] = all
+	}
+	return out, nil
+}

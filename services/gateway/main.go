@@ -1,0 +1,22 @@
+// Command gateway is the public API of OrderShop on port 5000: queries are
+// answered from the entity cache, commands go to the service that owns the
+// entity.
+package main
+
+import "github.com/ordershop/ordershop/internal/platform"
+
+type config struct {
+	platform.Config
+	CustomerURL  string `envconfig:"CUSTOMER_URL" default:"http://127.0.0.1:8081"`
+	ProductURL   string `envconfig:"PRODUCT_URL" default:"http://127.0.0.1:8082"`
+	InventoryURL string `envconfig:"INVENTORY_URL" default:"http://127.0.0.1:8083"`
+	OrderURL     string `envconfig:"ORDER_URL" default:"http://127.0.0.1:8084"`
+	BillingURL   string `envconfig:"BILLING_URL" default:"http://127.0.0.1:8085"`
+	MsgURL       string `envconfig:"MSG_URL" default:"http://127.0.0.1:8086"`
+	CRMURL       string `envconfig:"CRM_URL" default:"http://127.0.0.1:8087"`
+}
+
+func main() {
+	var cfg config
+	platform.Main("gateway", &cfg, &cfg.Config, func(app *platform.App) error { return wire(app, cfg) })
+}

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"net"
+	"os"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/ordershop/ordershop/internal/platform"
+	"github.com/ordershop/ordershop/internal/platform/platformtest"
+	"github.com/ordershop/ordershop/pkg/entitycache"
+	"github.com/ordershop/ordershop/pkg/eventstore"
+	"github.com/ordershop/ordershop/pkg/eventstore/redistest"
+)
+
+func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
+
+// start runs the order service against an inventory address where nothing
+// listens; the system tests run it with the real inventory service.
+func start(t *testing.T) (*platform.App, string) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	app, srv := platformtest.Start(t, "order", platformtest.Config(t), func(app *platform.App) error {
+		wire(app, "http://"+l.Addr().String())
+		return nil
+	})
+	return app, srv.URL
+}
+
+func add(t *testing.T, app *platform.App, kind entitycache.Kind, e entitycache.Entity) string {
+	t.Helper()
+	id := uuid.NewString()
+	e["id"] = id
+	if _, err := app.Cache.Commit(t.Context(), entitycache.Change{Kind: kind, Type: kind.Name + "_created", ID: id, Entity: e, Expected: eventstore.NoEntity}); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func TestBadOrdersAreRejectedAndWriteNothing(t *testing.T) {
+	t.Parallel()
+	app, url := start(t)
+	customer := add(t, app, platform.Customers.Kind, entitycache.Entity{"name": "Ada", "email": "ada@example.com"})
+	product := add(t, app, platform.Products.Kind, entitycache.Entity{"name": "Tea", "price": 3})
+	order := add(t, app, platform.Orders.Kind, entitycache.Entity{"customer_id": customer, "product_ids": []any{product}})
+	unknown := uuid.NewString()
+	cases := []struct {
+		name, method, path string
+		body               any
+		status             int
+	}{
+		{"missing customer", "POST", "/order", map[string]any{"product_ids": []string{product}}, 400},
+		{"non-UUID customer", "POST", "/order", map[string]any{"customer_id": "c1", "product_ids": []string{product}}, 400},
+		{"unknown customer", "POST", "/order", map[string]any{"customer_id": unknown, "product_ids": []string{product}}, 404},
+		{"no products", "POST", "/order", map[string]any{"customer_id": customer, "product_ids": []string{}}, 400},
+		{"product_ids not a list", "POST", "/order", map[string]any{"customer_id": customer, "product_ids": product}, 400},
+		{"non-UUID product", "POST", "/order", map[string]any{"customer_id": customer, "product_ids": []string{"p1"}}, 400},
+		{"unknown product", "POST", "/orders", map[string]any{"customer_id": customer, "product_ids": []string{product, unknown}}, 404},
+		{"malformed", "POST", "/orders", `[{"customer_id": `, 400},
+		{"PUT unknown order", "PUT", "/order/" + unknown, map[string]any{"customer_id": customer, "product_ids": []string{product}}, 404},
+		{"PUT bad body", "PUT", "/order/" + order, map[string]any{"customer_id": customer}, 400},
+		{"DELETE unknown order", "DELETE", "/order/" + unknown, nil, 404},
+		{"DELETE non-UUID", "DELETE", "/orders/1", nil, 400},
+		// With the inventory service down, nothing can be reserved.
+		{"inventory down", "POST", "/order", map[string]any{"customer_id": customer, "product_ids": []string{product}}, 503},
+	}
+	before, _ := app.Store.Info(t.Context(), "order")
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) { platformtest.Rejected(t, c.method, url+c.path, c.body, c.status) })
+	}
+	if after, _ := app.Store.Info(t.Context(), "order"); after.Length != before.Length {
+		t.Fatalf("rejected orders wrote %d events", after.Length-before.Length)
+	}
+}
+
+func TestUnbilledListsOrdersWithoutBilling(t *testing.T) {
+	t.Parallel()
+	app, url := start(t)
+	var orders []string
+	for range 3 {
+		orders = append(orders, add(t, app, platform.Orders.Kind, entitycache.Entity{"customer_id": uuid.NewString(), "product_ids": []any{uuid.NewString()}}))
+	}
+	add(t, app, platform.Billings.Kind, entitycache.Entity{"order_id": orders[1], "done": false})
+	var unbilled []map[string]any
+	platformtest.JSON(t, "GET", url+"/orders/unbilled", nil, 200, &unbilled)
+	if len(unbilled) != 2 || unbilled[0]["id"] == orders[1] || unbilled[1]["id"] == orders[1] {
+		t.Fatalf("unbilled %v, billed order %s", unbilled, orders[1])
+	}
+}
