@@ -147,4 +147,3 @@ func toAny(ss []string) []any {
 	}
 	return out
 }
-

@@ -1,0 +1,100 @@
+package system
+
+import (
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ordershop/ordershop/internal/platform/platformtest"
+	"github.com/ordershop/ordershop/tests/scenario"
+)
+
+func TestOriginalScenario(t *testing.T) {
+	t.Parallel()
+	s := startSystem(t)
+	scenario.Original(t, scenario.Gateway(s.URL))
+}
+
+func TestStoppedCRMCatchesUp(t *testing.T) {
+	t.Parallel()
+	s := startSystem(t)
+	g := scenario.Gateway(s.URL)
+	s.Stop("crm")
+	_, emails := g.Customers(t, "catchup", 50)
+	if n := g.CountMails(t, "Welcome"); len(n) != 0 {
+		t.Fatalf("welcome mails sent while CRM was down: %v", n)
+	}
+	s.Start("crm")
+	g.WaitMails(t, 30*time.Second, "Welcome", emails)
+	if n := g.CountMails(t, "Welcome"); len(n) != 50 {
+		t.Fatalf("%d customers got a welcome mail, want 50", len(n))
+	}
+}
+
+func TestConcurrentOrdersNeverOversell(t *testing.T) {
+	t.Parallel()
+	s := startSystem(t)
+	g := scenario.Gateway(s.URL)
+	customers, _ := g.Customers(t, "oversell", 1)
+	product := g.Create(t, "/product", map[string]any{"name": "Scarce", "price": 1})[0]
+	inventory := g.Create(t, "/inventory", map[string]any{"product_id": product, "amount": 100})[0]
+	var accepted, refused atomic.Int64
+	var wg sync.WaitGroup
+	for range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			status, body := platformtest.Do(t, "POST", s.URL+"/orders", map[string]any{"customer_id": customers[0], "product_ids": []string{product}})
+			switch status {
+			case http.StatusOK:
+				accepted.Add(1)
+			case http.StatusConflict:
+				refused.Add(1)
+			default:
+				t.Errorf("status %d: %s", status, body)
+			}
+		}()
+	}
+	wg.Wait()
+	amount := g.Get(t, "/inventory/"+inventory)["amount"]
+	orders := len(g.List(t, "/orders"))
+	if accepted.Load() != 100 || refused.Load() != 100 || amount != float64(0) || orders != 100 {
+		t.Fatalf("accepted %d, refused %d, stock %v, %d orders recorded", accepted.Load(), refused.Load(), amount, orders)
+	}
+}
+
+func TestReadYourWritesThroughTheGateway(t *testing.T) {
+	t.Parallel()
+	s := startSystem(t)
+	g := scenario.Gateway(s.URL)
+	product := g.Create(t, "/product", map[string]any{"name": "P", "price": 1})[0]
+	for i := range 500 {
+		g.Do(t, "PUT", "/product/"+product, map[string]any{"name": "P", "price": i})
+		if p := g.Get(t, "/product/"+product); p["price"] != float64(i) {
+			t.Fatalf("write %d: read %v", i, p["price"])
+		}
+	}
+	for range 100 {
+		id := g.Create(t, "/product", map[string]any{"name": "Q", "price": 1})[0]
+		g.Do(t, "DELETE", "/products/"+id, nil)
+		if p := g.Get(t, "/product/"+id); p != nil {
+			t.Fatalf("deleted product read back: %v", p)
+		}
+	}
+}
+
+func TestAServiceDownIsA503AndQueriesGoOn(t *testing.T) {
+	t.Parallel()
+	s := startSystem(t)
+	g := scenario.Gateway(s.URL)
+	product := g.Create(t, "/product", map[string]any{"name": "P", "price": 1})[0]
+	s.Stop("product")
+	platformtest.Rejected(t, "POST", s.URL+"/product", map[string]any{"name": "P", "price": 1}, http.StatusServiceUnavailable)
+	if p := g.Get(t, "/product/"+product); p["name"] != "P" {
+		t.Fatalf("query with the product service down: %v", p)
+	}
+	s.Start("product")
+	g.Create(t, "/product", map[string]any{"name": "P", "price": 1})
+}

@@ -1,0 +1,144 @@
+// Package system runs all eight services as processes on 127.0.0.1 against
+// one real Redis and drives them through the gateway, as a client would.
+package system
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ordershop/ordershop/pkg/eventstore/redistest"
+)
+
+var services = []string{"customer", "product", "inventory", "order", "billing", "crm", "msg", "gateway"}
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "ordershop-bin")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(dir)
+	binDir = dir
+	build := exec.Command("go", append([]string{"build", "-o", dir + "/"}, pkgs()...)...)
+	build.Dir = "../.."
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building the services:", err)
+		os.Exit(1)
+	}
+	os.Exit(redistest.Main(m))
+}
+
+func pkgs() []string {
+	out := make([]string, len(services))
+	for i, s := range services {
+		out[i] = "./services/" + s
+	}
+	return out
+}
+
+// system is the eight services of one test, with keys of their own.
+type system struct {
+	t     *testing.T
+	env   []string
+	addr  map[string]string
+	procs map[string]*exec.Cmd
+	logs  map[string]string
+	URL   string // the gateway
+}
+
+func startSystem(t *testing.T) *system {
+	t.Helper()
+	s := &system{t: t, addr: map[string]string{}, procs: map[string]*exec.Cmd{}, logs: map[string]string{}}
+	s.env = append(os.Environ(), "REDIS_URL="+redistest.URL(t), "KEY_PREFIX="+redistest.Prefix(t),
+		"CLAIM_IDLE=300ms", "MAX_DELIVERIES=3", "REQUEST_TIMEOUT=10s")
+	for _, name := range services {
+		s.addr[name] = freeAddr(t)
+		s.env = append(s.env, strings.ToUpper(name)+"_URL=http://"+s.addr[name])
+	}
+	logDir := t.TempDir()
+	for _, name := range services {
+		s.logs[name] = filepath.Join(logDir, name+".log")
+		s.Start(name)
+	}
+	t.Cleanup(func() {
+		for _, name := range services {
+			s.Stop(name)
+		}
+		if t.Failed() {
+			s.dumpLogs()
+		}
+	})
+	s.URL = "http://" + s.addr["gateway"]
+	return s
+}
+
+// Start starts a service and waits until it is ready.
+func (s *system) Start(name string) {
+	s.t.Helper()
+	log, err := os.OpenFile(s.logs[name], os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer log.Close()
+	cmd := exec.Command(filepath.Join(binDir, name))
+	cmd.Env = append(s.env, "ADDR="+s.addr[name], "CONSUMER_NAME="+name+"-1")
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	s.procs[name] = cmd
+	redistest.Eventually(s.t, 20*time.Second, name+" ready", func() bool {
+		resp, err := http.Get("http://" + s.addr[name] + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
+// Stop stops a service with SIGTERM, as docker stop does, and waits for it.
+func (s *system) Stop(name string) {
+	if cmd := s.procs[name]; cmd != nil {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		delete(s.procs, name)
+	}
+}
+
+func (s *system) dumpLogs() {
+	for _, name := range services {
+		f, err := os.Open(s.logs[name])
+		if err != nil {
+			continue
+		}
+		var lines []string
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			lines = append(lines, sc.Text())
+		}
+		f.Close()
+		s.t.Logf("--- last lines of %s:\n%s", name, strings.Join(lines[max(0, len(lines)-15):], "\n"))
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
