@@ -55,12 +55,13 @@ func NewApp(name string, cfg Config, rdb *redis.Client, log *slog.Logger) *App {
 		WriteError(w, r, Errorf(http.StatusMethodNotAllowed, "method %s not allowed on %s", r.Method, r.URL.Path))
 	})
 	a.Router.Get("/healthz", Handle(func(*http.Request) (any, error) { return map[string]string{"status": "alive"}, nil }))
-	a.Router.Get("/readyz", Handle(func(r *http.Request) (any, error) {
-		if err := a.Ready(r.Context()); err != nil {
-			return nil, &Error{Status: http.StatusServiceUnavailable, Msg: "not ready: " + err.Error()}
+	a.Router.Get("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := a.Ready(r.Context()); err != nil { // not logged: probes ask often
+			WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "not ready: " + err.Error()})
+			return
 		}
-		return map[string]string{"status": "ready"}, nil
-	}))
+		WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
 	a.OnReady(func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
 	return a
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
@@ -57,6 +58,9 @@ func create[T any](r *http.Request, cache *entitycache.Cache, rules Rules[T]) (a
 		ids[i] = uuid.NewString()
 		if rules.ID != nil {
 			ids[i] = rules.ID(ents[i])
+			if slices.Contains(ids[:i], ids[i]) {
+				return nil, itemError(Errorf(http.StatusConflict, "%s %s is twice in the list", rules.One, ids[i]), i, len(bodies))
+			}
 		}
 		ents[i]["id"] = ids[i]
 	}

@@ -29,14 +29,14 @@ func Errorf(status int, format string, args ...any) error {
 // ErrUnavailable says Redis or a service behind this one cannot be reached.
 var ErrUnavailable = &Error{Status: http.StatusServiceUnavailable, Msg: "service unavailable, try again"}
 
-// StatusOf maps an error to the status and message a client gets. Only
-// *Error messages reach clients; anything else is logged as internal.
+// StatusOf maps an error to the status and message a client gets, and says
+// whether to log it. Only *Error messages reach clients.
 func StatusOf(err error) (int, string, bool) {
 	var e *Error
 	var netErr net.Error
 	switch {
 	case errors.As(err, &e):
-		return e.Status, e.Msg, false
+		return e.Status, e.Msg, e.Status >= 500
 	case errors.Is(err, eventstore.ErrConflict):
 		return http.StatusConflict, "the entity was changed meanwhile, try again", false
 	case errors.As(err, &netErr), errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNREFUSED),

@@ -12,15 +12,15 @@ import (
 
 // DeadLetter is an entry that failed MaxDeliveries times.
 type DeadLetter struct {
-	ID         string // in the dead-letter stream
-	StreamID   string // in the original stream
-	Group      string
-	Consumer   string
-	Error      string
-	Deliveries int64
-	Time       time.Time
-	Event      Event
-	Values     map[string]any // the original entry, also when it is no event
+	Stream     string         `json:"stream"`    // the entity type, e.g. customer
+	ID         string         `json:"id"`        // in the dead-letter stream
+	StreamID   string         `json:"stream_id"` // in the original stream
+	Group      string         `json:"group"`
+	Consumer   string         `json:"consumer"`
+	Error      string         `json:"error"`
+	Deliveries int64          `json:"deliveries"`
+	Time       time.Time      `json:"time"`
+	Values     map[string]any `json:"entry"` // the original entry as stored, also when it is no event
 }
 
 // Dead-letter fields; the original entry's fields follow them.
@@ -66,6 +66,7 @@ func (s *Store) DeadLetters(ctx context.Context, stream, group string, count int
 	out := make([]DeadLetter, len(msgs))
 	for i, m := range msgs {
 		out[i] = deadLetterOf(m)
+		out[i].Stream = stream
 	}
 	return out, nil
 }
@@ -83,12 +84,14 @@ func deadLetterOf(m redis.XMessage) DeadLetter {
 			d.Values[k] = v
 		}
 	}
-	d.Event, _ = decode(d.StreamID, d.Values)
 	return d
 }
 
-// ErrNoDeadLetter says the dead letter to replay does not exist.
-var ErrNoDeadLetter = errors.New("no such dead letter")
+// Replay errors: the dead letter does not exist, or the handler failed again.
+var (
+	ErrNoDeadLetter = errors.New("no such dead letter")
+	ErrReplayFailed = errors.New("replay failed")
+)
 
 // Replay hands a dead letter to the consumer's handler again. On success it
 // is removed from the dead-letter stream; on failure it stays there.
@@ -107,7 +110,7 @@ func (c *Consumer) Replay(ctx context.Context, stream, id string) error {
 		err = c.cfg.Handler(ctx, e)
 	}
 	if err != nil {
-		return fmt.Errorf("replay %s: %w", id, err)
+		return fmt.Errorf("%w: %s: %w", ErrReplayFailed, id, err)
 	}
 	c.counts.replayed.Add(1)
 	return c.store.rdb.XDel(ctx, key, id).Err()

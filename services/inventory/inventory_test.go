@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -50,6 +51,10 @@ func TestOneInventoryPerExistingProduct(t *testing.T) {
 	platformtest.Rejected(t, "POST", url+"/inventory", map[string]any{"product_id": "p1", "amount": 1}, 400)
 	platformtest.Rejected(t, "POST", url+"/inventory", map[string]any{"product_id": products[0], "amount": -1}, 400)
 	platformtest.Rejected(t, "POST", url+"/inventory", map[string]any{"product_id": products[0]}, 400)
+	twice := map[string]any{"product_id": products[0], "amount": 1}
+	if msg := platformtest.Rejected(t, "POST", url+"/inventory", []any{twice, twice}, 409); !strings.Contains(msg, "twice") {
+		t.Fatalf("a product twice in one list: %s", msg)
+	}
 	platformtest.Rejected(t, "PUT", url+"/inventory/"+inventoryID(uuid.NewString()), map[string]any{"product_id": products[0], "amount": 1}, 400)
 	platformtest.JSON(t, "PUT", url+"/inventory/"+inventoryID(products[0]), map[string]any{"product_id": products[0], "amount": 9}, 200, nil)
 	if n := amount(t, url, products[0]); n != 9 {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,6 +31,14 @@ func Config(t testing.TB) platform.Config {
 // its background work until the test ends.
 func Start(t testing.TB, name string, cfg platform.Config, wire func(*platform.App) error) (*platform.App, *httptest.Server) {
 	t.Helper()
+	app, srv, _ := Stoppable(t, name, cfg, wire)
+	return app, srv
+}
+
+// Stoppable is Start with a stop that the test may call before it ends, e.g.
+// to start the service again on the same keys.
+func Stoppable(t testing.TB, name string, cfg platform.Config, wire func(*platform.App) error) (*platform.App, *httptest.Server, func()) {
+	t.Helper()
 	rdb, _ := redistest.Client(t)
 	app := platform.NewApp(name, cfg, rdb, slog.Default().With("service", name))
 	if err := wire(app); err != nil {
@@ -38,8 +47,10 @@ func Start(t testing.TB, name string, cfg platform.Config, wire func(*platform.A
 	srv := httptest.NewServer(app.Router)
 	ctx, cancel := context.WithCancel(context.Background())
 	wait := app.Start(ctx)
-	t.Cleanup(func() { cancel(); wait(); srv.Close() })
-	return app, srv
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); wait(); srv.Close() }) }
+	t.Cleanup(stop)
+	return app, srv, stop
 }
 
 // Do sends a request with a JSON body (a string or []byte is sent as it

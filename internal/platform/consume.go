@@ -1,0 +1,82 @@
+package platform
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/ordershop/ordershop/pkg/eventstore"
+)
+
+// Consuming is the config of a service that reads streams through a
+// consumer group; such services embed it.
+type Consuming struct {
+	MsgURL        string        `envconfig:"MSG_URL" default:"http://127.0.0.1:8086"`
+	ConsumerName  string        `envconfig:"CONSUMER_NAME"` // stable per replica; "<group>-1" when empty
+	ClaimIdle     time.Duration `envconfig:"CLAIM_IDLE" default:"30s"`
+	MaxDeliveries int64         `envconfig:"MAX_DELIVERIES" default:"5"`
+	Batch         int64         `envconfig:"BATCH" default:"50"`
+}
+
+// Consume runs a consumer of the group on the streams while the app serves,
+// keeps the app unready while it is not reading, and adds the routes an
+// operator needs: GET /stats, GET /deadletters and
+// POST /deadletters/{stream}/{id}/replay.
+func Consume(app *App, c Consuming, group string, streams []string, handler eventstore.Handler) error {
+	name := c.ConsumerName
+	if name == "" {
+		name = group + "-1"
+	}
+	consumer, err := app.Store.NewConsumer(eventstore.ConsumerConfig{
+		Group: group, Name: name, Streams: streams, Handler: handler,
+		Batch: c.Batch, ClaimIdle: c.ClaimIdle, MaxDeliveries: c.MaxDeliveries, Logger: app.Log,
+	})
+	if err != nil {
+		return err
+	}
+	app.Go(consumer.Run)
+	app.OnReady(func(context.Context) error {
+		if !consumer.Running() {
+			return errors.New("the consumer is not reading its streams")
+		}
+		return nil
+	})
+	app.Router.Get("/stats", Handle(func(r *http.Request) (any, error) { return consumer.Stats(r.Context()) }))
+	app.Router.Get("/deadletters", Handle(func(r *http.Request) (any, error) {
+		out := []eventstore.DeadLetter{}
+		for _, s := range streams {
+			dls, err := app.Store.DeadLetters(r.Context(), s, group, 100)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, dls...)
+		}
+		return out, nil
+	}))
+	app.Router.Post("/deadletters/{stream}/{id}/replay", Handle(func(r *http.Request) (any, error) {
+		stream, id := chi.URLParam(r, "stream"), chi.URLParam(r, "id")
+		if !slices.Contains(streams, stream) {
+			return nil, Errorf(http.StatusBadRequest, "unknown stream %q, want one of %s", stream, strings.Join(streams, ", "))
+		}
+		if !streamID.MatchString(id) {
+			return nil, Errorf(http.StatusBadRequest, "id must be a stream ID like 1700000000000-0, not %q", id)
+		}
+		err := consumer.Replay(r.Context(), stream, id)
+		switch {
+		case errors.Is(err, eventstore.ErrNoDeadLetter):
+			return nil, Errorf(http.StatusNotFound, "no dead letter %s in %s", id, stream)
+		case errors.Is(err, eventstore.ErrReplayFailed):
+			// The handler still fails: the dead letter stays where it is.
+			return nil, Errorf(http.StatusConflict, "%v", err)
+		}
+		return true, err
+	}))
+	return nil
+}
+
+var streamID = regexp.MustCompile(`^[0-9]+-[0-9]+$`)

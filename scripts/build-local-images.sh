@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Builds the images for docker-compose --env-file local.env without any registry:
+#   ordershop/redis:local   Debian's Redis binaries plus the host libraries they link
+#   ordershop/<svc>:local   the service binaries built here, on scratch (Dockerfile.local)
+# Unchanged inputs give the same images, so a rerun takes seconds and changes nothing.
+# Network: apt only (redis-tools if missing, the two .debs once), and Go modules if not
+# cached. BUILD_BINARIES=0 packs bin/ as it is instead of running go build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+services=(customer product inventory order billing crm msg gateway)
+work=.build/redis
+redis_uid=999
+
+as_root() { if ((EUID)); then sudo "$@"; else "$@"; fi; }
+
+redis_image() {
+  # redis-tools carries the binaries and pulls in their libraries; unlike redis-server
+  # it starts no daemon on the host.
+  if ! dpkg-query -W -f='${Status}' redis-tools 2>/dev/null | grep -q 'ok installed'; then
+    as_root apt-get update -qq
+    as_root apt-get install -y -qq --no-install-recommends redis-tools
+  fi
+  local version debs root x
+  version=$(dpkg-query -W -f='${Version}' redis-tools)
+  debs=$work/debs/$version
+  if ! compgen -G "$debs/redis-server_*.deb" >/dev/null || ! compgen -G "$debs/redis-tools_*.deb" >/dev/null; then
+    mkdir -p "$debs"
+    # Sandbox user = us: apt need not hand the folder to _apt (and warn that it cannot).
+    (cd "$debs" && apt-get download -qq -o APT::Sandbox::User="$(id -un)" \
+      "redis-server=$version" "redis-tools=$version")
+  fi
+
+  root=$work/rootfs x=$work/x
+  rm -rf "$root" "$x"
+  mkdir -p "$root/usr/bin" "$root/etc" "$root/data" "$root/tmp" "$x"
+  for deb in "$debs"/*.deb; do dpkg -x "$deb" "$x"; done
+  # redis-server is a link to redis-check-rdb; the binary picks its role from argv[0].
+  cp -a "$x/usr/bin/redis-check-rdb" "$x/usr/bin/redis-server" "$x/usr/bin/redis-cli" "$root/usr/bin/"
+  ln -s redis-check-rdb "$root/usr/bin/redis-check-aof"
+  mkdir -p "$root/usr/share/doc/redis"
+  cp "$x/usr/share/doc/redis-server/copyright" "$root/usr/share/doc/redis/"
+
+  local libs
+  libs=$(ldd "$root/usr/bin/redis-check-rdb" "$root/usr/bin/redis-cli")
+  if grep -q 'not found' <<<"$libs"; then
+    echo "missing libraries for redis:" >&2; grep 'not found' <<<"$libs" >&2; exit 1
+  fi
+  # "libx.so => /path (addr)" and the loader's "/lib64/ld-linux-x86-64.so.2 (addr)".
+  awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' <<<"$libs" | sort -u |
+    while read -r lib; do cp -L --parents "$lib" "$root"; done
+
+  printf 'root:x:0:0:root:/root:/usr/sbin/nologin\nredis:x:%s:%s:redis:/data:/usr/sbin/nologin\n' \
+    "$redis_uid" "$redis_uid" >"$root/etc/passwd"
+  printf 'root:x:0:\nredis:x:%s:\n' "$redis_uid" >"$root/etc/group"
+  chmod 1777 "$root/tmp"
+
+  # A reproducible tar (fixed owners, times, order), so its hash says whether anything changed.
+  local tarball=$work/rootfs.tar sum current
+  local tar_opts=(--sort=name --mtime=@0 --numeric-owner)
+  tar -C "$root" "${tar_opts[@]}" --owner=0 --group=0 --exclude=./data -cf "$tarball" .
+  tar -C "$root" "${tar_opts[@]}" --owner="$redis_uid" --group="$redis_uid" -rf "$tarball" ./data
+  sum=$(sha256sum "$tarball" | cut -c1-64)
+  current=$(docker image inspect -f '{{index .Config.Labels "ordershop.rootfs"}}' ordershop/redis:local 2>/dev/null || true)
+  if [[ $current == "$sum" ]]; then
+    echo "ordershop/redis:local is up to date (redis $version)"
+    return
+  fi
+  # No ENTRYPOINT: compose's "command: [redis-server, ...]" then works as with redis:7-alpine.
+  docker import \
+    --change 'ENV PATH=/usr/bin' \
+    --change 'WORKDIR /data' \
+    --change "USER $redis_uid:$redis_uid" \
+    --change 'EXPOSE 6379' \
+    --change 'CMD ["redis-server", "--protected-mode", "no"]' \
+    --change "LABEL ordershop.rootfs=$sum org.opencontainers.image.version=$version" \
+    "$tarball" ordershop/redis:local >/dev/null
+  echo "built ordershop/redis:local (redis $version)"
+}
+
+# The context is just the Dockerfile and one binary, not the repository. Output only on
+# failure: the legacy builder warns on every build that it is deprecated.
+service_image() {
+  local out
+  if ! out=$(tar -c Dockerfile.local "bin/$1" |
+    docker build -q -f Dockerfile.local --build-arg SERVICE="$1" -t "ordershop/$1:local" - 2>&1); then
+    printf 'ordershop/%s:local failed:\n%s\n' "$1" "$out" >&2
+    return 1
+  fi
+}
+
+service_images() {
+  if [[ ${BUILD_BINARIES:-1} != 0 ]]; then
+    command -v go >/dev/null || { echo "go not found: install Go, or BUILD_BINARIES=0 with bin/ filled" >&2; exit 1; }
+    CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o bin/ "${services[@]/#/./services/}"
+  fi
+  local s pids=() failed=0
+  for s in "${services[@]}"; do
+    [[ -x bin/$s ]] || { echo "bin/$s is missing: build it first (make build)" >&2; exit 1; }
+  done
+  for s in "${services[@]}"; do service_image "$s" & pids+=($!); done
+  for s in "${pids[@]}"; do wait "$s" || failed=1; done
+  ((!failed)) || exit 1
+  echo "built ordershop/{$(IFS=,; echo "${services[*]}")}:local"
+}
+
+redis_image
+service_images
+docker image ls --filter 'reference=ordershop/*:local' --format 'table {{.Repository}}:{{.Tag}}\t{{.ID}}\t{{.Size}}'

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Starts the stack and waits until every container is healthy.
+# With a reachable registry: builds with Dockerfile and the Docker Hub images.
+# Without one: builds local images (scripts/build-local-images.sh) and uses local.env.
+# ORDERSHOP_LOCAL=1 or 0 skips the guess; UP_TIMEOUT (seconds, default 180) bounds the wait.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+compose=(scripts/compose.sh)
+
+have() { docker image inspect "$1" >/dev/null 2>&1; }
+if [[ -z ${ORDERSHOP_LOCAL:-} ]]; then
+  ORDERSHOP_LOCAL=1
+  if { have redis:7-alpine && have "${GO_IMAGE:-golang:1.26}"; } || timeout 20 docker pull -q redis:7-alpine >/dev/null 2>&1; then
+    ORDERSHOP_LOCAL=0
+  fi
+fi
+
+if [[ $ORDERSHOP_LOCAL == 1 ]]; then
+  echo "No registry: building local images."
+  scripts/build-local-images.sh
+  compose+=(--env-file local.env)
+  "${compose[@]}" up -d --no-build --remove-orphans
+else
+  "${compose[@]}" up -d --build --remove-orphans
+fi
+
+want=$("${compose[@]}" config --services | wc -l)
+deadline=$((SECONDS + ${UP_TIMEOUT:-180}))
+while :; do
+  mapfile -t ids < <("${compose[@]}" ps -q)
+  status=$(docker inspect -f '{{.Name}} {{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' \
+    "${ids[@]}" 2>/dev/null | sed 's|^/||' || true)
+  waiting=$(grep -v ' healthy$' <<<"$status" | paste -sd, - || true)
+  healthy=$(grep -c ' healthy$' <<<"$status" || true)
+  echo "healthy: $healthy/$want${waiting:+  waiting: $waiting}"
+  ((healthy >= want)) && [[ -z $waiting ]] && break
+  if ((SECONDS >= deadline)); then
+    "${compose[@]}" ps
+    echo "Not healthy after ${UP_TIMEOUT:-180}s; see scripts/compose.sh logs" >&2
+    exit 1
+  fi
+  sleep 2
+done
+port=$("${compose[@]}" port gateway 5000)
+echo "OrderShop is up: http://127.0.0.1:${port##*:}"

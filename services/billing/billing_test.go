@@ -1,0 +1,274 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/ordershop/ordershop/internal/platform"
+	"github.com/ordershop/ordershop/internal/platform/platformtest"
+	"github.com/ordershop/ordershop/pkg/entitycache"
+	"github.com/ordershop/ordershop/pkg/eventstore"
+	"github.com/ordershop/ordershop/pkg/eventstore/redistest"
+)
+
+func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
+
+type mail struct {
+	To    string `json:"to"`
+	Msg   string `json:"msg"`
+	Key   string `json:"key"`
+	Trace string `json:"-"`
+}
+
+// peer stands in for msg over HTTP: it records each key's mail once, as msg
+// does.
+type peer struct {
+	*httptest.Server
+	mu    sync.Mutex
+	mails map[string]mail
+}
+
+func newPeer(t *testing.T) *peer {
+	p := &peer{mails: map[string]mail{}}
+	p.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m mail
+		if err := json.NewDecoder(r.Body).Decode(&m); err != nil || r.URL.Path != "/email" {
+			platform.WriteJSON(w, 400, map[string]string{"error": "bad mail"})
+			return
+		}
+		m.Trace = r.Header.Get("traceparent")
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		_, dup := p.mails[m.Key]
+		if !dup {
+			p.mails[m.Key] = m
+		}
+		platform.WriteJSON(w, 200, map[string]any{"id": uuid.NewString(), "sent": !dup})
+	}))
+	t.Cleanup(p.Close)
+	return p
+}
+
+// to lists the mails to an address, sorted by key.
+func (p *peer) to(addr string) []mail {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []mail
+	for _, m := range p.mails {
+		if m.To == addr {
+			out = append(out, m)
+		}
+	}
+	slices.SortFunc(out, func(a, b mail) int { return strings.Compare(a.Key, b.Key) })
+	return out
+}
+
+func testConfig(t *testing.T, p *peer) config {
+	return config{Config: platformtest.Config(t), Consuming: platform.Consuming{MsgURL: p.URL, ConsumerName: "billing-1",
+		ClaimIdle: 50 * time.Millisecond, MaxDeliveries: 3, Batch: 50}}
+}
+
+// created writes an entity's created event as its owning service does.
+func created(t *testing.T, cache *entitycache.Cache, res platform.Resource, ent entitycache.Entity, meta map[string]string) eventstore.Event {
+	t.Helper()
+	id := uuid.NewString()
+	ent["id"] = id
+	events, err := cache.Commit(context.Background(), entitycache.Change{
+		Kind: res.Kind, Type: res.Kind.Name + "_created", ID: id, Entity: ent, Meta: meta,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return events[0]
+}
+
+// order writes a customer, a product and an order of theirs.
+func order(t *testing.T, cache *entitycache.Cache, email string) (customerID string, e eventstore.Event) {
+	t.Helper()
+	c := created(t, cache, platform.Customers, entitycache.Entity{"name": "Ada", "email": email}, nil)
+	p := created(t, cache, platform.Products, entitycache.Entity{"name": "Apple", "price": 2}, nil)
+	return c.EntityID, created(t, cache, platform.Orders, entitycache.Entity{"customer_id": c.EntityID, "product_ids": []any{p.EntityID}}, nil)
+}
+
+type billing struct {
+	ID      string `json:"id"`
+	OrderID string `json:"order_id"`
+	Done    bool   `json:"done"`
+}
+
+func TestBillingLifecycle(t *testing.T) {
+	t.Parallel()
+	p := newPeer(t)
+	cfg := testConfig(t, p)
+	app, srv := platformtest.Start(t, "billing", cfg.Config, cfg.wire)
+	_, o1 := order(t, app.Cache, "ada@example.com")
+	_, o2 := order(t, app.Cache, "bob@example.com")
+
+	var ids []string
+	platformtest.JSON(t, "POST", srv.URL+"/billing", map[string]any{"order_id": o1.EntityID}, 200, &ids)
+	var more []string
+	platformtest.JSON(t, "POST", srv.URL+"/billings", []map[string]any{{"order_id": o2.EntityID, "done": true}}, 200, &more)
+	if len(ids) != 1 || ids[0] != platform.DerivedID("billing", o1.EntityID) || len(more) != 1 {
+		t.Fatalf("ids %v %v", ids, more)
+	}
+	var got billing
+	platformtest.JSON(t, "GET", srv.URL+"/billing/"+ids[0], nil, 200, &got)
+	if got != (billing{ID: ids[0], OrderID: o1.EntityID}) {
+		t.Fatalf("billing %+v", got)
+	}
+	var ok bool
+	platformtest.JSON(t, "PUT", srv.URL+"/billing/"+ids[0], map[string]any{"order_id": o1.EntityID, "done": true}, 200, &ok)
+	platformtest.JSON(t, "GET", srv.URL+"/billings/"+ids[0], nil, 200, &got)
+	if !ok || !got.Done {
+		t.Fatalf("after PUT: %+v", got)
+	}
+	var all []billing
+	platformtest.JSON(t, "GET", srv.URL+"/billings", nil, 200, &all)
+	if len(all) != 2 || !all[0].Done || !all[1].Done {
+		t.Fatalf("billings %+v", all)
+	}
+	platformtest.JSON(t, "DELETE", srv.URL+"/billing/"+more[0], nil, 200, &ok)
+	platformtest.Rejected(t, "GET", srv.URL+"/billings/"+more[0], nil, 404)
+	// Deleted, the order's billing may be created again, under the same id.
+	platformtest.JSON(t, "POST", srv.URL+"/billing", map[string]any{"order_id": o2.EntityID}, 200, &ids)
+	if ids[0] != more[0] {
+		t.Fatalf("billing of the order created again as %s, want %s", ids[0], more[0])
+	}
+}
+
+func TestBadInputIsRejectedAndWritesNothing(t *testing.T) {
+	t.Parallel()
+	p := newPeer(t)
+	cfg := testConfig(t, p)
+	app, srv := platformtest.Start(t, "billing", cfg.Config, cfg.wire)
+	_, billed := order(t, app.Cache, "ada@example.com")
+	_, other := order(t, app.Cache, "bob@example.com")
+	var ids []string
+	platformtest.JSON(t, "POST", srv.URL+"/billing", map[string]any{"order_id": billed.EntityID}, 200, &ids)
+	id, unknown := ids[0], uuid.NewString()
+	cases := []struct {
+		name, method, path string
+		body               any
+		status             int
+	}{
+		{"malformed JSON", "POST", "/billing", `{"order_id": `, 400},
+		{"empty body", "POST", "/billing", ``, 400},
+		{"not an object", "POST", "/billing", `"x"`, 400},
+		{"empty list", "POST", "/billings", `[]`, 400},
+		{"missing order_id", "POST", "/billing", `{"done": true}`, 400},
+		{"empty order_id", "POST", "/billing", `{"order_id": ""}`, 400},
+		{"non-UUID order_id", "POST", "/billing", `{"order_id": "42"}`, 400},
+		{"order_id not a string", "POST", "/billing", `{"order_id": 42}`, 400},
+		{"done not a bool", "POST", "/billing", `{"order_id": "` + other.EntityID + `", "done": "yes"}`, 400},
+		{"unknown field", "POST", "/billing", `{"order_id": "` + other.EntityID + `", "amount": 3}`, 400},
+		{"unknown order", "POST", "/billing", `{"order_id": "` + unknown + `"}`, 404},
+		{"second billing of an order", "POST", "/billing", `{"order_id": "` + billed.EntityID + `"}`, 409},
+		{"one bad item spoils the batch", "POST", "/billings", `[{"order_id": "` + other.EntityID + `"}, {"order_id": "` + unknown + `"}]`, 404},
+		{"PUT another order", "PUT", "/billing/" + id, `{"order_id": "` + other.EntityID + `"}`, 400},
+		{"PUT unknown order", "PUT", "/billing/" + platform.DerivedID("billing", unknown), `{"order_id": "` + unknown + `"}`, 404},
+		{"PUT unknown billing", "PUT", "/billing/" + platform.DerivedID("billing", other.EntityID), `{"order_id": "` + other.EntityID + `"}`, 404},
+		{"PUT non-UUID id", "PUT", "/billing/42", `{"order_id": "` + billed.EntityID + `"}`, 400},
+		{"PUT without order_id", "PUT", "/billing/" + id, `{"done": true}`, 400},
+		{"DELETE unknown id", "DELETE", "/billing/" + unknown, nil, 404},
+		{"DELETE non-UUID id", "DELETE", "/billings/x", nil, 400},
+		{"GET non-UUID id", "GET", "/billing/x", nil, 400},
+		{"wrong method", "PATCH", "/billing/" + id, `{}`, 405},
+	}
+	before, _ := app.Store.Info(t.Context(), "billing")
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			platformtest.Rejected(t, c.method, srv.URL+c.path, c.body, c.status)
+		})
+	}
+	after, _ := app.Store.Info(t.Context(), "billing")
+	if after.Length != before.Length {
+		t.Fatalf("bad input wrote %d events", after.Length-before.Length)
+	}
+	var got billing
+	platformtest.JSON(t, "GET", srv.URL+"/billing/"+id, nil, 200, &got)
+	if got != (billing{ID: id, OrderID: billed.EntityID}) {
+		t.Fatalf("bad input changed the billing: %+v", got)
+	}
+}
+
+func TestPaymentRequestAndReceiptMails(t *testing.T) {
+	t.Parallel()
+	p := newPeer(t)
+	cfg := testConfig(t, p)
+	app, srv := platformtest.Start(t, "billing", cfg.Config, cfg.wire)
+	redistest.Eventually(t, 10*time.Second, "billing ready", func() bool {
+		status, _ := platformtest.Do(t, "GET", srv.URL+"/readyz", nil)
+		return status == 200
+	})
+	_, o := order(t, app.Cache, "ada@example.com")
+	trace := "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	req, err := http.NewRequest("POST", srv.URL+"/billing", strings.NewReader(`{"order_id": "`+o.EntityID+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("traceparent", trace)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("POST /billing: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	redistest.Eventually(t, 10*time.Second, "payment request and receipt", func() bool { return len(p.to("ada@example.com")) == 2 })
+
+	events, _, err := app.Store.Read(t.Context(), "billing", "0", 10)
+	if err != nil || len(events) != 1 {
+		t.Fatalf("billing events %v, %v", events, err)
+	}
+	want := map[string]string{
+		o.ID + ":payment-request": "Please pay for your order " + o.EntityID + ".",
+		events[0].ID + ":receipt": "Receipt for your order " + o.EntityID + ": billing " + events[0].EntityID + ".",
+	}
+	for _, m := range p.to("ada@example.com") {
+		if want[m.Key] != m.Msg {
+			t.Errorf("mail %q: %q, want %q", m.Key, m.Msg, want[m.Key])
+		}
+		if strings.HasSuffix(m.Key, ":receipt") && m.Trace != trace {
+			t.Errorf("receipt carried trace %q, want the request's %q", m.Trace, trace)
+		}
+	}
+	var st eventstore.ConsumerStats
+	platformtest.JSON(t, "GET", srv.URL+"/stats", nil, 200, &st)
+	if st.Group != "billing" || st.Consumer != "billing-1" || st.Counters.Succeeded < 2 || len(st.Streams) != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+	var dead []eventstore.DeadLetter
+	platformtest.JSON(t, "GET", srv.URL+"/deadletters", nil, 200, &dead)
+	if dead == nil || len(dead) != 0 {
+		t.Fatalf("dead letters %+v", dead)
+	}
+	platformtest.Rejected(t, "POST", srv.URL+"/deadletters/customer/1-0/replay", nil, 400)
+	platformtest.Rejected(t, "POST", srv.URL+"/deadletters/order/1-0/replay", nil, 404)
+}
+
+func TestReceiptForAnUnknownOrderIsDeadLettered(t *testing.T) {
+	t.Parallel()
+	p := newPeer(t)
+	cfg := testConfig(t, p)
+	app, srv := platformtest.Start(t, "billing", cfg.Config, cfg.wire)
+	orphan := created(t, app.Cache, platform.Billings, entitycache.Entity{"order_id": uuid.NewString(), "done": false}, nil)
+	var dead []eventstore.DeadLetter
+	redistest.Eventually(t, 10*time.Second, "billing of no order dead-lettered", func() bool {
+		platformtest.JSON(t, "GET", srv.URL+"/deadletters", nil, 200, &dead)
+		return len(dead) == 1
+	})
+	d := dead[0]
+	if d.Stream != "billing" || d.Values["event_id"] != orphan.ID || d.Deliveries != cfg.MaxDeliveries || !strings.Contains(d.Error, "unknown") {
+		t.Fatalf("dead letter %+v", d)
+	}
+	if msg := platformtest.Rejected(t, "POST", srv.URL+"/deadletters/billing/"+d.ID+"/replay", nil, 409); !strings.Contains(msg, "unknown") {
+		t.Fatalf("replay said %q", msg)
+	}
+}

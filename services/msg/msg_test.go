@@ -1,0 +1,117 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/ordershop/ordershop/internal/platform"
+	"github.com/ordershop/ordershop/internal/platform/platformtest"
+	"github.com/ordershop/ordershop/pkg/eventstore/redistest"
+)
+
+func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
+
+type email struct {
+	ID, Key, To, Msg string
+}
+
+func TestSendListAndGet(t *testing.T) {
+	t.Parallel()
+	_, srv := platformtest.Start(t, "msg", platformtest.Config(t), wire)
+	var first, again, other sent
+	platformtest.JSON(t, "POST", srv.URL+"/email", body{To: "ada@example.com", Msg: "Welcome", Key: "e1:welcome"}, 200, &first)
+	platformtest.JSON(t, "POST", srv.URL+"/email", body{To: "ada@example.com", Msg: "Welcome", Key: "e1:welcome"}, 200, &again)
+	platformtest.JSON(t, "POST", srv.URL+"/email", body{To: "bob@example.com", Msg: "Goodbye", Key: "e2:goodbye"}, 200, &other)
+	if !first.Sent || again.Sent || !other.Sent {
+		t.Fatalf("sent flags %v %v %v, want true false true", first, again, other)
+	}
+	if first.ID != platform.DerivedID("email", "e1:welcome") || again.ID != first.ID || other.ID == first.ID {
+		t.Fatalf("ids %s %s %s", first.ID, again.ID, other.ID)
+	}
+	var got email
+	platformtest.JSON(t, "GET", srv.URL+"/emails/"+first.ID, nil, 200, &got)
+	if got != (email{ID: first.ID, Key: "e1:welcome", To: "ada@example.com", Msg: "Welcome"}) {
+		t.Fatalf("email %+v", got)
+	}
+	var all, ada, none []email
+	platformtest.JSON(t, "GET", srv.URL+"/emails", nil, 200, &all)
+	platformtest.JSON(t, "GET", srv.URL+"/emails?to=ada@example.com", nil, 200, &ada)
+	platformtest.JSON(t, "GET", srv.URL+"/emails?to=cy@example.com", nil, 200, &none)
+	if len(all) != 2 || len(ada) != 1 || ada[0].Key != "e1:welcome" || none == nil || len(none) != 0 {
+		t.Fatalf("all %v, to ada %v, to cy %v", all, ada, none)
+	}
+}
+
+func TestConcurrentSendsOfOneKeySendOnce(t *testing.T) {
+	t.Parallel()
+	app, srv := platformtest.Start(t, "msg", platformtest.Config(t), wire)
+	var wg sync.WaitGroup
+	answers := make([]sent, 20)
+	for i := range answers {
+		wg.Go(func() {
+			platformtest.JSON(t, "POST", srv.URL+"/email", body{To: "ada@example.com", Msg: fmt.Sprint("try ", i), Key: "k"}, 200, &answers[i])
+		})
+	}
+	wg.Wait()
+	n := 0
+	for _, a := range answers {
+		if a.Sent {
+			n++
+		}
+		if a.ID != platform.DerivedID("email", "k") {
+			t.Fatalf("answer %+v", a)
+		}
+	}
+	var all []email
+	platformtest.JSON(t, "GET", srv.URL+"/emails", nil, 200, &all)
+	info, err := app.Store.Info(t.Context(), "email")
+	if n != 1 || len(all) != 1 || err != nil || info.Length != 1 {
+		t.Fatalf("%d sends answered sent, %d listed, %d events (%v); want 1 each", n, len(all), info.Length, err)
+	}
+}
+
+func TestBadInputIsRejectedAndWritesNothing(t *testing.T) {
+	t.Parallel()
+	app, srv := platformtest.Start(t, "msg", platformtest.Config(t), wire)
+	var s sent
+	platformtest.JSON(t, "POST", srv.URL+"/email", body{To: "ada@example.com", Msg: "hi", Key: "k"}, 200, &s)
+	cases := []struct {
+		name, method, path string
+		body               any
+		status             int
+	}{
+		{"malformed JSON", "POST", "/email", `{"to": "a@b.c",`, 400},
+		{"empty body", "POST", "/email", ``, 400},
+		{"not an object", "POST", "/email", `["a@b.c"]`, 400},
+		{"missing to", "POST", "/email", `{"msg": "hi", "key": "k2"}`, 400},
+		{"empty to", "POST", "/email", `{"to": "", "msg": "hi", "key": "k2"}`, 400},
+		{"to not an address", "POST", "/email", `{"to": "ada", "msg": "hi", "key": "k2"}`, 400},
+		{"to with a name", "POST", "/email", `{"to": "Ada <a@b.c>", "msg": "hi", "key": "k2"}`, 400},
+		{"missing msg", "POST", "/email", `{"to": "a@b.c", "key": "k2"}`, 400},
+		{"blank msg", "POST", "/email", `{"to": "a@b.c", "msg": " ", "key": "k2"}`, 400},
+		{"missing key", "POST", "/email", `{"to": "a@b.c", "msg": "hi"}`, 400},
+		{"empty key", "POST", "/email", `{"to": "a@b.c", "msg": "hi", "key": ""}`, 400},
+		{"wrong type", "POST", "/email", `{"to": "a@b.c", "msg": 5, "key": "k2"}`, 400},
+		{"unknown field", "POST", "/email", `{"to": "a@b.c", "msg": "hi", "key": "k2", "cc": "x"}`, 400},
+		{"trailing data", "POST", "/email", `{"to": "a@b.c", "msg": "hi", "key": "k2"} {}`, 400},
+		{"too large", "POST", "/email", `{"to": "a@b.c", "key": "k2", "msg": "` + strings.Repeat("x", 70<<10) + `"}`, 413},
+		{"non-UUID id", "GET", "/emails/42", nil, 400},
+		{"unknown id", "GET", "/emails/" + platform.DerivedID("email", "nope"), nil, 404},
+		{"wrong method on send", "GET", "/email", nil, 405},
+		{"wrong method on mails", "DELETE", "/emails/" + s.ID, nil, 405},
+		{"no such route", "GET", "/nothing", nil, 404},
+	}
+	before, _ := app.Store.Info(t.Context(), "email")
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			platformtest.Rejected(t, c.method, srv.URL+c.path, c.body, c.status)
+		})
+	}
+	after, _ := app.Store.Info(t.Context(), "email")
+	if after.Length != before.Length || after.Length != 1 {
+		t.Fatalf("bad input wrote %d events", after.Length-before.Length)
+	}
+}
