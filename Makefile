@@ -18,8 +18,8 @@ down: ## stop and remove containers, network and the Redis volume
 logs:
 	scripts/compose.sh logs -f --tail=100
 
-test:
-	$(GO) test ./...
+test: ## every test: packages, services, system, compose smoke and e2e (needs Docker)
+	$(GO) test -count=1 -timeout 40m ./...
 
 smoke:
 	scripts/smoke.sh

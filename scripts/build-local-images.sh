@@ -7,6 +7,10 @@
 # cached. BUILD_BINARIES=0 packs bin/ as it is instead of running go build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# One build at a time: test packages running side by side may all ask for the images.
+mkdir -p .build
+exec 9>.build/lock
+flock 9
 
 services=(customer product inventory order billing crm msg gateway)
 work=.build/redis
