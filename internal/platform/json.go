@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 )
 
 // WriteJSON answers with v as JSON.
@@ -86,6 +87,8 @@ func badJSON(err error) error {
 		return Errorf(http.StatusBadRequest, "field %q must be %s, not %s", typ.Field, kindOf(typ.Type.Kind().String()), typ.Value)
 	case errors.As(err, &typ):
 		return Errorf(http.StatusBadRequest, "body must be %s, not %s", kindOf(typ.Type.Kind().String()), typ.Value)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return Errorf(http.StatusBadRequest, "%s", strings.TrimPrefix(err.Error(), "json: "))
 	default:
 		return Errorf(http.StatusBadRequest, "invalid JSON: %v", err)
 	}
