@@ -1,14 +1,9 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"os"
-	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,81 +17,17 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
 
-type mail struct {
-	To    string `json:"to"`
-	Msg   string `json:"msg"`
-	Key   string `json:"key"`
-	Trace string `json:"-"`
-}
-
-// peer stands in for msg over HTTP: it records each key's mail once, as msg
-// does.
-type peer struct {
-	*httptest.Server
-	mu    sync.Mutex
-	mails map[string]mail
-}
-
-func newPeer(t *testing.T) *peer {
-	p := &peer{mails: map[string]mail{}}
-	p.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var m mail
-		if err := json.NewDecoder(r.Body).Decode(&m); err != nil || r.URL.Path != "/email" {
-			platform.WriteJSON(w, 400, map[string]string{"error": "bad mail"})
-			return
-		}
-		m.Trace = r.Header.Get("traceparent")
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		_, dup := p.mails[m.Key]
-		if !dup {
-			p.mails[m.Key] = m
-		}
-		platform.WriteJSON(w, 200, map[string]any{"id": uuid.NewString(), "sent": !dup})
-	}))
-	t.Cleanup(p.Close)
-	return p
-}
-
-// to lists the mails to an address, sorted by key.
-func (p *peer) to(addr string) []mail {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var out []mail
-	for _, m := range p.mails {
-		if m.To == addr {
-			out = append(out, m)
-		}
-	}
-	slices.SortFunc(out, func(a, b mail) int { return strings.Compare(a.Key, b.Key) })
-	return out
-}
-
-func testConfig(t *testing.T, p *peer) config {
+func testConfig(t *testing.T, p *platformtest.MailPeer) config {
 	return config{Config: platformtest.Config(t), Consuming: platform.Consuming{MsgURL: p.URL, ConsumerName: "billing-1",
 		ClaimIdle: 50 * time.Millisecond, MaxDeliveries: 3, Batch: 50}}
-}
-
-// created writes an entity's created event as its owning service does.
-func created(t *testing.T, cache *entitycache.Cache, res platform.Resource, ent entitycache.Entity, meta map[string]string) eventstore.Event {
-	t.Helper()
-	id := uuid.NewString()
-	ent["id"] = id
-	events, err := cache.Commit(context.Background(), entitycache.Change{
-		Kind: res.Kind, Type: res.Kind.Name + "_created", ID: id, Entity: ent, Meta: meta,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return events[0]
 }
 
 // order writes a customer, a product and an order of theirs.
 func order(t *testing.T, cache *entitycache.Cache, email string) (customerID string, e eventstore.Event) {
 	t.Helper()
-	c := created(t, cache, platform.Customers, entitycache.Entity{"name": "Ada", "email": email}, nil)
-	p := created(t, cache, platform.Products, entitycache.Entity{"name": "Apple", "price": 2}, nil)
-	return c.EntityID, created(t, cache, platform.Orders, entitycache.Entity{"customer_id": c.EntityID, "product_ids": []any{p.EntityID}}, nil)
+	c := platformtest.Created(t, cache, platform.Customers, entitycache.Entity{"name": "Ada", "email": email}, nil)
+	p := platformtest.Created(t, cache, platform.Products, entitycache.Entity{"name": "Apple", "price": 2}, nil)
+	return c.EntityID, platformtest.Created(t, cache, platform.Orders, entitycache.Entity{"customer_id": c.EntityID, "product_ids": []any{p.EntityID}}, nil)
 }
 
 type billing struct {
@@ -107,7 +38,7 @@ type billing struct {
 
 func TestBillingLifecycle(t *testing.T) {
 	t.Parallel()
-	p := newPeer(t)
+	p := platformtest.NewMailPeer(t)
 	cfg := testConfig(t, p)
 	app, srv := platformtest.Start(t, "billing", cfg.Config, cfg.wire)
 	_, o1 := order(t, app.Cache, "ada@example.com")
@@ -147,7 +78,7 @@ func TestBillingLifecycle(t *testing.T) {
 
 func TestBadInputIsRejectedAndWritesNothing(t *testing.T) {
 	t.Parallel()
-	p := newPeer(t)
+	p := platformtest.NewMailPeer(t)
 	cfg := testConfig(t, p)
 	app, srv := platformtest.Start(t, "billing", cfg.Config, cfg.wire)
 	_, billed := order(t, app.Cache, "ada@example.com")
@@ -202,7 +133,7 @@ func TestBadInputIsRejectedAndWritesNothing(t *testing.T) {
 
 func TestPaymentRequestAndReceiptMails(t *testing.T) {
 	t.Parallel()
-	p := newPeer(t)
+	p := platformtest.NewMailPeer(t)
 	cfg := testConfig(t, p)
 	app, srv := platformtest.Start(t, "billing", cfg.Config, cfg.wire)
 	redistest.Eventually(t, 10*time.Second, "billing ready", func() bool {
@@ -221,7 +152,7 @@ func TestPaymentRequestAndReceiptMails(t *testing.T) {
 		t.Fatalf("POST /billing: %v %v", resp, err)
 	}
 	resp.Body.Close()
-	redistest.Eventually(t, 10*time.Second, "payment request and receipt", func() bool { return len(p.to("ada@example.com")) == 2 })
+	redistest.Eventually(t, 10*time.Second, "payment request and receipt", func() bool { return len(p.To("ada@example.com")) == 2 })
 
 	events, _, err := app.Store.Read(t.Context(), "billing", "0", 10)
 	if err != nil || len(events) != 1 {
@@ -231,7 +162,7 @@ func TestPaymentRequestAndReceiptMails(t *testing.T) {
 		o.ID + ":payment-request": "Please pay for your order " + o.EntityID + ".",
 		events[0].ID + ":receipt": "Receipt for your order " + o.EntityID + ": billing " + events[0].EntityID + ".",
 	}
-	for _, m := range p.to("ada@example.com") {
+	for _, m := range p.To("ada@example.com") {
 		if want[m.Key] != m.Msg {
 			t.Errorf("mail %q: %q, want %q", m.Key, m.Msg, want[m.Key])
 		}
@@ -255,10 +186,10 @@ func TestPaymentRequestAndReceiptMails(t *testing.T) {
 
 func TestReceiptForAnUnknownOrderIsDeadLettered(t *testing.T) {
 	t.Parallel()
-	p := newPeer(t)
+	p := platformtest.NewMailPeer(t)
 	cfg := testConfig(t, p)
 	app, srv := platformtest.Start(t, "billing", cfg.Config, cfg.wire)
-	orphan := created(t, app.Cache, platform.Billings, entitycache.Entity{"order_id": uuid.NewString(), "done": false}, nil)
+	orphan := platformtest.Created(t, app.Cache, platform.Billings, entitycache.Entity{"order_id": uuid.NewString(), "done": false}, nil)
 	var dead []eventstore.DeadLetter
 	redistest.Eventually(t, 10*time.Second, "billing of no order dead-lettered", func() bool {
 		platformtest.JSON(t, "GET", srv.URL+"/deadletters", nil, 200, &dead)

@@ -4,12 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"os"
-	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,74 +19,7 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
 
-type mail struct {
-	To    string `json:"to"`
-	Msg   string `json:"msg"`
-	Key   string `json:"key"`
-	Trace string `json:"-"`
-}
-
-// peer stands in for msg over HTTP: it records each key's mail once, as msg
-// does, and fails with a 503 for the addresses in fail.
-type peer struct {
-	*httptest.Server
-	mu    sync.Mutex
-	mails map[string]mail
-	fail  map[string]bool
-}
-
-func newPeer(t *testing.T) *peer {
-	p := &peer{mails: map[string]mail{}, fail: map[string]bool{}}
-	p.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var m mail
-		if err := json.NewDecoder(r.Body).Decode(&m); err != nil || r.URL.Path != "/email" {
-			platform.WriteJSON(w, 400, map[string]string{"error": "bad mail"})
-			return
-		}
-		m.Trace = r.Header.Get("traceparent")
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		if p.fail[m.To] {
-			platform.WriteJSON(w, 503, map[string]string{"error": "mail server down"})
-			return
-		}
-		_, dup := p.mails[m.Key]
-		if !dup {
-			p.mails[m.Key] = m
-		}
-		platform.WriteJSON(w, 200, map[string]any{"id": uuid.NewString(), "sent": !dup})
-	}))
-	t.Cleanup(p.Close)
-	return p
-}
-
-func (p *peer) failFor(addr string, fail bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.fail[addr] = fail
-}
-
-// to lists the mails to an address, sorted by key.
-func (p *peer) to(addr string) []mail {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var out []mail
-	for _, m := range p.mails {
-		if m.To == addr {
-			out = append(out, m)
-		}
-	}
-	slices.SortFunc(out, func(a, b mail) int { return strings.Compare(a.Key, b.Key) })
-	return out
-}
-
-func (p *peer) count() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.mails)
-}
-
-func testConfig(t *testing.T, p *peer) config {
+func testConfig(t *testing.T, p *platformtest.MailPeer) config {
 	return config{Config: platformtest.Config(t), Consuming: platform.Consuming{MsgURL: p.URL, ConsumerName: "crm-1",
 		ClaimIdle: 50 * time.Millisecond, MaxDeliveries: 3, Batch: 50}}
 }
@@ -114,11 +43,6 @@ func commit(t *testing.T, cache *entitycache.Cache, ch entitycache.Change) event
 	return events[0]
 }
 
-func created(t *testing.T, cache *entitycache.Cache, res platform.Resource, ent entitycache.Entity) eventstore.Event {
-	t.Helper()
-	return commit(t, cache, entitycache.Change{Kind: res.Kind, Type: res.Kind.Name + "_created", Entity: ent})
-}
-
 func waitReady(t *testing.T, url string) {
 	t.Helper()
 	redistest.Eventually(t, 10*time.Second, "crm ready", func() bool {
@@ -135,7 +59,7 @@ func start(t *testing.T, cfg config) (url string, stop func()) {
 
 func TestMailsForCustomerAndOrderEvents(t *testing.T) {
 	t.Parallel()
-	p := newPeer(t)
+	p := platformtest.NewMailPeer(t)
 	cfg := testConfig(t, p)
 	_, srv := platformtest.Start(t, "crm", cfg.Config, cfg.wire)
 	waitReady(t, srv.URL)
@@ -144,11 +68,11 @@ func TestMailsForCustomerAndOrderEvents(t *testing.T) {
 	trace := "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 	welcome := commit(t, w, entitycache.Change{Kind: platform.Customers.Kind, Type: "customer_created",
 		Entity: entitycache.Entity{"name": "Ada", "email": "ada@example.com"}, Meta: map[string]string{"traceparent": trace}})
-	apple := created(t, w, platform.Products, entitycache.Entity{"name": "Apple", "price": 1.5})
-	pear := created(t, w, platform.Products, entitycache.Entity{"name": "Pear", "price": 2})
-	order := created(t, w, platform.Orders, entitycache.Entity{"customer_id": welcome.EntityID,
-		"product_ids": []any{apple.EntityID, pear.EntityID, apple.EntityID}})
-	redistest.Eventually(t, 10*time.Second, "welcome and thank-you mailed", func() bool { return len(p.to("ada@example.com")) == 2 })
+	apple := platformtest.Created(t, w, platform.Products, entitycache.Entity{"name": "Apple", "price": 1.5}, nil)
+	pear := platformtest.Created(t, w, platform.Products, entitycache.Entity{"name": "Pear", "price": 2}, nil)
+	order := platformtest.Created(t, w, platform.Orders, entitycache.Entity{"customer_id": welcome.EntityID,
+		"product_ids": []any{apple.EntityID, pear.EntityID, apple.EntityID}}, nil)
+	redistest.Eventually(t, 10*time.Second, "welcome and thank-you mailed", func() bool { return len(p.To("ada@example.com")) == 2 })
 
 	ada := entitycache.Entity{"id": welcome.EntityID, "name": "Ada", "email": "ada@example.com"}
 	updated := commit(t, w, entitycache.Change{Kind: platform.Customers.Kind, Type: "customer_updated", ID: ada["id"].(string),
@@ -157,14 +81,14 @@ func TestMailsForCustomerAndOrderEvents(t *testing.T) {
 		Entity: ada, Expected: updated.Version})
 	// Events of one stream are handled in order: once the goodbye is there,
 	// the update was handled too, and mailed nothing.
-	redistest.Eventually(t, 10*time.Second, "goodbye mailed", func() bool { return len(p.to("ada@example.com")) == 3 })
+	redistest.Eventually(t, 10*time.Second, "goodbye mailed", func() bool { return len(p.To("ada@example.com")) == 3 })
 
 	want := map[string]string{
 		welcome.ID + ":welcome": "Welcome to OrderShop, Ada!",
 		order.ID + ":thank-you": "Thank you for your order " + order.EntityID + ": 2 x Apple, 1 x Pear.",
 		goodbye.ID + ":goodbye": "Goodbye, Ada: your OrderShop account is closed.",
 	}
-	for _, m := range p.to("ada@example.com") {
+	for _, m := range p.To("ada@example.com") {
 		if want[m.Key] != m.Msg {
 			t.Errorf("mail %q: %q, want %q", m.Key, m.Msg, want[m.Key])
 		}
@@ -172,36 +96,36 @@ func TestMailsForCustomerAndOrderEvents(t *testing.T) {
 			t.Errorf("welcome carried trace %q, want the event's %q", m.Trace, trace)
 		}
 	}
-	if n := p.count(); n != 3 {
+	if n := p.Count(); n != 3 {
 		t.Errorf("%d mails in all, want 3", n)
 	}
 }
 
 func TestStoppedCRMCatchesUp(t *testing.T) {
 	t.Parallel()
-	p := newPeer(t)
+	p := platformtest.NewMailPeer(t)
 	cfg := testConfig(t, p)
 	w := writer(t, cfg)
 	url, stop := start(t, cfg)
 	waitReady(t, url)
-	created(t, w, platform.Customers, entitycache.Entity{"name": "First", "email": "first@example.com"})
-	redistest.Eventually(t, 10*time.Second, "first welcome", func() bool { return p.count() == 1 })
+	platformtest.Created(t, w, platform.Customers, entitycache.Entity{"name": "First", "email": "first@example.com"}, nil)
+	redistest.Eventually(t, 10*time.Second, "first welcome", func() bool { return p.Count() == 1 })
 	stop()
 
 	keys := map[string]string{} // address -> key of its welcome
 	for i := range 50 {
 		addr := fmt.Sprintf("c%d@example.com", i)
-		e := created(t, w, platform.Customers, entitycache.Entity{"name": fmt.Sprint("C", i), "email": addr})
+		e := platformtest.Created(t, w, platform.Customers, entitycache.Entity{"name": fmt.Sprint("C", i), "email": addr}, nil)
 		keys[addr] = e.ID + ":welcome"
 	}
-	if n := p.count(); n != 1 {
+	if n := p.Count(); n != 1 {
 		t.Fatalf("%d mails while crm was stopped", n)
 	}
 	url, _ = start(t, cfg)
 	waitReady(t, url)
-	redistest.Eventually(t, 10*time.Second, "50 welcomes after the restart", func() bool { return p.count() == 51 })
+	redistest.Eventually(t, 10*time.Second, "50 welcomes after the restart", func() bool { return p.Count() == 51 })
 	for addr, key := range keys {
-		if got := p.to(addr); len(got) != 1 || got[0].Key != key || !strings.HasPrefix(got[0].Msg, "Welcome") {
+		if got := p.To(addr); len(got) != 1 || got[0].Key != key || !strings.HasPrefix(got[0].Msg, "Welcome") {
 			t.Fatalf("mails to %s: %+v, want one welcome with key %s", addr, got, key)
 		}
 	}
@@ -209,7 +133,7 @@ func TestStoppedCRMCatchesUp(t *testing.T) {
 
 func TestFailingEventsAreDeadLetteredAndReplayed(t *testing.T) {
 	t.Parallel()
-	p := newPeer(t)
+	p := platformtest.NewMailPeer(t)
 	cfg := testConfig(t, p)
 	app, srv := platformtest.Start(t, "crm", cfg.Config, cfg.wire)
 	waitReady(t, srv.URL)
@@ -223,10 +147,10 @@ func TestFailingEventsAreDeadLetteredAndReplayed(t *testing.T) {
 	if _, err := app.Store.Append(t.Context(), "customer", eventstore.Record{Event: poison, Expected: eventstore.AnyVersion}); err != nil {
 		t.Fatal(err)
 	}
-	p.failFor("stuck@example.com", true)
-	stuck := created(t, w, platform.Customers, entitycache.Entity{"name": "Stuck", "email": "stuck@example.com"})
-	created(t, w, platform.Customers, entitycache.Entity{"name": "Later", "email": "later@example.com"})
-	redistest.Eventually(t, 10*time.Second, "later events flow", func() bool { return len(p.to("later@example.com")) == 1 })
+	p.FailFor("stuck@example.com", true)
+	stuck := platformtest.Created(t, w, platform.Customers, entitycache.Entity{"name": "Stuck", "email": "stuck@example.com"}, nil)
+	platformtest.Created(t, w, platform.Customers, entitycache.Entity{"name": "Later", "email": "later@example.com"}, nil)
+	redistest.Eventually(t, 10*time.Second, "later events flow", func() bool { return len(p.To("later@example.com")) == 1 })
 
 	var dead []eventstore.DeadLetter
 	redistest.Eventually(t, 10*time.Second, "two dead letters", func() bool {
@@ -251,10 +175,10 @@ func TestFailingEventsAreDeadLetteredAndReplayed(t *testing.T) {
 
 	replay := func(d eventstore.DeadLetter) string { return srv.URL + "/deadletters/customer/" + d.ID + "/replay" }
 	platformtest.Rejected(t, "POST", replay(byEvent[stuck.ID]), nil, 409)
-	p.failFor("stuck@example.com", false)
+	p.FailFor("stuck@example.com", false)
 	var ok bool
 	platformtest.JSON(t, "POST", replay(byEvent[stuck.ID]), nil, 200, &ok)
-	if got := p.to("stuck@example.com"); !ok || len(got) != 1 || got[0].Key != stuck.ID+":welcome" {
+	if got := p.To("stuck@example.com"); !ok || len(got) != 1 || got[0].Key != stuck.ID+":welcome" {
 		t.Fatalf("after replay: %v, mails %+v", ok, got)
 	}
 	if msg := platformtest.Rejected(t, "POST", replay(byEvent[poison.ID]), nil, 409); !strings.Contains(msg, "not a JSON object") {
@@ -272,7 +196,7 @@ func TestFailingEventsAreDeadLetteredAndReplayed(t *testing.T) {
 
 func TestEventsThatCannotBeMailedAreErrors(t *testing.T) {
 	t.Parallel()
-	p := newPeer(t)
+	p := platformtest.NewMailPeer(t)
 	cfg := testConfig(t, p)
 	app, _ := platformtest.Start(t, "crm", cfg.Config, cfg.wire)
 	h := &handler{app: app, mailer: platform.Mailer{HTTP: app.HTTP, URL: p.URL}}
@@ -304,7 +228,7 @@ func TestEventsThatCannotBeMailedAreErrors(t *testing.T) {
 			}
 		})
 	}
-	if n := p.count(); n != 0 {
+	if n := p.Count(); n != 0 {
 		t.Fatalf("%d mails sent", n)
 	}
 }

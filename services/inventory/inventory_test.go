@@ -25,12 +25,7 @@ func setup(t *testing.T, stock ...int64) (*platform.App, string, []string) {
 	app, srv := platformtest.Start(t, "inventory", platformtest.Config(t), wire)
 	products := make([]string, len(stock))
 	for i, n := range stock {
-		products[i] = uuid.NewString()
-		_, err := app.Cache.Commit(t.Context(), entitycache.Change{Kind: platform.Products.Kind, Type: "product_created",
-			ID: products[i], Expected: eventstore.NoEntity, Entity: entitycache.Entity{"id": products[i], "name": "p", "price": 1}})
-		if err != nil {
-			t.Fatal(err)
-		}
+		products[i] = platformtest.Created(t, app.Cache, platform.Products, entitycache.Entity{"name": "p", "price": 1}, nil).EntityID
 		platformtest.JSON(t, "POST", srv.URL+"/inventory", map[string]any{"product_id": products[i], "amount": n}, 200, nil)
 	}
 	return app, srv.URL, products
@@ -68,9 +63,7 @@ func TestOneInventoryPerExistingProduct(t *testing.T) {
 func TestConcurrentCreatesOfOneProductsInventoryMakeOne(t *testing.T) {
 	t.Parallel()
 	app, url, _ := setup(t)
-	product := uuid.NewString()
-	app.Cache.Commit(t.Context(), entitycache.Change{Kind: platform.Products.Kind, Type: "product_created",
-		ID: product, Expected: eventstore.NoEntity, Entity: entitycache.Entity{"id": product, "name": "p", "price": 1}})
+	product := platformtest.Created(t, app.Cache, platform.Products, entitycache.Entity{"name": "p", "price": 1}, nil).EntityID
 	var created atomic.Int64
 	var wg sync.WaitGroup
 	for range 20 {
@@ -121,26 +114,11 @@ func TestReservationIsAllOrNothingAndSwaps(t *testing.T) {
 func TestConcurrentReservationsNeverOversell(t *testing.T) {
 	t.Parallel()
 	app, url, p := setup(t, 100)
-	var accepted, refused atomic.Int64
-	var wg sync.WaitGroup
-	for range 200 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			status, body := platformtest.Do(t, "PUT", url+"/reservations/"+uuid.NewString(), map[string]any{"product_ids": []string{p[0]}})
-			switch status {
-			case http.StatusOK:
-				accepted.Add(1)
-			case http.StatusConflict:
-				refused.Add(1)
-			default:
-				t.Errorf("status %d: %s", status, body)
-			}
-		}()
-	}
-	wg.Wait()
-	if accepted.Load() != 100 || refused.Load() != 100 || amount(t, url, p[0]) != 0 {
-		t.Fatalf("accepted %d, refused %d, stock %d", accepted.Load(), refused.Load(), amount(t, url, p[0]))
+	statuses := platformtest.Concurrently(t, 200, func() (string, string, any) {
+		return "PUT", url + "/reservations/" + uuid.NewString(), map[string]any{"product_ids": []string{p[0]}}
+	})
+	if statuses[http.StatusOK] != 100 || statuses[http.StatusConflict] != 100 || amount(t, url, p[0]) != 0 {
+		t.Fatalf("answers %v, stock %d", statuses, amount(t, url, p[0]))
 	}
 	// Every amount the stream ever recorded stayed at or above zero.
 	err := app.Store.Replay(t.Context(), "inventory", "0", func(events []eventstore.Event) error {

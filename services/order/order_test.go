@@ -9,7 +9,6 @@ import (
 	"github.com/ordershop/ordershop/internal/platform"
 	"github.com/ordershop/ordershop/internal/platform/platformtest"
 	"github.com/ordershop/ordershop/pkg/entitycache"
-	"github.com/ordershop/ordershop/pkg/eventstore"
 	"github.com/ordershop/ordershop/pkg/eventstore/redistest"
 )
 
@@ -30,22 +29,16 @@ func start(t *testing.T) (*platform.App, string) {
 	return app, srv.URL
 }
 
-func add(t *testing.T, app *platform.App, kind entitycache.Kind, e entitycache.Entity) string {
-	t.Helper()
-	id := uuid.NewString()
-	e["id"] = id
-	if _, err := app.Cache.Commit(t.Context(), entitycache.Change{Kind: kind, Type: kind.Name + "_created", ID: id, Entity: e, Expected: eventstore.NoEntity}); err != nil {
-		t.Fatal(err)
-	}
-	return id
+func add(t *testing.T, app *platform.App, res platform.Resource, e entitycache.Entity) string {
+	return platformtest.Created(t, app.Cache, res, e, nil).EntityID
 }
 
 func TestBadOrdersAreRejectedAndWriteNothing(t *testing.T) {
 	t.Parallel()
 	app, url := start(t)
-	customer := add(t, app, platform.Customers.Kind, entitycache.Entity{"name": "Ada", "email": "ada@example.com"})
-	product := add(t, app, platform.Products.Kind, entitycache.Entity{"name": "Tea", "price": 3})
-	order := add(t, app, platform.Orders.Kind, entitycache.Entity{"customer_id": customer, "product_ids": []any{product}})
+	customer := add(t, app, platform.Customers, entitycache.Entity{"name": "Ada", "email": "ada@example.com"})
+	product := add(t, app, platform.Products, entitycache.Entity{"name": "Tea", "price": 3})
+	order := add(t, app, platform.Orders, entitycache.Entity{"customer_id": customer, "product_ids": []any{product}})
 	unknown := uuid.NewString()
 	cases := []struct {
 		name, method, path string
@@ -81,9 +74,9 @@ func TestUnbilledListsOrdersWithoutBilling(t *testing.T) {
 	app, url := start(t)
 	var orders []string
 	for range 3 {
-		orders = append(orders, add(t, app, platform.Orders.Kind, entitycache.Entity{"customer_id": uuid.NewString(), "product_ids": []any{uuid.NewString()}}))
+		orders = append(orders, add(t, app, platform.Orders, entitycache.Entity{"customer_id": uuid.NewString(), "product_ids": []any{uuid.NewString()}}))
 	}
-	add(t, app, platform.Billings.Kind, entitycache.Entity{"order_id": orders[1], "done": false})
+	add(t, app, platform.Billings, entitycache.Entity{"order_id": orders[1], "done": false})
 	var unbilled []map[string]any
 	platformtest.JSON(t, "GET", url+"/orders/unbilled", nil, 200, &unbilled)
 	if len(unbilled) != 2 || unbilled[0]["id"] == orders[1] || unbilled[1]["id"] == orders[1] {

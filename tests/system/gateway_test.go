@@ -2,8 +2,6 @@ package system
 
 import (
 	"net/http"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,28 +38,13 @@ func TestConcurrentOrdersNeverOversell(t *testing.T) {
 	customers, _ := g.Customers(t, "oversell", 1)
 	product := g.Create(t, "/product", map[string]any{"name": "Scarce", "price": 1})[0]
 	inventory := g.Create(t, "/inventory", map[string]any{"product_id": product, "amount": 100})[0]
-	var accepted, refused atomic.Int64
-	var wg sync.WaitGroup
-	for range 200 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			status, body := platformtest.Do(t, "POST", s.URL+"/orders", map[string]any{"customer_id": customers[0], "product_ids": []string{product}})
-			switch status {
-			case http.StatusOK:
-				accepted.Add(1)
-			case http.StatusConflict:
-				refused.Add(1)
-			default:
-				t.Errorf("status %d: %s", status, body)
-			}
-		}()
-	}
-	wg.Wait()
+	statuses := platformtest.Concurrently(t, 200, func() (string, string, any) {
+		return "POST", s.URL + "/orders", map[string]any{"customer_id": customers[0], "product_ids": []string{product}}
+	})
 	amount := g.Get(t, "/inventory/"+inventory)["amount"]
 	orders := len(g.List(t, "/orders"))
-	if accepted.Load() != 100 || refused.Load() != 100 || amount != float64(0) || orders != 100 {
-		t.Fatalf("accepted %d, refused %d, stock %v, %d orders recorded", accepted.Load(), refused.Load(), amount, orders)
+	if statuses[http.StatusOK] != 100 || statuses[http.StatusConflict] != 100 || amount != float64(0) || orders != 100 {
+		t.Fatalf("answers %v, stock %v, %d orders recorded", statuses, amount, orders)
 	}
 }
 
