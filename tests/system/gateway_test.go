@@ -81,3 +81,34 @@ func TestAServiceDownIsA503AndQueriesGoOn(t *testing.T) {
 	s.Start("product")
 	g.Create(t, "/product", map[string]any{"name": "P", "price": 1})
 }
+
+func TestAFailedOrderReleasesWhatItReserved(t *testing.T) {
+	t.Parallel()
+	s := startSystem(t)
+	g := scenario.Gateway(s.URL)
+	customers, _ := g.Customers(t, "release", 1)
+	plenty := g.Create(t, "/product", map[string]any{"name": "Plenty", "price": 1})[0]
+	scarce := g.Create(t, "/product", map[string]any{"name": "Scarce", "price": 1})[0]
+	stock := g.Create(t, "/inventory", []map[string]any{{"product_id": plenty, "amount": 10}, {"product_id": scarce, "amount": 1}})
+	// The first order of the batch can be served, the second cannot: neither is.
+	platformtest.Rejected(t, "POST", s.URL+"/orders", []map[string]any{
+		{"customer_id": customers[0], "product_ids": []string{plenty, plenty}},
+		{"customer_id": customers[0], "product_ids": []string{scarce, scarce}},
+	}, http.StatusConflict)
+	if n := g.Get(t, "/inventory/"+stock[0])["amount"]; n != float64(10) {
+		t.Fatalf("stock of the first order's product is %v after the batch failed, want 10", n)
+	}
+	if n := len(g.List(t, "/orders")); n != 0 {
+		t.Fatalf("%d orders recorded by a failed batch", n)
+	}
+	// An update that cannot be served keeps the order and its reservation as they were.
+	order := g.Create(t, "/order", map[string]any{"customer_id": customers[0], "product_ids": []string{plenty}})[0]
+	platformtest.Rejected(t, "PUT", s.URL+"/order/"+order, map[string]any{"customer_id": customers[0], "product_ids": []string{scarce, scarce}}, http.StatusConflict)
+	if n := g.Get(t, "/inventory/"+stock[0])["amount"]; n != float64(9) {
+		t.Fatalf("stock %v after a failed update, want 9", n)
+	}
+	g.Do(t, "DELETE", "/order/"+order, nil)
+	if n := g.Get(t, "/inventory/"+stock[0])["amount"]; n != float64(10) {
+		t.Fatalf("stock %v after the order was deleted, want 10", n)
+	}
+}
