@@ -130,6 +130,7 @@ func run(name string, cfg Config, log *slog.Logger, wire func(*App) error) error
 	if cfg.RedisPassword != "" {
 		opt.Password = cfg.RedisPassword
 	}
+	redis.SetLogger(redisLog{log})
 	log.Info("starting", "addr", cfg.Addr, "redis", opt.Addr, "redis_password", Mask(opt.Password),
 		"request_timeout", cfg.RequestTimeout, "max_body_bytes", cfg.MaxBodyBytes, "key_prefix", cfg.KeyPrefix)
 	rdb := redis.NewClient(opt)
@@ -191,4 +192,12 @@ func healthcheck(addr string) int {
 		return 1
 	}
 	return 0
+}
+
+// redisLog puts the Redis client's own messages (dial failures while Redis
+// is away) into the service's structured log.
+type redisLog struct{ log *slog.Logger }
+
+func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.WarnContext(ctx, "redis client", "msg", fmt.Sprintf(format, v...))
 }

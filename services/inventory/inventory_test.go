@@ -83,7 +83,7 @@ func TestConcurrentCreatesOfOneProductsInventoryMakeOne(t *testing.T) {
 
 func TestReservationIsAllOrNothingAndSwaps(t *testing.T) {
 	t.Parallel()
-	_, url, p := setup(t, 3, 1)
+	app, url, p := setup(t, 3, 1)
 	order := uuid.NewString()
 	platformtest.JSON(t, "PUT", url+"/reservations/"+order, map[string]any{"product_ids": []string{p[0], p[0], p[1]}}, 200, nil)
 	if amount(t, url, p[0]) != 1 || amount(t, url, p[1]) != 0 {
@@ -93,6 +93,12 @@ func TestReservationIsAllOrNothingAndSwaps(t *testing.T) {
 	msg := platformtest.Rejected(t, "PUT", url+"/reservations/"+uuid.NewString(), map[string]any{"product_ids": []string{p[0], p[1]}}, 409)
 	if amount(t, url, p[0]) != 1 {
 		t.Fatalf("a failed reservation took stock (%s)", msg)
+	}
+	// Asking again for what it holds writes nothing.
+	before, _ := app.Store.Info(t.Context(), "inventory")
+	platformtest.JSON(t, "PUT", url+"/reservations/"+order, map[string]any{"product_ids": []string{p[0], p[0], p[1]}}, 200, nil)
+	if after, _ := app.Store.Info(t.Context(), "inventory"); after.Length != before.Length {
+		t.Fatalf("an unchanged reservation wrote %d events", after.Length-before.Length)
 	}
 	// Swap the first order's reservation for one p0.
 	platformtest.JSON(t, "PUT", url+"/reservations/"+order, map[string]any{"product_ids": []string{p[0]}}, 200, nil)

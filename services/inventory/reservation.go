@@ -72,8 +72,8 @@ func (inv inventory) hold(ctx context.Context, orderID string, productIDs []stri
 		change := entitycache.Change{Kind: platform.Reservations, ID: orderID, Expected: resVersion, Meta: platform.TraceMeta(ctx),
 			Entity: entitycache.Entity{"id": orderID, "product_ids": toAny(productIDs)}}
 		switch {
-		case res == nil && len(productIDs) == 0:
-			return nil // nothing held, nothing wanted
+		case res == nil && len(productIDs) == 0, slices.Equal(held, productIDs):
+			return nil // it holds what is wanted already
 		case res == nil:
 			change.Type = "reservation_created"
 		case len(productIDs) == 0:

@@ -1,0 +1,143 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Malformed, invalid or impossible requests through the gateway each get a
+// JSON error with their 4xx status, and write nothing: every stream keeps
+// its length. Orders refused for want of stock after part of them was
+// reserved give it back: their events cancel out, the stock is as before.
+func TestBadInputIsRejectedAndWritesNothing(t *testing.T) {
+	t.Parallel()
+	s := newStack(t)
+	g := s.Gateway
+	customers, emails := g.Customers(t, "input", 1)
+	c := customers[0]
+	prods := g.Create(t, "/products", []map[string]any{{"name": "P", "price": 1}, {"name": "Q", "price": 2}, {"name": "R", "price": 3}})
+	p, q, r := prods[0], prods[1], prods[2] // P in stock, Q out of stock, R without inventory
+	stock := g.Create(t, "/inventory", []map[string]any{{"product_id": p, "amount": 5}, {"product_id": q, "amount": 0}})[0]
+	o := g.Create(t, "/order", map[string]any{"customer_id": c, "product_ids": []string{p}})[0]
+	g.Create(t, "/billing", map[string]any{"order_id": o})
+	// The mails the setup causes are written asynchronously: wait for them.
+	for _, prefix := range []string{"Welcome", "Thank you", "Please pay", "Receipt"} {
+		g.WaitMails(t, 30*time.Second, prefix, emails)
+	}
+	s.settled(string(g)+"/ops/crm/stats", 30*time.Second)
+	s.settled(string(g)+"/ops/billing/stats", 30*time.Second)
+
+	unknown := uuid.NewString()
+	customer := `{"name": "A", "email": "a@example.com"}`
+	big := `[` + strings.Repeat(customer+`,`, (1<<20)/len(customer)+100) + customer + `]`
+	cases := []struct {
+		name         string
+		method, path string
+		body         any
+		want         int
+	}{
+		{"malformed JSON", "POST", "/customer", `{"name": "A", "email": `, 400},
+		{"empty body", "POST", "/customer", ``, 400},
+		{"a string, not an object", "POST", "/customer", `"A"`, 400},
+		{"two JSON values", "POST", "/customer", customer + customer, 400},
+		{"unknown field", "POST", "/customer", `{"name": "A", "email": "a@example.com", "vip": true}`, 400},
+		{"name of the wrong type", "POST", "/customer", `{"name": 5, "email": "a@example.com"}`, 400},
+		{"missing name", "POST", "/customer", `{"email": "a@example.com"}`, 400},
+		{"blank name", "POST", "/customer", `{"name": "  ", "email": "a@example.com"}`, 400},
+		{"empty email", "POST", "/customer", `{"name": "A", "email": ""}`, 400},
+		{"not an e-mail address", "POST", "/customer", `{"name": "A", "email": "not-an-address"}`, 400},
+		{"empty list", "POST", "/customers", `[]`, 400},
+		{"one bad item of a batch", "POST", "/customers", `[` + customer + `, {"name": "", "email": "b@example.com"}]`, 400},
+		{"body over 1 MiB", "POST", "/customers", big, 413},
+		{"update of an unknown customer", "PUT", "/customer/" + unknown, customer, 404},
+		{"update with a non-UUID id", "PUT", "/customer/42", customer, 400},
+		{"update with a bad body", "PUT", "/customer/" + c, `{"name": "A"}`, 400},
+		{"delete of an unknown customer", "DELETE", "/customer/" + unknown, nil, 404},
+		{"delete with a non-UUID id", "DELETE", "/customers/xyz", nil, 400},
+		{"plural get of an unknown customer", "GET", "/customers/" + unknown, nil, 404},
+		{"get with a non-UUID id", "GET", "/customer/xyz", nil, 400},
+		{"negative price", "POST", "/product", `{"name": "P", "price": -1}`, 400},
+		{"price as a string", "POST", "/product", `{"name": "P", "price": "1"}`, 400},
+		{"fractional price", "POST", "/product", `{"name": "P", "price": 1.5}`, 400},
+		{"missing price", "POST", "/product", `{"name": "P"}`, 400},
+		{"negative stock", "POST", "/inventory", fmt.Sprintf(`{"product_id": %q, "amount": -1}`, r), 400},
+		{"missing amount", "POST", "/inventory", fmt.Sprintf(`{"product_id": %q}`, r), 400},
+		{"stock of an unknown product", "POST", "/inventory", fmt.Sprintf(`{"product_id": %q, "amount": 1}`, unknown), 404},
+		{"stock of a non-UUID product", "POST", "/inventory", `{"product_id": "xyz", "amount": 1}`, 400},
+		{"second inventory of a product", "POST", "/inventory", fmt.Sprintf(`{"product_id": %q, "amount": 1}`, p), 409},
+		{"order without products", "POST", "/order", fmt.Sprintf(`{"customer_id": %q, "product_ids": []}`, c), 400},
+		{"products not a list", "POST", "/order", fmt.Sprintf(`{"customer_id": %q, "product_ids": %q}`, c, p), 400},
+		{"order of an unknown customer", "POST", "/order", fmt.Sprintf(`{"customer_id": %q, "product_ids": [%q]}`, unknown, p), 404},
+		{"order of an unknown product", "POST", "/order", fmt.Sprintf(`{"customer_id": %q, "product_ids": [%q]}`, c, unknown), 404},
+		{"order with a non-UUID customer", "POST", "/order", fmt.Sprintf(`{"customer_id": "xyz", "product_ids": [%q]}`, p), 400},
+		{"order partly out of stock", "POST", "/order", fmt.Sprintf(`{"customer_id": %q, "product_ids": [%q, %q]}`, c, p, q), 409},
+		{"order of a product without stock", "POST", "/order", fmt.Sprintf(`{"customer_id": %q, "product_ids": [%q]}`, c, r), 409},
+		{"batch with one order out of stock", "POST", "/orders", fmt.Sprintf(`[{"customer_id": %q, "product_ids": [%q]}, {"customer_id": %q, "product_ids": [%q]}]`, c, p, c, q), 409},
+		{"update of an unknown order", "PUT", "/order/" + unknown, fmt.Sprintf(`{"customer_id": %q, "product_ids": [%q]}`, c, p), 404},
+		{"update of an order out of stock", "PUT", "/order/" + o, fmt.Sprintf(`{"customer_id": %q, "product_ids": [%q]}`, c, q), 409},
+		{"billing without order", "POST", "/billing", `{}`, 400},
+		{"billing of a non-UUID order", "POST", "/billing", `{"order_id": "xyz"}`, 400},
+		{"billing of an unknown order", "POST", "/billing", fmt.Sprintf(`{"order_id": %q}`, unknown), 404},
+		{"second billing of an order", "POST", "/billing", fmt.Sprintf(`{"order_id": %q}`, o), 409},
+		{"done of the wrong type", "POST", "/billing", fmt.Sprintf(`{"order_id": %q, "done": "yes"}`, o), 400},
+		{"PATCH", "PATCH", "/customer/" + c, customer, 405},
+		{"PUT on a collection", "PUT", "/customers", customer, 405},
+		{"DELETE on a collection", "DELETE", "/products", nil, 405},
+		{"POST on the report", "POST", "/report", `{}`, 405},
+		{"POST on the unbilled orders", "POST", "/orders/unbilled", `{}`, 405},
+		{"POST on the mails", "POST", "/emails", `{"to": "a@example.com", "msg": "hi", "key": "k"}`, 405},
+		{"unknown route", "GET", "/nothing", nil, 404},
+		{"replay of an unknown dead letter", "POST", "/ops/crm/deadletters/customer/1-0/replay", nil, 404},
+		{"replay on an unknown stream", "POST", "/ops/crm/deadletters/nothing/1-0/replay", nil, 400},
+		{"replay of a malformed id", "POST", "/ops/crm/deadletters/customer/xyz/replay", nil, 400},
+	}
+	// Refused after part of their stock was reserved and given back: these
+	// write events that cancel out.
+	compensated := map[string]bool{"batch with one order out of stock": true, "update of an order out of stock": true}
+	for _, tc := range cases {
+		pre := s.streamLengths()
+		status, body := do(t, tc.method, string(g)+tc.path, tc.body)
+		if post := s.streamLengths(); fmt.Sprint(post) != fmt.Sprint(pre) && !compensated[tc.name] {
+			t.Errorf("%s: streams changed from %v to %v", tc.name, pre, post)
+		}
+		if status != tc.want || !isJSONError(string(body)) {
+			t.Errorf("%s: %s %s answered %d %.200s, want %d with a JSON error", tc.name, tc.method, tc.path, status, body, tc.want)
+		}
+	}
+
+	if amount := g.Get(t, "/inventory/"+stock)["amount"]; amount != float64(4) {
+		t.Errorf("stock of P is %v, want 4: a refused order kept stock", amount)
+	}
+	if n := len(g.List(t, "/orders")); n != 1 {
+		t.Errorf("%d orders, want 1", n)
+	}
+	if ord := g.Get(t, "/order/"+o); fmt.Sprint(ord["product_ids"]) != fmt.Sprint([]any{p}) {
+		t.Errorf("order after a refused update: %v", ord)
+	}
+}
+
+// streamLengths is the length of every stream in Redis, dead letters too.
+func (s *stack) streamLengths() map[string]int64 {
+	s.t.Helper()
+	out := map[string]int64{}
+	var cursor uint64
+	for range 100 { // a test's Redis has a few dozen keys
+		keys, next, err := s.Redis().ScanType(context.Background(), cursor, "*", 1000, "stream").Result()
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		for _, k := range keys {
+			out[k] = s.xlen(k)
+		}
+		if cursor = next; cursor == 0 {
+			return out
+		}
+	}
+	s.t.Fatal("SCAN did not finish")
+	return nil
+}

@@ -1,0 +1,448 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ory/dockertest/v3"
+	"github.com/ory/dockertest/v3/docker"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/ordershop/ordershop/tests/scenario"
+)
+
+var services = []string{"customer", "product", "inventory", "order", "billing", "crm", "msg", "gateway"}
+
+// slots bounds the stacks that run at once, whatever -parallel says: a stack
+// is ten containers, and the machine may have two cores.
+var slots = make(chan struct{}, 2)
+
+// client is for every HTTP call of the tests; nothing may hang a test.
+var client = &http.Client{Timeout: 30 * time.Second}
+
+func init() { http.DefaultClient.Timeout = 30 * time.Second } // scenario's calls
+
+// node is one container of a stack.
+type node struct {
+	name    string // its alias on the stack's network: "crm", "crm-2"
+	id      string
+	port    docker.Port
+	service bool // answers /readyz
+	addr    string
+}
+
+// stack is Redis and the services of one test, on a network of their own.
+type stack struct {
+	t       *testing.T
+	tag     string
+	network *dockertest.Network
+	mu      sync.Mutex
+	nodes   map[string]*node
+	order   []string
+	rdb     *redis.Client
+
+	Gateway scenario.Gateway
+}
+
+type config struct {
+	env      map[string][]string // extra environment per container
+	replicas [][2]string         // extra containers: {name, service}
+}
+
+type option func(*config)
+
+// withEnv adds environment variables ("K=V") to one container.
+func withEnv(name string, kv ...string) option {
+	return func(c *config) { c.env[name] = append(c.env[name], kv...) }
+}
+
+// withReplica adds another container of a service, named (and aliased) name.
+func withReplica(name, service string, kv ...string) option {
+	return func(c *config) {
+		c.replicas = append(c.replicas, [2]string{name, service})
+		c.env[name] = append(c.env[name], kv...)
+	}
+}
+
+// newStack starts Redis and the eight services and waits until each is
+// ready. Everything is removed when the test ends, also when it fails.
+func newStack(t *testing.T, opts ...option) *stack {
+	t.Helper()
+	slots <- struct{}{}
+	t.Cleanup(func() { <-slots })
+	cfg := config{env: map[string][]string{}}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	b := make([]byte, 4)
+	rand.Read(b)
+	s := &stack{t: t, tag: "e2e-" + hex.EncodeToString(b), nodes: map[string]*node{}}
+	network, err := pool.CreateNetwork(s.tag, func(o *docker.CreateNetworkOptions) { o.Labels = labels() })
+	if err != nil {
+		t.Fatalf("create network: %v", err)
+	}
+	s.network = network
+	t.Cleanup(s.teardown)
+	s.rdb = redis.NewClient(&redis.Options{
+		// The published port changes when Redis restarts: dial the current one.
+		Dialer: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, s.addr("redis"))
+		},
+		MaxRetries: 5,
+	})
+
+	begin := time.Now()
+	s.run("redis", image("redis"), nil, []string{"redis-server", "--appendonly", "yes", "--protected-mode", "no"}, "6379/tcp")
+	names := append([]string{}, services...)
+	kinds := map[string]string{}
+	for _, svc := range services {
+		kinds[svc] = svc
+	}
+	for _, r := range cfg.replicas {
+		names = append(names, r[0])
+		kinds[r[0]] = r[1]
+	}
+	for _, name := range names {
+		s.run(name, image(kinds[name]), serviceEnv(name, kinds[name], cfg.env[name]), nil, portOf(kinds[name]))
+	}
+	s.waitReady(append([]string{"redis"}, names...)...)
+	s.Gateway = scenario.Gateway("http://" + s.addr("gateway"))
+	t.Logf("stack %s ready in %v", s.tag, time.Since(begin).Round(time.Millisecond))
+	return s
+}
+
+func portOf(service string) string {
+	if service == "gateway" {
+		return "5000/tcp"
+	}
+	return "8080/tcp"
+}
+
+// serviceEnv is what docker-compose.yml gives a service, plus extra.
+func serviceEnv(name, service string, extra []string) []string {
+	env := map[string]string{"REDIS_URL": "redis://redis:6379/0"}
+	for _, svc := range services {
+		if svc != "gateway" {
+			env[strings.ToUpper(svc)+"_URL"] = "http://" + svc + ":8080"
+		}
+	}
+	switch service {
+	case "gateway":
+		env["ADDR"] = ":5000"
+	case "crm", "billing":
+		env["CONSUMER_NAME"] = name + "-1"
+		if name != service {
+			env["CONSUMER_NAME"] = name
+		}
+	}
+	for _, kv := range extra {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	var out []string
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	return out
+}
+
+// run creates and starts a container on the stack's network, with its port
+// published on a random port of 127.0.0.1.
+func (s *stack) run(name, img string, env, cmd []string, port string) {
+	s.t.Helper()
+	p := docker.Port(port)
+	conf := &docker.Config{
+		Image: img, Env: env, Cmd: cmd, Labels: labels(), StopSignal: "SIGTERM",
+		ExposedPorts: map[docker.Port]struct{}{p: {}},
+	}
+	host := &docker.HostConfig{
+		PortBindings: map[docker.Port][]docker.PortBinding{p: {{HostIP: "127.0.0.1"}}},
+		CapDrop:      []string{"ALL"}, SecurityOpt: []string{"no-new-privileges:true"},
+	}
+	if name == "redis" {
+		conf.Volumes = map[string]struct{}{"/data": {}} // anonymous: removed with the container
+	} else {
+		host.ReadonlyRootfs = true
+	}
+	c, err := pool.Client.CreateContainer(docker.CreateContainerOptions{
+		Name: s.tag + "-" + name, Config: conf, HostConfig: host,
+		NetworkingConfig: &docker.NetworkingConfig{EndpointsConfig: map[string]*docker.EndpointConfig{
+			s.network.Network.Name: {Aliases: []string{name}},
+		}},
+	})
+	if err != nil {
+		s.t.Fatalf("create %s (%s): %v", name, img, err)
+	}
+	s.mu.Lock()
+	s.nodes[name] = &node{name: name, id: c.ID, port: p, service: name != "redis"}
+	s.order = append(s.order, name)
+	s.mu.Unlock()
+	s.launch(name)
+}
+
+func (s *stack) node(name string) *node {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.nodes[name]
+	if n == nil {
+		s.t.Fatalf("no container %s in the stack", name)
+	}
+	return n
+}
+
+// addr is the published host:port of a container's port.
+func (s *stack) addr(name string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := s.nodes[name]; n != nil {
+		return n.addr
+	}
+	return ""
+}
+
+// URL is the base URL of a service's own port, e.g. a CRM replica's /stats.
+func (s *stack) URL(name string) string { return "http://" + s.addr(name) }
+
+// launch starts a container and reads its published port, which may be a
+// new one after a restart.
+func (s *stack) launch(name string) {
+	s.t.Helper()
+	s.Spawn(name)
+	s.refresh(name)
+}
+
+// refresh reads the host port a running container's port is published on.
+func (s *stack) refresh(name string) {
+	s.t.Helper()
+	n := s.node(name)
+	var addr string
+	s.waitFor(10*time.Second, 50*time.Millisecond, name+"'s published port", func() bool {
+		c := s.inspect(name)
+		if b := c.NetworkSettings.Ports[n.port]; len(b) > 0 && b[0].HostPort != "" {
+			addr = net.JoinHostPort(b[0].HostIP, b[0].HostPort)
+		}
+		return addr != ""
+	})
+	s.mu.Lock()
+	n.addr = addr
+	s.mu.Unlock()
+}
+
+// Spawn only starts a container, and returns at once; Start also waits
+// until it is ready.
+func (s *stack) Spawn(name string) {
+	s.t.Helper()
+	if err := pool.Client.StartContainer(s.node(name).id, nil); err != nil {
+		s.t.Fatalf("start %s: %v", name, err)
+	}
+}
+
+func (s *stack) inspect(name string) *docker.Container {
+	s.t.Helper()
+	c, err := pool.Client.InspectContainer(s.node(name).id)
+	if err != nil {
+		s.t.Fatalf("inspect %s: %v", name, err)
+	}
+	return c
+}
+
+// Ready answers whether a container is ready: Redis answers PING, a service
+// answers /readyz with 200.
+func (s *stack) Ready(name string) bool {
+	if !s.node(name).service {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		return s.rdb.Ping(ctx).Err() == nil
+	}
+	c := http.Client{Timeout: time.Second}
+	resp, err := c.Get(s.URL(name) + "/readyz")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// readiness asks containers at once whether they are ready.
+func (s *stack) readiness(names ...string) map[string]bool {
+	out := make([]bool, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Add(1)
+		go func() { defer wg.Done(); out[i] = s.Ready(name) }()
+	}
+	wg.Wait()
+	m := map[string]bool{}
+	for i, name := range names {
+		m[name] = out[i]
+	}
+	return m
+}
+
+func (s *stack) waitReady(names ...string) {
+	s.t.Helper()
+	for _, name := range names {
+		s.waitFor(60*time.Second, 50*time.Millisecond, name+" ready", func() bool {
+			if !s.inspect(name).State.Running {
+				s.t.Fatalf("%s exited while starting", name)
+			}
+			return s.Ready(name)
+		})
+	}
+}
+
+// Stop stops a container with SIGTERM, as docker stop does, and waits until
+// it has exited.
+func (s *stack) Stop(name string) { s.t.Helper(); s.signal(name, docker.SIGTERM) }
+
+// Kill kills a container with SIGKILL and waits until it is gone.
+func (s *stack) Kill(name string) { s.t.Helper(); s.signal(name, docker.SIGKILL) }
+
+// Start starts a stopped container and waits until it is ready.
+func (s *stack) Start(name string) {
+	s.t.Helper()
+	s.launch(name)
+	s.waitReady(name)
+}
+
+// Restart stops and starts a container.
+func (s *stack) Restart(name string) {
+	s.t.Helper()
+	s.Stop(name)
+	s.Start(name)
+}
+
+func (s *stack) signal(name string, sig docker.Signal) {
+	s.t.Helper()
+	if err := pool.Client.KillContainer(docker.KillContainerOptions{ID: s.node(name).id, Signal: sig}); err != nil {
+		s.t.Fatalf("signal %d to %s: %v", sig, name, err)
+	}
+	s.waitFor(30*time.Second, 20*time.Millisecond, name+" exited", func() bool { return !s.inspect(name).State.Running })
+}
+
+// waitFor polls cond every interval until it holds, and fails the test
+// after within.
+func (s *stack) waitFor(within, every time.Duration, what string, cond func() bool) {
+	s.t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			s.t.Fatalf("not within %v: %s", within, what)
+		}
+		time.Sleep(every)
+	}
+}
+
+// logs is what a container logged since a time (to the second), its last
+// 1000 lines at most.
+func (s *stack) logs(name string, since time.Time) string {
+	s.t.Helper()
+	var out bytes.Buffer
+	err := pool.Client.Logs(docker.LogsOptions{
+		Container: s.node(name).id, OutputStream: &out, ErrorStream: &out,
+		Stdout: true, Stderr: true, Since: since.Unix(), Tail: "1000",
+	})
+	if err != nil {
+		s.t.Fatalf("logs of %s: %v", name, err)
+	}
+	return out.String()
+}
+
+// teardown removes the containers with their volumes and the network; after
+// a failure it first shows the end of each container's log.
+func (s *stack) teardown() {
+	s.rdb.Close()
+	if s.t.Failed() {
+		for _, name := range s.order {
+			var out bytes.Buffer
+			err := pool.Client.Logs(docker.LogsOptions{
+				Container: s.nodes[name].id, OutputStream: &out, ErrorStream: &out,
+				Stdout: true, Stderr: true, Tail: "20",
+			})
+			if err != nil {
+				fmt.Fprintf(&out, "(no logs: %v)", err)
+			}
+			s.t.Logf("--- last lines of %s:\n%s", name, strings.TrimRight(out.String(), "\n"))
+		}
+	}
+	for _, name := range s.order {
+		err := pool.Client.RemoveContainer(docker.RemoveContainerOptions{ID: s.nodes[name].id, Force: true, RemoveVolumes: true})
+		if err != nil {
+			s.t.Errorf("remove %s: %v", name, err)
+		}
+	}
+	if err := pool.RemoveNetwork(s.network); err != nil {
+		s.t.Errorf("remove network %s: %v", s.tag, err)
+	}
+}
+
+// Redis is a client of the stack's Redis on its published port.
+func (s *stack) Redis() *redis.Client { return s.rdb }
+
+// do sends a request with a body (a string is sent as it is, anything else
+// as JSON) and answers the status and the body.
+func do(t testing.TB, method, url string, body any) (int, []byte) {
+	t.Helper()
+	status, data, err := send(method, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return status, data
+}
+
+// send is do for goroutines other than the test's: it answers its error.
+func send(method, url string, body any) (int, []byte, error) {
+	var r io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		r = strings.NewReader(b)
+	case []byte:
+		r = bytes.NewReader(b)
+	default:
+		data, err := json.Marshal(b)
+		if err != nil {
+			return 0, nil, err
+		}
+		r = bytes.NewReader(data)
+	}
+	req, err := http.NewRequest(method, url, r)
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%s %s: %w", method, url, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%s %s: reading the answer: %w", method, url, err)
+	}
+	return resp.StatusCode, data, nil
+}
+
+// getJSON GETs url, wants a 200 and decodes the answer into out.
+func getJSON(t testing.TB, url string, out any) {
+	t.Helper()
+	status, data := do(t, "GET", url, nil)
+	if status != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", url, status, data)
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		t.Fatalf("GET %s: %v in %s", url, err, data)
+	}
+}
