@@ -26,6 +26,11 @@ func Errorf(status int, format string, args ...any) error {
 	return &Error{Status: status, Msg: fmt.Sprintf(format, args...)}
 }
 
+// TooLarge is the error for a request body over the limit.
+func TooLarge(limit int64) error {
+	return Errorf(http.StatusRequestEntityTooLarge, "request body is larger than %d bytes", limit)
+}
+
 // ErrUnavailable says Redis or a service behind this one cannot be reached.
 var ErrUnavailable = &Error{Status: http.StatusServiceUnavailable, Msg: "service unavailable, try again"}
 

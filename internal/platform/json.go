@@ -54,7 +54,7 @@ func readBody(r *http.Request) ([]byte, error) {
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):
-		return nil, Errorf(http.StatusRequestEntityTooLarge, "request body is larger than %d bytes", tooBig.Limit)
+		return nil, TooLarge(tooBig.Limit)
 	case err != nil:
 		return nil, Errorf(http.StatusBadRequest, "cannot read request body: %v", err)
 	}

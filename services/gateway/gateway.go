@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -62,18 +63,25 @@ func proxy(app *platform.App, target, strip string) (http.HandlerFunc, error) {
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			var tooBig *http.MaxBytesError
 			if errors.As(err, &tooBig) {
-				platform.WriteError(w, r, platform.Errorf(http.StatusRequestEntityTooLarge, "request body is larger than %d bytes", tooBig.Limit))
+				platform.WriteError(w, r, platform.TooLarge(tooBig.Limit))
 				return
 			}
-			app.Log.Warn("service unavailable", "target", target, "path", r.URL.Path, "err", err)
-			platform.WriteError(w, r, platform.ErrUnavailable)
+			platform.WriteError(w, r, fmt.Errorf("%w: %s: %v", platform.ErrUnavailable, target, err))
 		},
 	}
 	h := http.Handler(p)
 	if strip != "" {
 		h = http.StripPrefix(strip, p)
 	}
-	return h.ServeHTTP, nil
+	return func(w http.ResponseWriter, r *http.Request) {
+		// Refused here, before a service is asked; a body without a length
+		// is cut at the limit while it is forwarded.
+		if r.ContentLength > app.Config.MaxBodyBytes {
+			platform.WriteError(w, r, platform.TooLarge(app.Config.MaxBodyBytes))
+			return
+		}
+		h.ServeHTTP(w, r)
+	}, nil
 }
 
 // report lists every collection: two round trips each, whatever their size.
