@@ -86,44 +86,31 @@ func TestBadInputIsRejectedAndWritesNothing(t *testing.T) {
 	var ids []string
 	platformtest.JSON(t, "POST", srv.URL+"/billing", map[string]any{"order_id": billed.EntityID}, 200, &ids)
 	id, unknown := ids[0], uuid.NewString()
-	cases := []struct {
-		name, method, path string
-		body               any
-		status             int
-	}{
-		{"malformed JSON", "POST", "/billing", `{"order_id": `, 400},
-		{"empty body", "POST", "/billing", ``, 400},
-		{"not an object", "POST", "/billing", `"x"`, 400},
-		{"empty list", "POST", "/billings", `[]`, 400},
-		{"missing order_id", "POST", "/billing", `{"done": true}`, 400},
-		{"empty order_id", "POST", "/billing", `{"order_id": ""}`, 400},
-		{"non-UUID order_id", "POST", "/billing", `{"order_id": "42"}`, 400},
-		{"order_id not a string", "POST", "/billing", `{"order_id": 42}`, 400},
-		{"done not a bool", "POST", "/billing", `{"order_id": "` + other.EntityID + `", "done": "yes"}`, 400},
-		{"unknown field", "POST", "/billing", `{"order_id": "` + other.EntityID + `", "amount": 3}`, 400},
-		{"unknown order", "POST", "/billing", `{"order_id": "` + unknown + `"}`, 404},
-		{"second billing of an order", "POST", "/billing", `{"order_id": "` + billed.EntityID + `"}`, 409},
-		{"one bad item spoils the batch", "POST", "/billings", `[{"order_id": "` + other.EntityID + `"}, {"order_id": "` + unknown + `"}]`, 404},
-		{"PUT another order", "PUT", "/billing/" + id, `{"order_id": "` + other.EntityID + `"}`, 400},
-		{"PUT unknown order", "PUT", "/billing/" + platform.DerivedID("billing", unknown), `{"order_id": "` + unknown + `"}`, 404},
-		{"PUT unknown billing", "PUT", "/billing/" + platform.DerivedID("billing", other.EntityID), `{"order_id": "` + other.EntityID + `"}`, 404},
-		{"PUT non-UUID id", "PUT", "/billing/42", `{"order_id": "` + billed.EntityID + `"}`, 400},
-		{"PUT without order_id", "PUT", "/billing/" + id, `{"done": true}`, 400},
-		{"DELETE unknown id", "DELETE", "/billing/" + unknown, nil, 404},
-		{"DELETE non-UUID id", "DELETE", "/billings/x", nil, 400},
-		{"GET non-UUID id", "GET", "/billing/x", nil, 400},
-		{"wrong method", "PATCH", "/billing/" + id, `{}`, 405},
+	cases := []platformtest.BadRequest{
+		platformtest.Bad("malformed JSON", "POST", "/billing", `{"order_id": `, 400),
+		platformtest.Bad("empty body", "POST", "/billing", ``, 400),
+		platformtest.Bad("not an object", "POST", "/billing", `"x"`, 400),
+		platformtest.Bad("empty list", "POST", "/billings", `[]`, 400),
+		platformtest.Bad("missing order_id", "POST", "/billing", `{"done": true}`, 400),
+		platformtest.Bad("empty order_id", "POST", "/billing", `{"order_id": ""}`, 400),
+		platformtest.Bad("non-UUID order_id", "POST", "/billing", `{"order_id": "42"}`, 400),
+		platformtest.Bad("order_id not a string", "POST", "/billing", `{"order_id": 42}`, 400),
+		platformtest.Bad("done not a bool", "POST", "/billing", `{"order_id": "`+other.EntityID+`", "done": "yes"}`, 400),
+		platformtest.Bad("unknown field", "POST", "/billing", `{"order_id": "`+other.EntityID+`", "amount": 3}`, 400),
+		platformtest.Bad("unknown order", "POST", "/billing", `{"order_id": "`+unknown+`"}`, 404),
+		platformtest.Bad("second billing of an order", "POST", "/billing", `{"order_id": "`+billed.EntityID+`"}`, 409),
+		platformtest.Bad("one bad item spoils the batch", "POST", "/billings", `[{"order_id": "`+other.EntityID+`"}, {"order_id": "`+unknown+`"}]`, 404),
+		platformtest.Bad("PUT another order", "PUT", "/billing/"+id, `{"order_id": "`+other.EntityID+`"}`, 400),
+		platformtest.Bad("PUT unknown order", "PUT", "/billing/"+platform.DerivedID("billing", unknown), `{"order_id": "`+unknown+`"}`, 404),
+		platformtest.Bad("PUT unknown billing", "PUT", "/billing/"+platform.DerivedID("billing", other.EntityID), `{"order_id": "`+other.EntityID+`"}`, 404),
+		platformtest.Bad("PUT non-UUID id", "PUT", "/billing/42", `{"order_id": "`+billed.EntityID+`"}`, 400),
+		platformtest.Bad("PUT without order_id", "PUT", "/billing/"+id, `{"done": true}`, 400),
+		platformtest.Bad("DELETE unknown id", "DELETE", "/billing/"+unknown, nil, 404),
+		platformtest.Bad("DELETE non-UUID id", "DELETE", "/billings/x", nil, 400),
+		platformtest.Bad("GET non-UUID id", "GET", "/billing/x", nil, 400),
+		platformtest.Bad("wrong method", "PATCH", "/billing/"+id, `{}`, 405),
 	}
-	before, _ := app.Store.Info(t.Context(), "billing")
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			platformtest.Rejected(t, c.method, srv.URL+c.path, c.body, c.status)
-		})
-	}
-	after, _ := app.Store.Info(t.Context(), "billing")
-	if after.Length != before.Length {
-		t.Fatalf("bad input wrote %d events", after.Length-before.Length)
-	}
+	platformtest.RejectAll(t, app, srv.URL, "billing", cases)
 	var got billing
 	platformtest.JSON(t, "GET", srv.URL+"/billing/"+id, nil, 200, &got)
 	if got != (billing{ID: id, OrderID: billed.EntityID}) {

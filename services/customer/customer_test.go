@@ -74,43 +74,30 @@ func TestBadInputIsRejectedAndWritesNothing(t *testing.T) {
 	platformtest.JSON(t, "POST", srv.URL+"/customer", map[string]string{"name": "Ada", "email": "ada@example.com"}, 200, &ids)
 	id := ids[0]
 	unknown := "2b0ac0b0-8c43-4e5a-9a3f-6a3b7f1e0c11"
-	cases := []struct {
-		name, method, path string
-		body               any
-		status             int
-	}{
-		{"malformed JSON", "POST", "/customer", `{"name": "x",`, 400},
-		{"not an object", "POST", "/customer", `"ada"`, 400},
-		{"empty body", "POST", "/customer", ``, 400},
-		{"empty list", "POST", "/customers", `[]`, 400},
-		{"wrong type", "POST", "/customer", `{"name": 5, "email": "a@b.c"}`, 400},
-		{"missing name", "POST", "/customer", `{"email": "a@b.c"}`, 400},
-		{"empty name", "POST", "/customer", `{"name": " ", "email": "a@b.c"}`, 400},
-		{"missing email", "POST", "/customer", `{"name": "x"}`, 400},
-		{"bad email", "POST", "/customer", `{"name": "x", "email": "nope"}`, 400},
-		{"unknown field", "POST", "/customer", `{"name": "x", "email": "a@b.c", "age": 3}`, 400},
-		{"one bad item spoils the batch", "POST", "/customers", `[{"name": "x", "email": "a@b.c"}, {"name": ""}]`, 400},
-		{"trailing data", "POST", "/customer", `{"name": "x", "email": "a@b.c"} {}`, 400},
-		{"too large", "POST", "/customers", `[` + strings.Repeat(`{"name": "x", "email": "a@b.c"},`, 3000) + `{"name": "x", "email": "a@b.c"}]`, 413},
-		{"PUT non-UUID id", "PUT", "/customer/42", `{"name": "x", "email": "a@b.c"}`, 400},
-		{"PUT unknown id", "PUT", "/customer/" + unknown, `{"name": "x", "email": "a@b.c"}`, 404},
-		{"PUT invalid body", "PUT", "/customer/" + id, `{"name": "", "email": "a@b.c"}`, 400},
-		{"DELETE unknown id", "DELETE", "/customer/" + unknown, nil, 404},
-		{"DELETE non-UUID id", "DELETE", "/customers/x", nil, 400},
-		{"GET non-UUID id", "GET", "/customer/x", nil, 400},
-		{"wrong method", "PATCH", "/customer/" + id, `{}`, 405},
-		{"no such route", "GET", "/nothing", nil, 404},
+	cases := []platformtest.BadRequest{
+		platformtest.Bad("malformed JSON", "POST", "/customer", `{"name": "x",`, 400),
+		platformtest.Bad("not an object", "POST", "/customer", `"ada"`, 400),
+		platformtest.Bad("empty body", "POST", "/customer", ``, 400),
+		platformtest.Bad("empty list", "POST", "/customers", `[]`, 400),
+		platformtest.Bad("wrong type", "POST", "/customer", `{"name": 5, "email": "a@b.c"}`, 400),
+		platformtest.Bad("missing name", "POST", "/customer", `{"email": "a@b.c"}`, 400),
+		platformtest.Bad("empty name", "POST", "/customer", `{"name": " ", "email": "a@b.c"}`, 400),
+		platformtest.Bad("missing email", "POST", "/customer", `{"name": "x"}`, 400),
+		platformtest.Bad("bad email", "POST", "/customer", `{"name": "x", "email": "nope"}`, 400),
+		platformtest.Bad("unknown field", "POST", "/customer", `{"name": "x", "email": "a@b.c", "age": 3}`, 400),
+		platformtest.Bad("one bad item spoils the batch", "POST", "/customers", `[{"name": "x", "email": "a@b.c"}, {"name": ""}]`, 400),
+		platformtest.Bad("trailing data", "POST", "/customer", `{"name": "x", "email": "a@b.c"} {}`, 400),
+		platformtest.Bad("too large", "POST", "/customers", `[`+strings.Repeat(`{"name": "x", "email": "a@b.c"},`, 3000)+`{"name": "x", "email": "a@b.c"}]`, 413),
+		platformtest.Bad("PUT non-UUID id", "PUT", "/customer/42", `{"name": "x", "email": "a@b.c"}`, 400),
+		platformtest.Bad("PUT unknown id", "PUT", "/customer/"+unknown, `{"name": "x", "email": "a@b.c"}`, 404),
+		platformtest.Bad("PUT invalid body", "PUT", "/customer/"+id, `{"name": "", "email": "a@b.c"}`, 400),
+		platformtest.Bad("DELETE unknown id", "DELETE", "/customer/"+unknown, nil, 404),
+		platformtest.Bad("DELETE non-UUID id", "DELETE", "/customers/x", nil, 400),
+		platformtest.Bad("GET non-UUID id", "GET", "/customer/x", nil, 400),
+		platformtest.Bad("wrong method", "PATCH", "/customer/"+id, `{}`, 405),
+		platformtest.Bad("no such route", "GET", "/nothing", nil, 404),
 	}
-	before, _ := app.Store.Info(t.Context(), "customer")
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			platformtest.Rejected(t, c.method, srv.URL+c.path, c.body, c.status)
-		})
-	}
-	after, _ := app.Store.Info(t.Context(), "customer")
-	if after.Length != before.Length {
-		t.Fatalf("bad input wrote %d events", after.Length-before.Length)
-	}
+	platformtest.RejectAll(t, app, srv.URL, "customer", cases)
 	var got map[string]any
 	platformtest.JSON(t, "GET", srv.URL+"/customer/"+id, nil, http.StatusOK, &got)
 	if got["name"] != "Ada" {

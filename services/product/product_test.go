@@ -30,17 +30,13 @@ func TestProductPriceIsANumber(t *testing.T) {
 func TestBadProductsAreRejected(t *testing.T) {
 	t.Parallel()
 	app, srv := platformtest.Start(t, "product", platformtest.Config(t), wire)
-	for name, body := range map[string]string{
-		"missing price":  `{"name": "x"}`,
-		"negative price": `{"name": "x", "price": -1}`,
-		"fraction price": `{"name": "x", "price": 1.5}`,
-		"string price":   `{"name": "x", "price": "3"}`,
-		"missing name":   `{"price": 3}`,
-		"null name":      `{"name": null, "price": 3}`,
-	} {
-		t.Run(name, func(t *testing.T) { platformtest.Rejected(t, "POST", srv.URL+"/product", body, 400) })
-	}
-	if info, _ := app.Store.Info(t.Context(), "product"); info.Length != 0 {
-		t.Fatalf("bad input wrote %d events", info.Length)
-	}
+	platformtest.RejectAll(t, app, srv.URL, "product", []platformtest.BadRequest{
+		platformtest.Bad("missing price", "POST", "/product", `{"name": "x"}`, 400),
+		platformtest.Bad("negative price", "POST", "/product", `{"name": "x", "price": -1}`, 400),
+		platformtest.Bad("fraction price", "POST", "/product", `{"name": "x", "price": 1.5}`, 400),
+		platformtest.Bad("string price", "POST", "/product", `{"name": "x", "price": "3"}`, 400),
+		platformtest.Bad("missing name", "POST", "/product", `{"price": 3}`, 400),
+		platformtest.Bad("null name", "POST", "/product", `{"name": null, "price": 3}`, 400),
+		platformtest.Bad("negative price on PUT", "PUT", "/product/2b0ac0b0-8c43-4e5a-9a3f-6a3b7f1e0c11", `{"name": "x", "price": -1}`, 400),
+	})
 }

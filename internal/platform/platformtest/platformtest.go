@@ -130,3 +130,31 @@ func Concurrently(t testing.TB, n int, req func() (method, url string, body any)
 	wg.Wait()
 	return statuses
 }
+
+// BadRequest is a request a service must refuse with its status.
+type BadRequest struct {
+	Name, Method, Path string
+	Body               any
+	Status             int
+}
+
+// RejectAll sends each bad request to the service at url, wants its JSON
+// error, and then that none of them appended to the stream.
+func RejectAll(t *testing.T, app *platform.App, url, stream string, cases []BadRequest) {
+	t.Helper()
+	before, err := app.Store.Info(t.Context(), stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cases {
+		t.Run(c.Name, func(t *testing.T) { Rejected(t, c.Method, url+c.Path, c.Body, c.Status) })
+	}
+	if after, _ := app.Store.Info(t.Context(), stream); after.Length != before.Length {
+		t.Fatalf("bad input wrote %d events", after.Length-before.Length)
+	}
+}
+
+// Bad is a BadRequest.
+func Bad(name, method, path string, body any, status int) BadRequest {
+	return BadRequest{Name: name, Method: method, Path: path, Body: body, Status: status}
+}
