@@ -108,7 +108,7 @@ func (c *Cache) Commit(ctx context.Context, changes ...Change) ([]eventstore.Eve
 
 // writes are the cache commands that apply one event: the entity is replaced
 // whole, or removed, and its version recorded.
-func (c *Cache) writes(k Kind, id string, ent Entity, deleted bool, version string) []eventstore.Write {
+func (c *Cache) writes(k Kind, id string, ent Entity, deleted bool, version any) []eventstore.Write {
 	key := c.entityKey(k, id)
 	ws := []eventstore.Write{{Cmd: "DEL", Key: key}}
 	for _, f := range k.Lists {

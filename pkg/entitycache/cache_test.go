@@ -75,6 +75,17 @@ func TestCommitThenReadShowsTypedEntity(t *testing.T) {
 	}
 }
 
+func TestValuesThatLookLikeThePlaceholderAreKept(t *testing.T) {
+	t.Parallel()
+	c := newCache(t)
+	customers := entitycache.Kind{Name: "customer"}
+	commit(t, c, create(customers, "c1", entitycache.Entity{"name": "$version", "email": "{\"version\":true}"}))
+	e, _, err := c.Get(context.Background(), customers, "c1")
+	if err != nil || e["name"] != "$version" || e["email"] != `{"version":true}` {
+		t.Fatalf("customer %v %v", e, err)
+	}
+}
+
 func TestUpdateReplacesAndDeleteRemoves(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

@@ -46,8 +46,13 @@ const (
 )
 
 // VersionArg stands for the version the append assigns; it may appear in the
-// arguments of Writes.
-const VersionArg = "$version"
+// arguments of Writes. It reaches the script as a JSON object, which no
+// string argument can be, so that no value a client sends is mistaken for it.
+var VersionArg any = versionArg{}
+
+type versionArg struct{}
+
+func (versionArg) MarshalJSON() ([]byte, error) { return []byte(`{"version":true}`), nil }
 
 // ErrConflict is matched by every ConflictError.
 var ErrConflict = errors.New("version conflict")
@@ -105,7 +110,7 @@ for i = 1, #ARGV do
   batch[i] = e
 end
 local function sub(args, from, v)
-  for j = from, #args do if args[j] == '$version' then args[j] = v end end
+  for j = from, #args do if type(args[j]) == 'table' then args[j] = v end end
   return args
 end
 local out = {}
