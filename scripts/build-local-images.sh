@@ -105,6 +105,8 @@ service_images() {
   for s in "${services[@]}"; do service_image "$s" & pids+=($!); done
   for s in "${pids[@]}"; do wait "$s" || failed=1; done
   ((!failed)) || exit 1
+  # The images these builds replaced, unless a container still uses them.
+  docker image prune -f --filter label=ordershop.image=service >/dev/null
   echo "built ordershop/{$(IFS=,; echo "${services[*]}")}:local"
 }
 
