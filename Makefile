@@ -1,7 +1,7 @@
 SERVICES := customer product inventory order billing crm msg gateway
 GO ?= go
 
-.PHONY: build images up down logs test smoke
+.PHONY: build images up down logs test smoke e2e
 
 build: ## static binaries in bin/
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o bin/ $(addprefix ./services/,$(SERVICES))
@@ -18,8 +18,11 @@ down: ## stop and remove containers, network and the Redis volume
 logs:
 	scripts/compose.sh logs -f --tail=100
 
-test: ## every test: packages, services, system, compose smoke and e2e (needs Docker)
+test: images ## every test: packages, services, system, compose smoke and e2e (needs Docker)
 	$(GO) test -count=1 -timeout 40m ./...
 
-smoke:
-	scripts/smoke.sh
+smoke: images ## docker-compose up from a clean state, the original scenario, CRM stopped and started
+	$(GO) test -count=1 -v ./tests/smoke/
+
+e2e: images ## the stack in containers: CRM stopped, killed, replicated; Redis restarted; poison; bad input
+	$(GO) test -count=1 -v ./tests/e2e/
