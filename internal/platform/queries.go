@@ -2,6 +2,7 @@ package platform
 
 import (
 	"net/http"
+	"net/mail"
 	"strings"
 
 	"github.com/go-chi/chi/v5"
@@ -21,6 +22,14 @@ func CheckUUID(field, s string) (string, error) {
 		return "", Errorf(http.StatusBadRequest, "%s must be a UUID, not %q", field, s)
 	}
 	return id.String(), nil
+}
+
+// CheckEmail checks that a field is a plain e-mail address.
+func CheckEmail(field, s string) error {
+	if a, err := mail.ParseAddress(s); err != nil || a.Address != s {
+		return Errorf(http.StatusBadRequest, "%s %q is not an e-mail address", field, s)
+	}
+	return nil
 }
 
 // DerivedID is the id of the one entity of a kind that belongs to a key, e.g.

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"net/http"
-	"net/mail"
 	"strings"
 
 	"github.com/ordershop/ordershop/internal/platform"
@@ -25,8 +24,8 @@ func check(_ context.Context, _ string, b body) (entitycache.Entity, error) {
 	if email == "" {
 		return nil, platform.Errorf(http.StatusBadRequest, "email is required")
 	}
-	if a, err := mail.ParseAddress(email); err != nil || a.Address != email {
-		return nil, platform.Errorf(http.StatusBadRequest, "email %q is not an e-mail address", email)
+	if err := platform.CheckEmail("email", email); err != nil {
+		return nil, err
 	}
 	return entitycache.Entity{"name": name, "email": email}, nil
 }

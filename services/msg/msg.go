@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/mail"
 	"strings"
 
 	"github.com/ordershop/ordershop/internal/platform"
@@ -34,10 +33,7 @@ func check(b body) error {
 	case strings.TrimSpace(b.Key) == "":
 		return platform.Errorf(http.StatusBadRequest, "key is required")
 	}
-	if a, err := mail.ParseAddress(b.To); err != nil || a.Address != b.To {
-		return platform.Errorf(http.StatusBadRequest, "to %q is not an e-mail address", b.To)
-	}
-	return nil
+	return platform.CheckEmail("to", b.To)
 }
 
 // send records the mail under the id its key derives. Expecting the version
