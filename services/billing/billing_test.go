@@ -123,10 +123,6 @@ func TestPaymentRequestAndReceiptMails(t *testing.T) {
 	p := platformtest.NewMailPeer(t)
 	cfg := testConfig(t, p)
 	app, srv := platformtest.Start(t, "billing", cfg.Config, cfg.wire)
-	redistest.Eventually(t, 10*time.Second, "billing ready", func() bool {
-		status, _ := platformtest.Do(t, "GET", srv.URL+"/readyz", nil)
-		return status == 200
-	})
 	_, o := order(t, app.Cache, "ada@example.com")
 	trace := "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 	req, err := http.NewRequest("POST", srv.URL+"/billing", strings.NewReader(`{"order_id": "`+o.EntityID+`"}`))

@@ -43,26 +43,11 @@ func commit(t *testing.T, cache *entitycache.Cache, ch entitycache.Change) event
 	return events[0]
 }
 
-func waitReady(t *testing.T, url string) {
-	t.Helper()
-	redistest.Eventually(t, 10*time.Second, "crm ready", func() bool {
-		status, _ := platformtest.Do(t, "GET", url+"/readyz", nil)
-		return status == 200
-	})
-}
-
-// start runs crm until stop is called.
-func start(t *testing.T, cfg config) (url string, stop func()) {
-	_, srv, stop := platformtest.Stoppable(t, "crm", cfg.Config, cfg.wire)
-	return srv.URL, stop
-}
-
 func TestMailsForCustomerAndOrderEvents(t *testing.T) {
 	t.Parallel()
 	p := platformtest.NewMailPeer(t)
 	cfg := testConfig(t, p)
-	_, srv := platformtest.Start(t, "crm", cfg.Config, cfg.wire)
-	waitReady(t, srv.URL)
+	platformtest.Start(t, "crm", cfg.Config, cfg.wire)
 	w := writer(t, cfg)
 
 	trace := "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -106,8 +91,7 @@ func TestStoppedCRMCatchesUp(t *testing.T) {
 	p := platformtest.NewMailPeer(t)
 	cfg := testConfig(t, p)
 	w := writer(t, cfg)
-	url, stop := start(t, cfg)
-	waitReady(t, url)
+	_, _, stop := platformtest.Stoppable(t, "crm", cfg.Config, cfg.wire)
 	platformtest.Created(t, w, platform.Customers, entitycache.Entity{"name": "First", "email": "first@example.com"}, nil)
 	redistest.Eventually(t, 10*time.Second, "first welcome", func() bool { return p.Count() == 1 })
 	stop()
@@ -121,8 +105,7 @@ func TestStoppedCRMCatchesUp(t *testing.T) {
 	if n := p.Count(); n != 1 {
 		t.Fatalf("%d mails while crm was stopped", n)
 	}
-	url, _ = start(t, cfg)
-	waitReady(t, url)
+	platformtest.Start(t, "crm", cfg.Config, cfg.wire)
 	redistest.Eventually(t, 10*time.Second, "50 welcomes after the restart", func() bool { return p.Count() == 51 })
 	for addr, key := range keys {
 		if got := p.To(addr); len(got) != 1 || got[0].Key != key || !strings.HasPrefix(got[0].Msg, "Welcome") {
@@ -136,7 +119,6 @@ func TestFailingEventsAreDeadLetteredAndReplayed(t *testing.T) {
 	p := platformtest.NewMailPeer(t)
 	cfg := testConfig(t, p)
 	app, srv := platformtest.Start(t, "crm", cfg.Config, cfg.wire)
-	waitReady(t, srv.URL)
 	w := writer(t, cfg)
 
 	poison, err := eventstore.NewEvent("customer_created", "customer", uuid.NewString(), nil)

@@ -35,7 +35,7 @@ func Start(t testing.TB, name string, cfg platform.Config, wire func(*platform.A
 	return app, srv
 }
 
-// Stoppable is Start with a stop that the test may call before it ends, e.g.
+// Stoppable is Start, which returns once the service is ready, with a stop that the test may call before it ends, e.g.
 // to start the service again on the same keys.
 func Stoppable(t testing.TB, name string, cfg platform.Config, wire func(*platform.App) error) (*platform.App, *httptest.Server, func()) {
 	t.Helper()
@@ -50,6 +50,10 @@ func Stoppable(t testing.TB, name string, cfg platform.Config, wire func(*platfo
 	var once sync.Once
 	stop := func() { once.Do(func() { cancel(); wait(); srv.Close() }) }
 	t.Cleanup(stop)
+	redistest.Eventually(t, 10*time.Second, name+" ready", func() bool {
+		status, _ := Do(t, "GET", srv.URL+"/readyz", nil)
+		return status == http.StatusOK
+	})
 	return app, srv, stop
 }
 
