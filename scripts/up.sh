@@ -18,7 +18,9 @@ fi
 if [[ $ORDERSHOP_LOCAL == 1 ]]; then
   echo "No registry: building local images."
   scripts/build-local-images.sh
-  compose+=(--env-file local.env)
+  # As .env, local.env also serves the compose commands that follow (stop, start, run,
+  # logs); a .env of the user's own is left alone.
+  if [[ ! -e .env ]] || cmp -s .env local.env; then cp local.env .env; else compose+=(--env-file local.env); fi
   "${compose[@]}" up -d --no-build --remove-orphans
 else
   "${compose[@]}" up -d --build --remove-orphans

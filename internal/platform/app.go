@@ -103,9 +103,10 @@ func (a *App) Start(ctx context.Context) (wait func()) {
 // Main runs a service binary. cfg is the service's config struct, which
 // embeds base; wire adds the service's routes and work to the app. With
 // -healthcheck it only asks the running service's /healthz, so that images
-// need no shell.
+// need no shell; with -rebuild it rebuilds the entity cache and exits.
 func Main(name string, cfg any, base *Config, wire func(*App) error) {
 	check := flag.Bool("healthcheck", false, "ask the running service's /healthz and exit 0 if alive")
+	rebuild := flag.Bool("rebuild", false, "drop the entity cache, build it again from the streams, and exit")
 	flag.Parse()
 	log := slog.New(slog.NewJSONHandler(os.Stdout, nil)).With("service", name)
 	slog.SetDefault(log)
@@ -116,13 +117,25 @@ func Main(name string, cfg any, base *Config, wire func(*App) error) {
 	if *check {
 		os.Exit(healthcheck(base.Addr))
 	}
-	if err := run(name, *base, log, wire); err != nil {
+	err := run(name, *base, log, func(app *App) error {
+		if *rebuild {
+			return Rebuild(context.Background(), app)
+		}
+		if err := wire(app); err != nil {
+			return err
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+		defer stop()
+		return app.Serve(ctx)
+	})
+	if err != nil {
 		log.Error("stopped", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(name string, cfg Config, log *slog.Logger, wire func(*App) error) error {
+// run connects to Redis and hands the app to do.
+func run(name string, cfg Config, log *slog.Logger, do func(*App) error) error {
 	opt, err := redis.ParseURL(cfg.RedisURL)
 	if err != nil {
 		return fmt.Errorf("REDIS_URL: %w", err)
@@ -135,13 +148,7 @@ func run(name string, cfg Config, log *slog.Logger, wire func(*App) error) error
 		"request_timeout", cfg.RequestTimeout, "max_body_bytes", cfg.MaxBodyBytes, "key_prefix", cfg.KeyPrefix)
 	rdb := redis.NewClient(opt)
 	defer rdb.Close()
-	app := NewApp(name, cfg, rdb, log)
-	if err := wire(app); err != nil {
-		return err
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	return app.Serve(ctx)
+	return do(NewApp(name, cfg, rdb, log))
 }
 
 // Serve serves HTTP and runs the background work until ctx ends, then shuts
@@ -200,4 +207,16 @@ type redisLog struct{ log *slog.Logger }
 
 func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
 	l.log.WarnContext(ctx, "redis client", "msg", fmt.Sprintf(format, v...))
+}
+
+// Rebuild drops the entity cache of every kind and builds it again from the
+// streams, which are the source of truth. Commands must not run meanwhile.
+func Rebuild(ctx context.Context, app *App) error {
+	for _, kinds := range Streams {
+		if err := app.Cache.Rebuild(ctx, kinds...); err != nil {
+			return fmt.Errorf("rebuild %s: %w", kinds[0].StreamName(), err)
+		}
+		app.Log.Info("cache rebuilt", "stream", app.Store.StreamKey(kinds[0].StreamName()))
+	}
+	return nil
 }

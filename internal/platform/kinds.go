@@ -24,3 +24,8 @@ var (
 	// stream so that stock and reservation change in one step.
 	Reservations = entitycache.Kind{Name: "reservation", Stream: "inventory", Lists: []string{"product_ids"}}
 )
+
+// Streams are the kinds that live in each stream, for rebuilding the cache.
+var Streams = [][]entitycache.Kind{
+	{Customers.Kind}, {Products.Kind}, {Inventory.Kind, Reservations}, {Orders.Kind}, {Billings.Kind}, {Emails.Kind},
+}

@@ -2,10 +2,12 @@ package system
 
 import (
 	"net/http"
+	"reflect"
 	"testing"
 	"time"
 
 	"github.com/ordershop/ordershop/internal/platform/platformtest"
+	"github.com/ordershop/ordershop/pkg/eventstore/redistest"
 	"github.com/ordershop/ordershop/tests/scenario"
 )
 
@@ -111,4 +113,36 @@ func TestAFailedOrderReleasesWhatItReserved(t *testing.T) {
 	if n := g.Get(t, "/inventory/"+stock[0])["amount"]; n != float64(10) {
 		t.Fatalf("stock %v after the order was deleted, want 10", n)
 	}
+}
+
+func TestTheCacheIsRebuiltFromTheStreams(t *testing.T) {
+	t.Parallel()
+	s := startSystem(t)
+	g := scenario.Gateway(s.URL)
+	scenario.Original(t, g)
+	var before, after map[string]any
+	platformtest.JSON(t, "GET", s.URL+"/report", nil, 200, &before)
+	mails := g.Mails(t)
+
+	// Lose every cache key, keep the streams and their versions.
+	rdb, _ := redistest.Client(t)
+	keys, err := rdb.Keys(t.Context(), s.prefix+"{*}:*_*").Result()
+	if err != nil || len(keys) < 50 {
+		t.Fatalf("%d cache keys (%v)", len(keys), err)
+	}
+	rdb.Del(t.Context(), keys...)
+	if n := len(g.List(t, "/customers")); n != 0 {
+		t.Fatalf("%d customers listed without a cache", n)
+	}
+	s.Run("gateway", "-rebuild")
+	platformtest.JSON(t, "GET", s.URL+"/report", nil, 200, &after)
+	if !reflect.DeepEqual(before, after) {
+		t.Fatalf("report after the rebuild differs:\nbefore %v\nafter  %v", before, after)
+	}
+	if got := g.Mails(t); !reflect.DeepEqual(got, mails) {
+		t.Fatalf("%d mails after the rebuild, %d before", len(got), len(mails))
+	}
+	// Commands go on from the rebuilt versions.
+	id := g.Create(t, "/product", map[string]any{"name": "After", "price": 1})[0]
+	g.Do(t, "PUT", "/product/"+id, map[string]any{"name": "After", "price": 2})
 }

@@ -49,18 +49,20 @@ func pkgs() []string {
 
 // system is the eight services of one test, with keys of their own.
 type system struct {
-	t     *testing.T
-	env   []string
-	addr  map[string]string
-	procs map[string]*exec.Cmd
-	logs  map[string]string
-	URL   string // the gateway
+	t      *testing.T
+	prefix string
+	env    []string
+	addr   map[string]string
+	procs  map[string]*exec.Cmd
+	logs   map[string]string
+	URL    string // the gateway
 }
 
 func startSystem(t *testing.T) *system {
 	t.Helper()
 	s := &system{t: t, addr: map[string]string{}, procs: map[string]*exec.Cmd{}, logs: map[string]string{}}
-	s.env = append(os.Environ(), "REDIS_URL="+redistest.URL(t), "KEY_PREFIX="+redistest.Prefix(t),
+	s.prefix = redistest.Prefix(t)
+	s.env = append(os.Environ(), "REDIS_URL="+redistest.URL(t), "KEY_PREFIX="+s.prefix,
 		"CLAIM_IDLE=300ms", "MAX_DELIVERIES=3", "REQUEST_TIMEOUT=10s")
 	for _, name := range services {
 		s.addr[name] = freeAddr(t)
@@ -107,6 +109,16 @@ func (s *system) Start(name string) {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
+}
+
+// Run runs a service binary with args to its end, e.g. gateway -rebuild.
+func (s *system) Run(name string, args ...string) {
+	s.t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, name), args...)
+	cmd.Env = append(s.env, "ADDR="+s.addr[name])
+	if out, err := cmd.CombinedOutput(); err != nil {
+		s.t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
 }
 
 // Stop stops a service with SIGTERM, as docker stop does, and waits for it.
