@@ -104,3 +104,28 @@ func TestBadInputIsRejectedAndWritesNothing(t *testing.T) {
 		t.Fatalf("bad input changed the customer: %v", got)
 	}
 }
+
+// A delete is final: replacements racing with it either come before it or
+// find the customer gone (404); none brings it back.
+func TestReplacementsRacingADeleteDoNotResurrect(t *testing.T) {
+	t.Parallel()
+	_, srv := platformtest.Start(t, "customer", platformtest.Config(t), wire)
+	for round := range 20 {
+		var ids []string
+		platformtest.JSON(t, "POST", srv.URL+"/customer", map[string]string{"name": "Ada", "email": "ada@example.com"}, 200, &ids)
+		n := 0
+		statuses := platformtest.Concurrently(t, 11, func() (string, string, any) {
+			n++
+			if n == 6 {
+				return "DELETE", srv.URL + "/customer/" + ids[0], nil
+			}
+			return "PUT", srv.URL + "/customer/" + ids[0], map[string]string{"name": fmt.Sprint("Ada ", n), "email": "ada@example.com"}
+		})
+		if statuses[200]+statuses[404] != 11 {
+			t.Fatalf("round %d: answers %v", round, statuses)
+		}
+		if status, body := platformtest.Do(t, "GET", srv.URL+"/customer/"+ids[0], nil); strings.TrimSpace(string(body)) != "null" {
+			t.Fatalf("round %d: deleted customer came back: %d %s (answers %v)", round, status, body, statuses)
+		}
+	}
+}

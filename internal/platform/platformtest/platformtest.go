@@ -114,17 +114,17 @@ func Rejected(t testing.TB, method, url string, body any, want int) string {
 	return e.Error
 }
 
-// Concurrently sends n requests at once, each made by req, and counts the
-// answers by status.
+// Concurrently sends n requests at once and counts the answers by status.
+// req makes each request; it is called n times, one after the other.
 func Concurrently(t testing.TB, n int, req func() (method, url string, body any)) map[int]int {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	statuses := map[int]int{}
 	for range n {
+		method, url, body := req()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			method, url, body := req()
 			status, _ := Do(t, method, url, body)
 			mu.Lock()
 			statuses[status]++
