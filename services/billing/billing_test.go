@@ -2,6 +2,7 @@ package main
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -17,9 +18,15 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
 
-func testConfig(t *testing.T, p *platformtest.MailPeer) config {
-	return config{Config: platformtest.Config(t), Consuming: platform.Consuming{MsgURL: p.URL, ConsumerName: "billing-1",
-		ClaimIdle: 50 * time.Millisecond, MaxDeliveries: 3, Batch: 50}}
+const maxDeliveries = 3
+
+// start runs billing, mailing to a peer that stands in for msg.
+func start(t *testing.T) (*platformtest.MailPeer, *platform.App, *httptest.Server) {
+	p := platformtest.NewMailPeer(t)
+	cfg := config{Config: platformtest.Config(t), Consuming: platform.Consuming{MsgURL: p.URL, ConsumerName: "billing-1",
+		ClaimIdle: 50 * time.Millisecond, MaxDeliveries: maxDeliveries, Batch: 50}}
+	app, srv := platformtest.Start(t, "billing", cfg.Config, cfg.wire)
+	return p, app, srv
 }
 
 // order writes a customer, a product and an order of theirs.
@@ -38,9 +45,7 @@ type billing struct {
 
 func TestBillingLifecycle(t *testing.T) {
 	t.Parallel()
-	p := platformtest.NewMailPeer(t)
-	cfg := testConfig(t, p)
-	app, srv := platformtest.Start(t, "billing", cfg.Config, cfg.wire)
+	_, app, srv := start(t)
 	_, o1 := order(t, app.Cache, "ada@example.com")
 	_, o2 := order(t, app.Cache, "bob@example.com")
 
@@ -78,9 +83,7 @@ func TestBillingLifecycle(t *testing.T) {
 
 func TestBadInputIsRejectedAndWritesNothing(t *testing.T) {
 	t.Parallel()
-	p := platformtest.NewMailPeer(t)
-	cfg := testConfig(t, p)
-	app, srv := platformtest.Start(t, "billing", cfg.Config, cfg.wire)
+	_, app, srv := start(t)
 	_, billed := order(t, app.Cache, "ada@example.com")
 	_, other := order(t, app.Cache, "bob@example.com")
 	var ids []string
@@ -120,9 +123,7 @@ func TestBadInputIsRejectedAndWritesNothing(t *testing.T) {
 
 func TestPaymentRequestAndReceiptMails(t *testing.T) {
 	t.Parallel()
-	p := platformtest.NewMailPeer(t)
-	cfg := testConfig(t, p)
-	app, srv := platformtest.Start(t, "billing", cfg.Config, cfg.wire)
+	p, app, srv := start(t)
 	_, o := order(t, app.Cache, "ada@example.com")
 	trace := "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 	req, err := http.NewRequest("POST", srv.URL+"/billing", strings.NewReader(`{"order_id": "`+o.EntityID+`"}`))
@@ -169,9 +170,7 @@ func TestPaymentRequestAndReceiptMails(t *testing.T) {
 
 func TestReceiptForAnUnknownOrderIsDeadLettered(t *testing.T) {
 	t.Parallel()
-	p := platformtest.NewMailPeer(t)
-	cfg := testConfig(t, p)
-	app, srv := platformtest.Start(t, "billing", cfg.Config, cfg.wire)
+	_, app, srv := start(t)
 	orphan := platformtest.Created(t, app.Cache, platform.Billings, entitycache.Entity{"order_id": uuid.NewString(), "done": false}, nil)
 	var dead []eventstore.DeadLetter
 	redistest.Eventually(t, 10*time.Second, "billing of no order dead-lettered", func() bool {
@@ -179,7 +178,7 @@ func TestReceiptForAnUnknownOrderIsDeadLettered(t *testing.T) {
 		return len(dead) == 1
 	})
 	d := dead[0]
-	if d.Stream != "billing" || d.Values["event_id"] != orphan.ID || d.Deliveries != cfg.MaxDeliveries || !strings.Contains(d.Error, "unknown") {
+	if d.Stream != "billing" || d.Values["event_id"] != orphan.ID || d.Deliveries != maxDeliveries || !strings.Contains(d.Error, "unknown") {
 		t.Fatalf("dead letter %+v", d)
 	}
 	if msg := platformtest.Rejected(t, "POST", srv.URL+"/deadletters/billing/"+d.ID+"/replay", nil, 409); !strings.Contains(msg, "unknown") {
