@@ -209,12 +209,17 @@ func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
 	l.log.WarnContext(ctx, "redis client", "msg", fmt.Sprintf(format, v...))
 }
 
-// Rebuild drops the entity cache of every kind and builds it again from the
-// streams, which are the source of truth. Commands must not run meanwhile.
+// Rebuild builds the entity cache of every kind, and the versions that
+// commands expect, again from the streams, which are the source of truth.
+// Commands must not run meanwhile.
 func Rebuild(ctx context.Context, app *App) error {
 	for _, kinds := range Streams {
+		stream := kinds[0].StreamName()
+		if err := app.Store.RebuildVersions(ctx, stream); err != nil {
+			return fmt.Errorf("rebuild the versions of %s: %w", stream, err)
+		}
 		if err := app.Cache.Rebuild(ctx, kinds...); err != nil {
-			return fmt.Errorf("rebuild %s: %w", kinds[0].StreamName(), err)
+			return fmt.Errorf("rebuild the cache of %s: %w", stream, err)
 		}
 		app.Log.Info("cache rebuilt", "stream", app.Store.StreamKey(kinds[0].StreamName()))
 	}

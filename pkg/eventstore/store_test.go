@@ -172,3 +172,29 @@ func TestWritesRunInTheSameStepWithTheVersion(t *testing.T) {
 		t.Fatalf("write saw version %q, want 3", got)
 	}
 }
+
+func TestVersionsAreRebuiltFromTheStream(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t)
+	appendN(t, s, "customer", 3) // c0, c1, c2 at version 1
+	for i := range 4 {
+		if _, err := s.Append(ctx, "customer", eventstore.Record{Event: event(t, "customer_updated", "c1", i), Expected: int64(i + 1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Redis().Del(ctx, s.Key("customer", "versions"))
+	if err := s.RebuildVersions(ctx, "customer"); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]int64{"c0": 1, "c1": 5, "c2": 1} {
+		if v, _ := s.Version(ctx, "customer", id); v != want {
+			t.Fatalf("%s at version %d after the rebuild, want %d", id, v, want)
+		}
+	}
+	// Expected versions work on from there.
+	_, err := s.Append(ctx, "customer", eventstore.Record{Event: event(t, "customer_updated", "c1", 9), Expected: 4})
+	if !errors.Is(err, eventstore.ErrConflict) {
+		t.Fatalf("a stale version after the rebuild: %v", err)
+	}
+}
