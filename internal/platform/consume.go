@@ -33,7 +33,11 @@ func Consume(app *App, c Consuming, group string, streams []string, handler even
 		name = group + "-1"
 	}
 	consumer, err := app.Store.NewConsumer(eventstore.ConsumerConfig{
-		Group: group, Name: name, Streams: streams, Handler: handler,
+		Group: group, Name: name, Streams: streams,
+		// Whatever the handler calls carries on the trace of the command behind the event.
+		Handler: func(ctx context.Context, e eventstore.Event) error {
+			return handler(WithTrace(ctx, e.Meta["traceparent"]), e)
+		},
 		Batch: c.Batch, ClaimIdle: c.ClaimIdle, MaxDeliveries: c.MaxDeliveries, Logger: app.Log,
 	})
 	if err != nil {

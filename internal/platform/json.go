@@ -46,7 +46,7 @@ func Decode(r *http.Request, v any) error {
 	if err != nil {
 		return err
 	}
-	return DecodeBytes(body, v)
+	return decodeBytes(body, v)
 }
 
 func readBody(r *http.Request) ([]byte, error) {
@@ -61,8 +61,8 @@ func readBody(r *http.Request) ([]byte, error) {
 	return body, nil
 }
 
-// DecodeBytes is Decode of a body already read.
-func DecodeBytes(body []byte, v any) error {
+// decodeBytes is Decode of a body already read.
+func decodeBytes(body []byte, v any) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return Errorf(http.StatusBadRequest, "request body is empty, want JSON")
 	}
@@ -120,7 +120,7 @@ func DecodeOneOrMany[T any](r *http.Request) ([]T, error) {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) > 0 && trimmed[0] == '[' {
 		var many []T
-		if err := DecodeBytes(body, &many); err != nil {
+		if err := decodeBytes(body, &many); err != nil {
 			return nil, err
 		}
 		if len(many) == 0 {
@@ -129,7 +129,7 @@ func DecodeOneOrMany[T any](r *http.Request) ([]T, error) {
 		return many, nil
 	}
 	var one T
-	if err := DecodeBytes(body, &one); err != nil {
+	if err := decodeBytes(body, &one); err != nil {
 		return nil, err
 	}
 	return []T{one}, nil

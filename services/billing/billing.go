@@ -71,7 +71,6 @@ func (h *handler) handle(ctx context.Context, e eventstore.Event) error {
 	if err != nil {
 		return err
 	}
-	ctx = platform.WithTrace(ctx, e.Meta["traceparent"])
 	if e.Type == "order_created" {
 		customer, err := platform.CustomerOf(ctx, h.app.Cache, ent)
 		if err != nil {

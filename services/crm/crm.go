@@ -34,7 +34,6 @@ func (h *handler) handle(ctx context.Context, e eventstore.Event) error {
 	if err != nil {
 		return err
 	}
-	ctx = platform.WithTrace(ctx, e.Meta["traceparent"])
 	name, _ := ent["name"].(string)
 	switch e.Type {
 	case "customer_created":
