@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ordershop/ordershop/internal/redistest"
 	"github.com/ordershop/ordershop/pkg/eventstore"
-	"github.com/ordershop/ordershop/pkg/eventstore/redistest"
 	"github.com/redis/go-redis/v9"
 )
 

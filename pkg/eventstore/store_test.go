@@ -8,8 +8,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/ordershop/ordershop/internal/redistest"
 	"github.com/ordershop/ordershop/pkg/eventstore"
-	"github.com/ordershop/ordershop/pkg/eventstore/redistest"
 )
 
 func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }

@@ -11,9 +11,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/ordershop/ordershop/internal/platform"
 	"github.com/ordershop/ordershop/internal/platform/platformtest"
+	"github.com/ordershop/ordershop/internal/redistest"
 	"github.com/ordershop/ordershop/pkg/entitycache"
 	"github.com/ordershop/ordershop/pkg/eventstore"
-	"github.com/ordershop/ordershop/pkg/eventstore/redistest"
 )
 
 func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }

@@ -9,7 +9,7 @@ import (
 
 	"github.com/ordershop/ordershop/internal/platform"
 	"github.com/ordershop/ordershop/internal/platform/platformtest"
-	"github.com/ordershop/ordershop/pkg/eventstore/redistest"
+	"github.com/ordershop/ordershop/internal/redistest"
 )
 
 func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }

@@ -8,8 +8,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/ordershop/ordershop/internal/platform"
 	"github.com/ordershop/ordershop/internal/platform/platformtest"
+	"github.com/ordershop/ordershop/internal/redistest"
 	"github.com/ordershop/ordershop/pkg/entitycache"
-	"github.com/ordershop/ordershop/pkg/eventstore/redistest"
 )
 
 func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }

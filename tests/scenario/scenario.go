@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/ordershop/ordershop/internal/platform/platformtest"
-	"github.com/ordershop/ordershop/pkg/eventstore/redistest"
+	"github.com/ordershop/ordershop/internal/redistest"
 )
 
 // Gateway is the URL of the gateway, e.g. http://127.0.0.1:5000.

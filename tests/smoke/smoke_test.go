@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ordershop/ordershop/pkg/eventstore/redistest"
+	"github.com/ordershop/ordershop/internal/redistest"
 	"github.com/ordershop/ordershop/tests/scenario"
 )
 

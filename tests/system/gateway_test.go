@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/ordershop/ordershop/internal/platform/platformtest"
-	"github.com/ordershop/ordershop/pkg/eventstore/redistest"
+	"github.com/ordershop/ordershop/internal/redistest"
 	"github.com/ordershop/ordershop/tests/scenario"
 )
 

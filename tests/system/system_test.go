@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ordershop/ordershop/pkg/eventstore/redistest"
+	"github.com/ordershop/ordershop/internal/redistest"
 )
 
 var services = []string{"customer", "product", "inventory", "order", "billing", "crm", "msg", "gateway"}

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/ordershop/ordershop/internal/platform"
-	"github.com/ordershop/ordershop/pkg/eventstore/redistest"
+	"github.com/ordershop/ordershop/internal/redistest"
 )
 
 // Config is the config of a service under test: short timeouts, a small body
