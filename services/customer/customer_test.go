@@ -114,7 +114,7 @@ func TestReplacementsRacingADeleteDoNotResurrect(t *testing.T) {
 		var ids []string
 		platformtest.JSON(t, "POST", srv.URL+"/customer", map[string]string{"name": "Ada", "email": "ada@example.com"}, 200, &ids)
 		n := 0
-		statuses := platformtest.Concurrently(t, 11, func() (string, string, any) {
+		statuses, _ := platformtest.Concurrently(t, 11, func() (string, string, any) {
 			n++
 			if n == 6 {
 				return "DELETE", srv.URL + "/customer/" + ids[0], nil

@@ -120,7 +120,7 @@ func TestReservationIsAllOrNothingAndSwaps(t *testing.T) {
 func TestConcurrentReservationsNeverOversell(t *testing.T) {
 	t.Parallel()
 	app, url, p := setup(t, 100)
-	statuses := platformtest.Concurrently(t, 200, func() (string, string, any) {
+	statuses, _ := platformtest.Concurrently(t, 200, func() (string, string, any) {
 		return "PUT", url + "/reservations/" + uuid.NewString(), map[string]any{"product_ids": []string{p[0]}}
 	})
 	if statuses[http.StatusOK] != 100 || statuses[http.StatusConflict] != 100 || amount(t, url, p[0]) != 0 {

@@ -7,10 +7,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/ordershop/ordershop/internal/platform/platformtest"
 	"github.com/ordershop/ordershop/internal/redistest"
@@ -201,6 +204,65 @@ func Original(t testing.TB, g Gateway) {
 	// The third customer may be gone before CRM reads its order: no thank-you then.
 	g.WaitMails(t, 30*time.Second, "Thank you", append(emails[:2:2], emails[3:]...))
 	g.WaitMails(t, 30*time.Second, "Receipt", emails[0:1])
+}
+
+// Oversell sends 200 orders at once for a product with a stock of 100:
+// exactly 100 are accepted and the rest refused with a 409 JSON error, the
+// stock ends at 0, and the inventory stream (its key is stream, read through
+// rdb) holds 100 stock updates, 100 reservations and never a stock below
+// zero.
+func Oversell(t testing.TB, g Gateway, rdb *redis.Client, stream string) {
+	customers, _ := g.Customers(t, "oversell", 1)
+	product := g.Create(t, "/product", map[string]any{"name": "Scarce", "price": 1})[0]
+	inventory := g.Create(t, "/inventory", map[string]any{"product_id": product, "amount": 100})[0]
+
+	statuses, answers := platformtest.Concurrently(t, 200, func() (string, string, any) {
+		return "POST", string(g) + "/orders", map[string]any{"customer_id": customers[0], "product_ids": []string{product}}
+	})
+	for i, a := range answers {
+		var e struct{ Error string }
+		switch {
+		case a.Status == http.StatusConflict && (json.Unmarshal(a.Body, &e) != nil || e.Error == ""):
+			t.Errorf("order %d: 409 without a JSON error: %s", i, a.Body)
+		case a.Status != http.StatusOK && a.Status != http.StatusConflict:
+			t.Errorf("order %d: %d %s", i, a.Status, a.Body)
+		}
+	}
+	if statuses[http.StatusOK] != 100 || statuses[http.StatusConflict] != 100 {
+		t.Fatalf("answers %v, want 100 × 200 and 100 × 409", statuses)
+	}
+	if amount := g.Get(t, "/inventory/"+inventory)["amount"]; amount != float64(0) {
+		t.Fatalf("stock %v after 100 orders of a stock of 100, want 0", amount)
+	}
+	if n := len(g.List(t, "/orders")); n != 100 {
+		t.Fatalf("%d orders recorded, want 100", n)
+	}
+
+	entries, err := rdb.XRange(t.Context(), stream, "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	updates, reservations := 0, 0
+	for _, e := range entries {
+		switch e.Values["entity_type"] {
+		case "inventory":
+			var inv struct{ Amount *int64 }
+			if err := json.Unmarshal([]byte(e.Values["entity"].(string)), &inv); err != nil || inv.Amount == nil {
+				t.Fatalf("inventory event %s: entity %v (%v)", e.ID, e.Values["entity"], err)
+			}
+			if *inv.Amount < 0 {
+				t.Fatalf("inventory event %s: stock %d", e.ID, *inv.Amount)
+			}
+			if e.Values["type"] == "inventory_updated" {
+				updates++
+			}
+		case "reservation":
+			reservations++
+		}
+	}
+	if updates != 100 || reservations != 100 {
+		t.Fatalf("%d stock updates and %d reservations in %s, want 100 and 100", updates, reservations, stream)
+	}
 }
 
 func strs(v any) []string {

@@ -36,18 +36,8 @@ func TestStoppedCRMCatchesUp(t *testing.T) {
 func TestConcurrentOrdersNeverOversell(t *testing.T) {
 	t.Parallel()
 	s := startSystem(t)
-	g := scenario.Gateway(s.URL)
-	customers, _ := g.Customers(t, "oversell", 1)
-	product := g.Create(t, "/product", map[string]any{"name": "Scarce", "price": 1})[0]
-	inventory := g.Create(t, "/inventory", map[string]any{"product_id": product, "amount": 100})[0]
-	statuses := platformtest.Concurrently(t, 200, func() (string, string, any) {
-		return "POST", s.URL + "/orders", map[string]any{"customer_id": customers[0], "product_ids": []string{product}}
-	})
-	amount := g.Get(t, "/inventory/"+inventory)["amount"]
-	orders := len(g.List(t, "/orders"))
-	if statuses[http.StatusOK] != 100 || statuses[http.StatusConflict] != 100 || amount != float64(0) || orders != 100 {
-		t.Fatalf("answers %v, stock %v, %d orders recorded", statuses, amount, orders)
-	}
+	rdb, _ := redistest.Client(t) // the Redis the services use, under their KEY_PREFIX
+	scenario.Oversell(t, scenario.Gateway(s.URL), rdb, s.prefix+"events:{inventory}")
 }
 
 func TestReadYourWritesThroughTheGateway(t *testing.T) {

@@ -3,10 +3,7 @@
 package platformtest
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -55,84 +52,6 @@ func Stoppable(t testing.TB, name string, cfg platform.Config, wire func(*platfo
 		return status == http.StatusOK
 	})
 	return app, srv, stop
-}
-
-// Do sends a request with a JSON body (a string or []byte is sent as it
-// is) and returns the status and the body.
-func Do(t testing.TB, method, url string, body any) (int, []byte) {
-	t.Helper()
-	var r io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		r = bytes.NewBufferString(b)
-	case []byte:
-		r = bytes.NewReader(b)
-	default:
-		data, err := json.Marshal(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r = bytes.NewReader(data)
-	}
-	req, err := http.NewRequest(method, url, r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, data
-}
-
-// JSON sends a request, wants the status, and decodes the answer into out.
-func JSON(t testing.TB, method, url string, body any, want int, out any) {
-	t.Helper()
-	status, data := Do(t, method, url, body)
-	if status != want {
-		t.Fatalf("%s %s: status %d, want %d: %s", method, url, status, want, data)
-	}
-	if out != nil {
-		if err := json.Unmarshal(data, out); err != nil {
-			t.Fatalf("%s %s: %v in %s", method, url, err, data)
-		}
-	}
-}
-
-// Rejected sends a bad request and wants a JSON error with the status.
-func Rejected(t testing.TB, method, url string, body any, want int) string {
-	t.Helper()
-	var e struct{ Error string }
-	JSON(t, method, url, body, want, &e)
-	if e.Error == "" {
-		t.Fatalf("%s %s: no error message", method, url)
-	}
-	return e.Error
-}
-
-// Concurrently sends n requests at once and counts the answers by status.
-// req makes each request; it is called n times, one after the other.
-func Concurrently(t testing.TB, n int, req func() (method, url string, body any)) map[int]int {
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	statuses := map[int]int{}
-	for range n {
-		method, url, body := req()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			status, _ := Do(t, method, url, body)
-			mu.Lock()
-			statuses[status]++
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	return statuses
 }
 
 // BadRequest is a request a service must refuse with its status.

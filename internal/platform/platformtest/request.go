@@ -1,0 +1,119 @@
+package platformtest
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// Send sends a request with a JSON body (a string or []byte is sent as it
+// is) and answers the status and the body. It returns its error instead of
+// failing the test, so that goroutines other than the test's may call it.
+// It uses http.DefaultClient: a test against slow servers sets its timeout.
+func Send(method, url string, body any) (int, []byte, error) {
+	var r io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		r = strings.NewReader(b)
+	case []byte:
+		r = bytes.NewReader(b)
+	default:
+		data, err := json.Marshal(b)
+		if err != nil {
+			return 0, nil, fmt.Errorf("%s %s: %w", method, url, err)
+		}
+		r = bytes.NewReader(data)
+	}
+	req, err := http.NewRequest(method, url, r)
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil, err // names the method and the URL
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%s %s: reading the answer: %w", method, url, err)
+	}
+	return resp.StatusCode, data, nil
+}
+
+// Do is Send for the test's goroutine: an error fails the test.
+func Do(t testing.TB, method, url string, body any) (int, []byte) {
+	t.Helper()
+	status, data, err := Send(method, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return status, data
+}
+
+// JSON sends a request, wants the status, and decodes the answer into out.
+func JSON(t testing.TB, method, url string, body any, want int, out any) {
+	t.Helper()
+	status, data := Do(t, method, url, body)
+	if status != want {
+		t.Fatalf("%s %s: status %d, want %d: %s", method, url, status, want, data)
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			t.Fatalf("%s %s: %v in %s", method, url, err, data)
+		}
+	}
+}
+
+// Rejected sends a bad request and wants a JSON error with the status.
+func Rejected(t testing.TB, method, url string, body any, want int) string {
+	t.Helper()
+	var e struct{ Error string }
+	JSON(t, method, url, body, want, &e)
+	if e.Error == "" {
+		t.Fatalf("%s %s: no error message", method, url)
+	}
+	return e.Error
+}
+
+// Answer is what a server answered one request.
+type Answer struct {
+	Status int
+	Body   []byte
+}
+
+// Concurrently sends n requests at once and counts the answers by status;
+// answers are the answers in the order the requests were made. req makes
+// each request; it is called n times, one after the other, before any is
+// sent. A request that got no answer fails the test and counts as status 0.
+func Concurrently(t testing.TB, n int, req func() (method, url string, body any)) (statuses map[int]int, answers []Answer) {
+	answers = make([]Answer, n)
+	// Held back until all are made, the requests race each other as the
+	// clients of a busy shop would.
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range answers {
+		method, url, body := req()
+		wg.Go(func() {
+			<-start
+			var err error
+			answers[i].Status, answers[i].Body, err = Send(method, url, body)
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	statuses = map[int]int{}
+	for _, a := range answers {
+		statuses[a.Status]++
+	}
+	return statuses, answers
+}
