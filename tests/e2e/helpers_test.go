@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ordershop/ordershop/internal/platform/platformtest"
 	"github.com/ordershop/ordershop/pkg/eventstore"
 	"github.com/ordershop/ordershop/tests/scenario"
 )
@@ -23,7 +24,7 @@ type mail struct {
 func mails(t testing.TB, g scenario.Gateway) []mail {
 	t.Helper()
 	var out []mail
-	getJSON(t, string(g)+"/emails", &out)
+	platformtest.JSON(t, "GET", string(g)+"/emails", nil, 200, &out)
 	return out
 }
 
@@ -48,7 +49,7 @@ func groupOf(st stats, stream string) eventstore.GroupInfo {
 func consumerStats(t testing.TB, url string) stats {
 	t.Helper()
 	var st stats
-	getJSON(t, url, &st)
+	platformtest.JSON(t, "GET", url, nil, 200, &st)
 	return st
 }
 

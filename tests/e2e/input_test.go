@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/ordershop/ordershop/internal/platform/platformtest"
 )
 
 // Malformed, invalid or impossible requests through the gateway each get a
@@ -101,7 +103,7 @@ func TestBadInputIsRejectedAndWritesNothing(t *testing.T) {
 	compensated := map[string]bool{"batch with one order out of stock": true, "update of an order out of stock": true}
 	for _, tc := range cases {
 		pre := s.streamLengths()
-		status, body := do(t, tc.method, string(g)+tc.path, tc.body)
+		status, body := platformtest.Do(t, tc.method, string(g)+tc.path, tc.body)
 		if post := s.streamLengths(); fmt.Sprint(post) != fmt.Sprint(pre) && !compensated[tc.name] {
 			t.Errorf("%s: streams changed from %v to %v", tc.name, pre, post)
 		}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/ordershop/ordershop/internal/platform/platformtest"
 )
 
 // deadLetter is a dead letter as GET /ops/crm/deadletters lists it.
@@ -24,7 +26,7 @@ type deadLetter struct {
 func (s *stack) deadLetters() []deadLetter {
 	s.t.Helper()
 	var out []deadLetter
-	getJSON(s.t, string(s.Gateway)+"/ops/crm/deadletters", &out)
+	platformtest.JSON(s.t, "GET", string(s.Gateway)+"/ops/crm/deadletters", nil, 200, &out)
 	return out
 }
 
@@ -41,7 +43,7 @@ func (s *stack) deadLetter(match func(deadLetter) bool) *deadLetter {
 
 func (s *stack) replay(d *deadLetter) (int, string) {
 	s.t.Helper()
-	status, body := do(s.t, "POST", string(s.Gateway)+"/ops/crm/deadletters/"+d.Stream+"/"+d.ID+"/replay", nil)
+	status, body := platformtest.Do(s.t, "POST", string(s.Gateway)+"/ops/crm/deadletters/"+d.Stream+"/"+d.ID+"/replay", nil)
 	return status, string(body)
 }
 

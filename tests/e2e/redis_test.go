@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ordershop/ordershop/internal/platform/platformtest"
 )
 
 // Redis restarted (AOF on): the services become unready while it is away,
@@ -43,7 +45,7 @@ func TestRedisRestart(t *testing.T) {
 		})
 	}
 	t.Logf("the consumers were interrupted %v after Redis was stopped", time.Since(down).Round(time.Millisecond))
-	status, body := do(t, "POST", string(g)+"/customer", map[string]string{"name": "N", "email": "n@example.com"})
+	status, body := platformtest.Do(t, "POST", string(g)+"/customer", map[string]string{"name": "N", "email": "n@example.com"})
 	if status != http.StatusServiceUnavailable || !isJSONError(string(body)) {
 		t.Fatalf("a command while Redis is down answered %d %s, want a 503 JSON error", status, body)
 	}

@@ -5,9 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -28,10 +26,9 @@ var services = []string{"customer", "product", "inventory", "order", "billing", 
 // is ten containers, and the machine may have two cores.
 var slots = make(chan struct{}, 2)
 
-// client is for every HTTP call of the tests; nothing may hang a test.
-var client = &http.Client{Timeout: 30 * time.Second}
-
-func init() { http.DefaultClient.Timeout = 30 * time.Second } // scenario's calls
+// Every request of the tests goes through http.DefaultClient (platformtest's
+// and scenario's); nothing may hang a test.
+func init() { http.DefaultClient.Timeout = 30 * time.Second }
 
 // node is one container of a stack.
 type node struct {
@@ -390,59 +387,3 @@ func (s *stack) teardown() {
 
 // Redis is a client of the stack's Redis on its published port.
 func (s *stack) Redis() *redis.Client { return s.rdb }
-
-// do sends a request with a body (a string is sent as it is, anything else
-// as JSON) and answers the status and the body.
-func do(t testing.TB, method, url string, body any) (int, []byte) {
-	t.Helper()
-	status, data, err := send(method, url, body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return status, data
-}
-
-// send is do for goroutines other than the test's: it answers its error.
-func send(method, url string, body any) (int, []byte, error) {
-	var r io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		r = strings.NewReader(b)
-	case []byte:
-		r = bytes.NewReader(b)
-	default:
-		data, err := json.Marshal(b)
-		if err != nil {
-			return 0, nil, err
-		}
-		r = bytes.NewReader(data)
-	}
-	req, err := http.NewRequest(method, url, r)
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, nil, fmt.Errorf("%s %s: %w", method, url, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, nil, fmt.Errorf("%s %s: reading the answer: %w", method, url, err)
-	}
-	return resp.StatusCode, data, nil
-}
-
-// getJSON GETs url, wants a 200 and decodes the answer into out.
-func getJSON(t testing.TB, url string, out any) {
-	t.Helper()
-	status, data := do(t, "GET", url, nil)
-	if status != http.StatusOK {
-		t.Fatalf("GET %s: %d %s", url, status, data)
-	}
-	if err := json.Unmarshal(data, out); err != nil {
-		t.Fatalf("GET %s: %v in %s", url, err, data)
-	}
-}
