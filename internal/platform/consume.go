@@ -14,7 +14,7 @@ import (
 )
 
 // Consuming is the config of a service that reads streams through a
-// consumer group; such services embed it.
+// consumer group.
 type Consuming struct {
 	MsgURL        string        `envconfig:"MSG_URL" default:"http://127.0.0.1:8086"`
 	ConsumerName  string        `envconfig:"CONSUMER_NAME"` // stable per replica; "<group>-1" when empty
@@ -24,20 +24,19 @@ type Consuming struct {
 }
 
 // Consume runs a consumer of the group on the streams while the app serves,
-// keeps the app unready while it is not reading, and adds the routes an
-// operator needs: GET /stats, GET /deadletters and
+// handing each event to the router behind the middleware every consumer
+// shares (its trace, a log line per failure, panics as failures). It keeps
+// the app unready while it is not reading, and adds the routes an operator
+// needs: GET /stats, GET /deadletters and
 // POST /deadletters/{stream}/{id}/replay.
-func Consume(app *App, c Consuming, group string, streams []string, handler eventstore.Handler) error {
+func Consume(app *App, c Consuming, group string, streams []string, router *eventstore.Router) error {
 	name := c.ConsumerName
 	if name == "" {
 		name = group + "-1"
 	}
+	router.Use(tracedEvents, eventstore.Logging(app.Log.With("group", group)), eventstore.Recoverer)
 	consumer, err := app.Store.NewConsumer(eventstore.ConsumerConfig{
-		Group: group, Name: name, Streams: streams,
-		// Whatever the handler calls carries on the trace of the command behind the event.
-		Handler: func(ctx context.Context, e eventstore.Event) error {
-			return handler(WithTrace(ctx, e.Meta["traceparent"]), e)
-		},
+		Group: group, Name: name, Streams: streams, Handler: router.Handler(),
 		Batch: c.Batch, ClaimIdle: c.ClaimIdle, MaxDeliveries: c.MaxDeliveries, Logger: app.Log,
 	})
 	if err != nil {
@@ -84,3 +83,11 @@ func Consume(app *App, c Consuming, group string, streams []string, handler even
 }
 
 var streamID = regexp.MustCompile(`^[0-9]+-[0-9]+$`)
+
+// tracedEvents continues the trace of the command behind each event in its
+// handling, so that whatever the handler calls carries it on.
+func tracedEvents(next eventstore.Handler) eventstore.Handler {
+	return func(ctx context.Context, e eventstore.Event) error {
+		return next(WithTrace(ctx, e.Meta["traceparent"]), e)
+	}
+}

@@ -7,10 +7,11 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strings"
 	"syscall"
 
+	"github.com/ordershop/ordershop/pkg/entitycache"
 	"github.com/ordershop/ordershop/pkg/eventstore"
+	"github.com/redis/go-redis/v9"
 )
 
 // Error is an error a client may see, with its HTTP status.
@@ -34,21 +35,36 @@ func TooLarge(limit int64) error {
 // ErrUnavailable says Redis or a service behind this one cannot be reached.
 var ErrUnavailable = &Error{Status: http.StatusServiceUnavailable, Msg: "service unavailable, try again"}
 
+// ErrRefused is what a domain error matches (with errors.Is) when the domain
+// says no to a valid request, e.g. out of stock: a 409 whose message the
+// client reads.
+var ErrRefused = errors.New("refused")
+
 // StatusOf maps an error to the status and message a client gets, and says
-// whether to log it. Only *Error messages reach clients.
+// whether to log it. It is the one place that does: only *Error messages and
+// those of the domain's own errors reach clients.
 func StatusOf(err error) (int, string, bool) {
 	var e *Error
-	var netErr net.Error
 	switch {
 	case errors.As(err, &e):
 		return e.Status, e.Msg, e.Status >= 500
+	case errors.Is(err, entitycache.ErrNotFound):
+		return http.StatusNotFound, err.Error(), false
+	case errors.Is(err, ErrRefused):
+		return http.StatusConflict, err.Error(), false
 	case errors.Is(err, eventstore.ErrConflict):
 		return http.StatusConflict, "the entity was changed meanwhile, try again", false
-	case errors.As(err, &netErr), errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNREFUSED),
-		errors.Is(err, context.DeadlineExceeded), strings.Contains(err.Error(), "LOADING"),
-		strings.Contains(err.Error(), "connection pool"), strings.Contains(err.Error(), "client is closed"):
+	case unavailable(err):
 		return http.StatusServiceUnavailable, ErrUnavailable.Msg, true
 	default:
 		return http.StatusInternalServerError, "internal error", true
 	}
+}
+
+// unavailable says an error means Redis (or a peer) is away or busy for now.
+func unavailable(err error) bool {
+	var netErr net.Error
+	return errors.As(err, &netErr) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, context.DeadlineExceeded) || redis.IsLoadingError(err) || errors.Is(err, redis.ErrClosed) ||
+		errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, redis.ErrPoolExhausted)
 }

@@ -84,9 +84,9 @@ func badJSON(err error) error {
 	case errors.As(err, &syntax), errors.Is(err, io.ErrUnexpectedEOF):
 		return Errorf(http.StatusBadRequest, "malformed JSON: %v", err)
 	case errors.As(err, &typ) && typ.Field != "":
-		return Errorf(http.StatusBadRequest, "field %q must be %s, not %s", typ.Field, kindOf(typ.Type.Kind().String()), typ.Value)
+		return Errorf(http.StatusBadRequest, "field %q must be %s, not %s", typ.Field, jsonKind(typ.Type.Kind().String()), typ.Value)
 	case errors.As(err, &typ):
-		return Errorf(http.StatusBadRequest, "body must be %s, not %s", kindOf(typ.Type.Kind().String()), typ.Value)
+		return Errorf(http.StatusBadRequest, "body must be %s, not %s", jsonKind(typ.Type.Kind().String()), typ.Value)
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		return Errorf(http.StatusBadRequest, "%s", strings.TrimPrefix(err.Error(), "json: "))
 	default:
@@ -94,7 +94,7 @@ func badJSON(err error) error {
 	}
 }
 
-func kindOf(goKind string) string {
+func jsonKind(goKind string) string {
 	switch goKind {
 	case "int", "int64", "int32":
 		return "an integer"

@@ -29,9 +29,13 @@ func TraceParent(ctx context.Context) string {
 	return tp
 }
 
-// TraceMeta is the event metadata that carries a context's trace.
+// TraceMeta is the event metadata that carries a context's trace: every
+// event a command appends carries the command's.
 func TraceMeta(ctx context.Context) map[string]string {
-	return map[string]string{"traceparent": TraceParent(ctx)}
+	if tp := TraceParent(ctx); tp != "" {
+		return map[string]string{"traceparent": tp}
+	}
+	return nil
 }
 
 // Traced takes the traceparent of each request, or starts a trace.

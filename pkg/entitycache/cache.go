@@ -3,7 +3,10 @@
 // per list-valued field. A command appends its event and updates the cache in
 // one atomic script (Commit), so the next read sees it.
 //
-// Keys carry the stream's hash tag. For an order (stream "order"):
+// Entities are Go structs: a Kind[T] names an entity type and reads and
+// writes its T, and the codec (codec.go) maps T's fields, by their JSON
+// names, to the layout. Keys carry the stream's hash tag. For an order
+// (stream "order"):
 //
 //	{order}:order_ids                          set of ids
 //	{order}:order_entity:<id>                  hash of the scalar fields
@@ -16,36 +19,53 @@ package entitycache
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"slices"
-	"strconv"
-	"strings"
+	"reflect"
 	"time"
 
 	"github.com/ordershop/ordershop/pkg/eventstore"
 )
 
-// Entity is an entity as JSON sees it: numbers are json.Number, lists []any.
-type Entity = map[string]any
-
-// Kind describes how one entity type is cached.
-type Kind struct {
-	Name    string   // entity type, e.g. "order"
-	Stream  string   // the stream it lives in; Name when empty
-	Lists   []string // list-valued fields
-	Numbers []string // fields read back as JSON numbers
-	Bools   []string // fields read back as true/false
+// Kind is one entity type, cached as T: a struct of string, int64, bool and
+// []string fields with JSON tags, one of them "id". Its event types are named
+// here, so that a rebuild knows which events remove an entity.
+type Kind[T any] struct {
+	Name    string // entity type, e.g. "order"
+	Stream  string // the stream it lives in; Name when empty
+	Created string // event types, e.g. "order_created"
+	Updated string
+	Deleted string
 }
 
 // StreamName is the stream of the kind.
-func (k Kind) StreamName() string {
+func (k Kind[T]) StreamName() string {
 	if k.Stream != "" {
 		return k.Stream
 	}
 	return k.Name
+}
+
+// ID is an entity's id.
+func (k Kind[T]) ID(ent T) string { return codecOf[T]().idOf(reflect.ValueOf(ent)) }
+
+// WithID is the entity with its id set.
+func (k Kind[T]) WithID(ent T, id string) T {
+	c := codecOf[T]()
+	v := reflect.ValueOf(&ent).Elem()
+	v.Field(c.scalars[c.id].index).SetString(id)
+	return ent
+}
+
+// kind is a Kind seen without its Go type.
+type kind struct {
+	name, stream, deleted string
+	codec                 *codec
+}
+
+func (k Kind[T]) kind() kind {
+	return kind{name: k.Name, stream: k.StreamName(), deleted: k.Deleted, codec: codecOf[T]()}
 }
 
 // Cache reads and writes the entity cache next to an event store.
@@ -59,24 +79,26 @@ func New(store *eventstore.Store) *Cache { return &Cache{store: store} }
 // Store is the event store the cache projects.
 func (c *Cache) Store() *eventstore.Store { return c.store }
 
-func (c *Cache) idsKey(k Kind) string      { return c.store.Key(k.StreamName(), k.Name+"_ids") }
-func (c *Cache) versionsKey(k Kind) string { return c.store.Key(k.StreamName(), k.Name+"_versions") }
-func (c *Cache) entityKey(k Kind, id string) string {
-	return c.store.Key(k.StreamName(), k.Name+"_entity:"+id)
+func (c *Cache) idsKey(k kind) string      { return c.store.Key(k.stream, k.name+"_ids") }
+func (c *Cache) versionsKey(k kind) string { return c.store.Key(k.stream, k.name+"_versions") }
+func (c *Cache) entityKey(k kind, id string) string {
+	return c.store.Key(k.stream, k.name+"_entity:"+id)
 }
 
-// Deletes says whether an event type removes its entity: its name ends in
-// "_deleted", e.g. customer_deleted.
-func Deletes(eventType string) bool { return strings.HasSuffix(eventType, "_deleted") }
-
-// Change is what a command does to one entity.
+// Change is what a command does to one entity: an event of a type, with the
+// entity after it (before it, for the kind's Deleted type).
 type Change struct {
-	Kind     Kind
-	Type     string            // event type, e.g. order_created
-	ID       string            // entity id
-	Entity   Entity            // the entity after the change; before it, for a delete
-	Expected int64             // eventstore.AnyVersion, NoEntity or the current version
-	Meta     map[string]string // event metadata, e.g. traceparent
+	kind     kind
+	Type     string
+	ID       string
+	Expected int64 // eventstore.AnyVersion, NoEntity or the current version
+	entity   reflect.Value
+}
+
+// Change is the change of an entity by an event of type typ, expecting the
+// entity at a version.
+func (k Kind[T]) Change(typ string, ent T, expected int64) Change {
+	return Change{kind: k.kind(), Type: typ, ID: k.ID(ent), Expected: expected, entity: reflect.ValueOf(ent)}
 }
 
 // Commit appends the changes' events to their stream and updates the cache in
@@ -85,22 +107,19 @@ func (c *Cache) Commit(ctx context.Context, changes ...Change) ([]eventstore.Eve
 	if len(changes) == 0 {
 		return nil, nil
 	}
-	stream := changes[0].Kind.StreamName()
+	stream := changes[0].kind.stream
 	recs := make([]eventstore.Record, len(changes))
 	for i, ch := range changes {
-		if ch.Kind.StreamName() != stream {
-			return nil, fmt.Errorf("entitycache: one commit spans streams %s and %s", stream, ch.Kind.StreamName())
+		if ch.kind.stream != stream {
+			return nil, fmt.Errorf("entitycache: one commit spans streams %s and %s", stream, ch.kind.stream)
 		}
-		e, err := eventstore.NewEvent(ch.Type, ch.Kind.Name, ch.ID, ch.Entity)
+		e, err := eventstore.NewEvent(ch.Type, ch.kind.name, ch.ID, ch.entity.Interface())
 		if err != nil {
 			return nil, err
 		}
-		for k, v := range ch.Meta {
-			e.Meta[k] = v
-		}
 		recs[i] = eventstore.Record{
 			Event: e, Expected: ch.Expected,
-			Writes: c.writes(ch.Kind, ch.ID, ch.Entity, Deletes(ch.Type), eventstore.VersionArg),
+			Writes: c.writes(ch.kind, ch.ID, ch.entity, ch.Type == ch.kind.deleted, eventstore.VersionArg),
 		}
 	}
 	return c.store.Append(ctx, stream, recs...)
@@ -108,62 +127,67 @@ func (c *Cache) Commit(ctx context.Context, changes ...Change) ([]eventstore.Eve
 
 // writes are the cache commands that apply one event: the entity is replaced
 // whole, or removed, and its version recorded.
-func (c *Cache) writes(k Kind, id string, ent Entity, deleted bool, version any) []eventstore.Write {
+func (c *Cache) writes(k kind, id string, ent reflect.Value, deleted bool, version any) []eventstore.Write {
 	key := c.entityKey(k, id)
 	ws := []eventstore.Write{{Cmd: "DEL", Key: key}}
-	for _, f := range k.Lists {
-		ws = append(ws, eventstore.Write{Cmd: "DEL", Key: key + ":" + f})
+	for _, f := range k.codec.lists {
+		ws = append(ws, eventstore.Write{Cmd: "DEL", Key: key + ":" + f.name})
 	}
 	if deleted {
 		ws = append(ws, eventstore.Write{Cmd: "SREM", Key: c.idsKey(k), Args: []any{id}})
 	} else {
-		var fields []any
-		for f, v := range ent {
-			if slices.Contains(k.Lists, f) {
-				if items, ok := v.([]any); ok && len(items) > 0 {
-					ws = append(ws, eventstore.Write{Cmd: "RPUSH", Key: key + ":" + f, Args: scalars(items)})
+		for i, f := range k.codec.lists {
+			if items := k.codec.list(ent, i); len(items) > 0 {
+				args := make([]any, len(items))
+				for j, s := range items {
+					args[j] = s
 				}
-				continue
-			}
-			if v != nil {
-				fields = append(fields, f, scalar(v))
+				ws = append(ws, eventstore.Write{Cmd: "RPUSH", Key: key + ":" + f.name, Args: args})
 			}
 		}
-		if len(fields) > 0 {
-			ws = append(ws, eventstore.Write{Cmd: "HSET", Key: key, Args: fields})
-		}
-		ws = append(ws, eventstore.Write{Cmd: "SADD", Key: c.idsKey(k), Args: []any{id}})
+		ws = append(ws,
+			eventstore.Write{Cmd: "HSET", Key: key, Args: k.codec.hash(ent)},
+			eventstore.Write{Cmd: "SADD", Key: c.idsKey(k), Args: []any{id}})
 	}
 	return append(ws, eventstore.Write{Cmd: "HSET", Key: c.versionsKey(k), Args: []any{id, version}})
 }
 
-func scalars(items []any) []any {
-	out := make([]any, len(items))
-	for i, v := range items {
-		out[i] = scalar(v)
-	}
-	return out
+// Update reads an entity, lets decide compute its next state, and commits it
+// as an event of type typ, expecting the version it read; on a conflict it
+// reads and decides again, so decide must only decide. An unknown entity is a
+// *NotFoundError.
+func (k Kind[T]) Update(ctx context.Context, c *Cache, id, typ string, decide func(T) (T, error)) error {
+	return Retry(ctx, func() error {
+		cur, v, err := k.Get(ctx, c, id)
+		if err != nil {
+			return err
+		}
+		if cur == nil {
+			return &NotFoundError{Kind: k.Name, ID: id}
+		}
+		next, err := decide(*cur)
+		if err != nil {
+			return err
+		}
+		_, err = c.Commit(ctx, k.Change(typ, k.WithID(next, id), v))
+		return err
+	})
 }
 
-func scalar(v any) string {
-	switch v := v.(type) {
-	case string:
-		return v
-	case json.Number:
-		return v.String()
-	case bool:
-		return strconv.FormatBool(v)
-	case float64:
-		return strconv.FormatFloat(v, 'f', -1, 64)
-	case int:
-		return strconv.Itoa(v)
-	case int64:
-		return strconv.FormatInt(v, 10)
-	default:
-		b, _ := json.Marshal(v)
-		return string(b)
-	}
+// Delete removes an entity by its kind's Deleted event, which carries the
+// entity as it was. An unknown entity is a *NotFoundError.
+func (k Kind[T]) Delete(ctx context.Context, c *Cache, id string) error {
+	return k.Update(ctx, c, id, k.Deleted, func(cur T) (T, error) { return cur, nil })
 }
+
+// ErrNotFound is matched by every NotFoundError.
+var ErrNotFound = errors.New("no such entity")
+
+// NotFoundError says an entity does not exist.
+type NotFoundError struct{ Kind, ID string }
+
+func (e *NotFoundError) Error() string        { return "no " + e.Kind + " " + e.ID }
+func (e *NotFoundError) Is(target error) bool { return target == ErrNotFound }
 
 // Retry runs fn again while it fails with a version conflict, after a short
 // random pause, until it succeeds, fails otherwise, or ctx ends. Commands

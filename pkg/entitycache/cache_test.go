@@ -19,12 +19,44 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
 
+type (
+	order struct {
+		CustomerID string   `json:"customer_id"`
+		ID         string   `json:"id"`
+		ProductIDs []string `json:"product_ids"`
+	}
+	item struct {
+		Amount    int64  `json:"amount"`
+		ID        string `json:"id"`
+		ProductID string `json:"product_id"`
+	}
+	bill struct {
+		Done    bool   `json:"done"`
+		ID      string `json:"id"`
+		OrderID string `json:"order_id"`
+	}
+	reservation struct {
+		ID         string   `json:"id"`
+		ProductIDs []string `json:"product_ids"`
+	}
+	customer struct {
+		Email string `json:"email"`
+		ID    string `json:"id"`
+		Name  string `json:"name"`
+	}
+)
+
+func kind[T any](name, stream string) entitycache.Kind[T] {
+	return entitycache.Kind[T]{Name: name, Stream: stream, Created: name + "_created", Updated: name + "_updated", Deleted: name + "_deleted"}
+}
+
 var (
-	orders = entitycache.Kind{Name: "order", Lists: []string{"product_ids"}}
-	stock  = entitycache.Kind{Name: "inventory", Numbers: []string{"amount"}}
-	bills  = entitycache.Kind{Name: "billing", Bools: []string{"done"}}
+	orders    = kind[order]("order", "")
+	stock     = kind[item]("inventory", "")
+	bills     = kind[bill]("billing", "")
+	customers = kind[customer]("customer", "")
 	// reservations live in the inventory stream, beside the inventory
-	reservations = entitycache.Kind{Name: "reservation", Stream: "inventory", Lists: []string{"product_ids"}}
+	reservations = kind[reservation]("reservation", "inventory")
 )
 
 func newCache(t testing.TB) *entitycache.Cache {
@@ -41,36 +73,32 @@ func commit(t testing.TB, c *entitycache.Cache, chs ...entitycache.Change) []eve
 	return out
 }
 
-func create(k entitycache.Kind, id string, e entitycache.Entity) entitycache.Change {
-	e["id"] = id
-	return entitycache.Change{Kind: k, Type: k.Name + "_created", ID: id, Entity: e, Expected: eventstore.NoEntity}
+func create[T any](k entitycache.Kind[T], ent T) entitycache.Change {
+	return k.Change(k.Created, ent, eventstore.NoEntity)
 }
 
 func TestCommitThenReadShowsTypedEntity(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	c := newCache(t)
-	commit(t, c, create(orders, "o1", entitycache.Entity{"customer_id": "c1", "product_ids": []any{"p1", "p2", "p1"}}))
-	commit(t, c, create(stock, "i1", entitycache.Entity{"product_id": "p1", "amount": 7}))
-	commit(t, c, create(bills, "b1", entitycache.Entity{"order_id": "o1", "done": false}))
+	commit(t, c, create(orders, order{ID: "o1", CustomerID: "c1", ProductIDs: []string{"p1", "p2", "p1"}}))
+	commit(t, c, create(stock, item{ID: "i1", ProductID: "p1", Amount: 7}))
+	commit(t, c, create(bills, bill{ID: "b1", OrderID: "o1", Done: false}))
 
-	got, v, err := c.Get(ctx, orders, "o1")
-	want := entitycache.Entity{"id": "o1", "customer_id": "c1", "product_ids": []any{"p1", "p2", "p1"}}
+	got, v, err := orders.Get(ctx, c, "o1")
+	want := &order{ID: "o1", CustomerID: "c1", ProductIDs: []string{"p1", "p2", "p1"}}
 	if err != nil || v != 1 || !reflect.DeepEqual(got, want) {
 		t.Fatalf("order: %v v%d %v", got, v, err)
 	}
-	js := func(k entitycache.Kind, id string) string {
-		e, _, _ := c.Get(ctx, k, id)
-		b, _ := json.Marshal(e)
-		return string(b)
-	}
-	if s := js(stock, "i1"); s != `{"amount":7,"id":"i1","product_id":"p1"}` {
+	i1, _, _ := stock.Get(ctx, c, "i1")
+	if s, _ := json.Marshal(i1); string(s) != `{"amount":7,"id":"i1","product_id":"p1"}` {
 		t.Fatalf("inventory JSON %s", s)
 	}
-	if s := js(bills, "b1"); s != `{"done":false,"id":"b1","order_id":"o1"}` {
+	b1, _, _ := bills.Get(ctx, c, "b1")
+	if s, _ := json.Marshal(b1); string(s) != `{"done":false,"id":"b1","order_id":"o1"}` {
 		t.Fatalf("billing JSON %s", s)
 	}
-	if e, v, _ := c.Get(ctx, orders, "nope"); e != nil || v != 0 {
+	if e, v, _ := orders.Get(ctx, c, "nope"); e != nil || v != 0 {
 		t.Fatalf("unknown id: %v v%d", e, v)
 	}
 }
@@ -78,10 +106,9 @@ func TestCommitThenReadShowsTypedEntity(t *testing.T) {
 func TestValuesThatLookLikeThePlaceholderAreKept(t *testing.T) {
 	t.Parallel()
 	c := newCache(t)
-	customers := entitycache.Kind{Name: "customer"}
-	commit(t, c, create(customers, "c1", entitycache.Entity{"name": "$version", "email": "{\"version\":true}"}))
-	e, _, err := c.Get(context.Background(), customers, "c1")
-	if err != nil || e["name"] != "$version" || e["email"] != `{"version":true}` {
+	commit(t, c, create(customers, customer{ID: "c1", Name: "$version", Email: "{\"version\":true}"}))
+	e, _, err := customers.Get(context.Background(), c, "c1")
+	if err != nil || e.Name != "$version" || e.Email != `{"version":true}` {
 		t.Fatalf("customer %v %v", e, err)
 	}
 }
@@ -90,19 +117,18 @@ func TestUpdateReplacesAndDeleteRemoves(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	c := newCache(t)
-	commit(t, c, create(orders, "o1", entitycache.Entity{"customer_id": "c1", "product_ids": []any{"p1", "p2"}}))
-	commit(t, c, create(orders, "o2", entitycache.Entity{"customer_id": "c2", "product_ids": []any{"p3"}}))
-	commit(t, c, entitycache.Change{Kind: orders, Type: "order_updated", ID: "o1", Expected: 1,
-		Entity: entitycache.Entity{"id": "o1", "customer_id": "c1", "product_ids": []any{"p9"}}})
-	if e, v, _ := c.Get(ctx, orders, "o1"); v != 2 || !reflect.DeepEqual(e["product_ids"], []any{"p9"}) {
+	commit(t, c, create(orders, order{ID: "o1", CustomerID: "c1", ProductIDs: []string{"p1", "p2"}}))
+	commit(t, c, create(orders, order{ID: "o2", CustomerID: "c2", ProductIDs: []string{"p3"}}))
+	commit(t, c, orders.Change(orders.Updated, order{ID: "o1", CustomerID: "c1", ProductIDs: []string{"p9"}}, 1))
+	if e, v, _ := orders.Get(ctx, c, "o1"); v != 2 || !reflect.DeepEqual(e.ProductIDs, []string{"p9"}) {
 		t.Fatalf("after update: %v v%d", e, v)
 	}
-	commit(t, c, entitycache.Change{Kind: orders, Type: "order_deleted", ID: "o2", Expected: 1, Entity: entitycache.Entity{"id": "o2"}})
-	if e, v, _ := c.Get(ctx, orders, "o2"); e != nil || v != 2 {
+	commit(t, c, orders.Change(orders.Deleted, order{ID: "o2"}, 1))
+	if e, v, _ := orders.Get(ctx, c, "o2"); e != nil || v != 2 {
 		t.Fatalf("after delete: %v v%d, want nil at version 2", e, v)
 	}
-	all, err := c.List(ctx, orders)
-	if err != nil || len(all) != 1 || all[0]["id"] != "o1" {
+	all, err := orders.List(ctx, c)
+	if err != nil || len(all) != 1 || all[0].ID != "o1" {
 		t.Fatalf("list after delete: %v %v", all, err)
 	}
 	if n, _ := c.Store().Redis().Exists(ctx, c.Store().Key("order", "order_entity:o2:product_ids")).Result(); n != 0 {
@@ -114,22 +140,21 @@ func TestCommitIsAllOrNothingAcrossKindsOfOneStream(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	c := newCache(t)
-	commit(t, c, create(stock, "i1", entitycache.Entity{"product_id": "p1", "amount": 5}))
+	commit(t, c, create(stock, item{ID: "i1", ProductID: "p1", Amount: 5}))
 	_, err := c.Commit(ctx,
-		create(reservations, "o1", entitycache.Entity{"product_ids": []any{"p1"}}),
-		entitycache.Change{Kind: stock, Type: "inventory_updated", ID: "i1", Expected: 0, // stale
-			Entity: entitycache.Entity{"id": "i1", "product_id": "p1", "amount": 4}},
+		create(reservations, reservation{ID: "o1", ProductIDs: []string{"p1"}}),
+		stock.Change(stock.Updated, item{ID: "i1", ProductID: "p1", Amount: 4}, 0), // stale
 	)
 	if !errors.Is(err, eventstore.ErrConflict) {
 		t.Fatalf("want a conflict, got %v", err)
 	}
-	if e, _, _ := c.Get(ctx, reservations, "o1"); e != nil {
+	if e, _, _ := reservations.Get(ctx, c, "o1"); e != nil {
 		t.Fatalf("reservation written by a failed commit: %v", e)
 	}
 	if info, _ := c.Store().Info(ctx, "inventory"); info.Length != 1 {
 		t.Fatalf("stream has %d events, want 1", info.Length)
 	}
-	if _, err := c.Commit(ctx, create(orders, "o1", entitycache.Entity{}), create(stock, "i2", entitycache.Entity{})); err == nil {
+	if _, err := c.Commit(ctx, create(orders, order{ID: "o1"}), create(stock, item{ID: "i2"})); err == nil {
 		t.Fatal("a commit across two streams was accepted")
 	}
 }
@@ -159,9 +184,8 @@ func TestAppendAndCacheAreOneStep(t *testing.T) {
 			}
 		}
 	}()
-	kind := entitycache.Kind{Name: "customer"}
 	for i := range 500 {
-		commit(t, c, create(kind, fmt.Sprint("c", i), entitycache.Entity{"name": "n"}))
+		commit(t, c, create(customers, customer{ID: fmt.Sprint("c", i), Name: "n"}))
 	}
 	stop.Store(true)
 	wg.Wait()
@@ -174,9 +198,8 @@ func TestApplyIsIdempotent(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	c := newCache(t)
-	created := commit(t, c, create(stock, "i1", entitycache.Entity{"product_id": "p1", "amount": 5}))
-	updated := commit(t, c, entitycache.Change{Kind: stock, Type: "inventory_updated", ID: "i1", Expected: 1,
-		Entity: entitycache.Entity{"id": "i1", "product_id": "p1", "amount": 3}})
+	created := commit(t, c, create(stock, item{ID: "i1", ProductID: "p1", Amount: 5}))
+	updated := commit(t, c, stock.Change(stock.Updated, item{ID: "i1", ProductID: "p1", Amount: 3}, 1))
 	before := dump(t, c)
 	for _, events := range [][]eventstore.Event{updated, created, append(created, updated...)} {
 		if err := c.Apply(ctx, events, stock); err != nil {
@@ -194,15 +217,13 @@ func TestRebuildGivesTheSameCacheKeyForKey(t *testing.T) {
 	c := newCache(t)
 	for i := range 30 {
 		id := fmt.Sprint("i", i)
-		commit(t, c, create(stock, id, entitycache.Entity{"product_id": fmt.Sprint("p", i), "amount": i}))
-		commit(t, c, create(reservations, fmt.Sprint("o", i), entitycache.Entity{"product_ids": []any{"p1", "p2"}}))
+		commit(t, c, create(stock, item{ID: id, ProductID: fmt.Sprint("p", i), Amount: int64(i)}))
+		commit(t, c, create(reservations, reservation{ID: fmt.Sprint("o", i), ProductIDs: []string{"p1", "p2"}}))
 		if i%3 == 0 {
-			commit(t, c, entitycache.Change{Kind: stock, Type: "inventory_updated", ID: id, Expected: 1,
-				Entity: entitycache.Entity{"id": id, "product_id": fmt.Sprint("p", i), "amount": 100}})
+			commit(t, c, stock.Change(stock.Updated, item{ID: id, ProductID: fmt.Sprint("p", i), Amount: 100}, 1))
 		}
 		if i%5 == 0 {
-			commit(t, c, entitycache.Change{Kind: reservations, Type: "reservation_deleted", ID: fmt.Sprint("o", i), Expected: 1,
-				Entity: entitycache.Entity{"id": fmt.Sprint("o", i)}})
+			commit(t, c, reservations.Change(reservations.Deleted, reservation{ID: fmt.Sprint("o", i)}, 1))
 		}
 	}
 	before := dump(t, c)
@@ -261,20 +282,19 @@ func TestRetryOutlastsConflicts(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	c := newCache(t)
-	commit(t, c, create(stock, "i1", entitycache.Entity{"product_id": "p1", "amount": 0}))
+	commit(t, c, create(stock, item{ID: "i1", ProductID: "p1", Amount: 0}))
 	var wg sync.WaitGroup
 	for range 20 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			err := entitycache.Retry(ctx, func() error {
-				e, v, err := c.Get(ctx, stock, "i1")
+				e, v, err := stock.Get(ctx, c, "i1")
 				if err != nil {
 					return err
 				}
-				n, _ := e["amount"].(json.Number).Int64()
-				e["amount"] = n + 1
-				_, err = c.Commit(ctx, entitycache.Change{Kind: stock, Type: "inventory_updated", ID: "i1", Expected: v, Entity: e})
+				e.Amount++
+				_, err = c.Commit(ctx, stock.Change(stock.Updated, *e, v))
 				return err
 			})
 			if err != nil {
@@ -283,14 +303,14 @@ func TestRetryOutlastsConflicts(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if e, _, _ := c.Get(ctx, stock, "i1"); e["amount"] != json.Number("20") {
-		t.Fatalf("20 increments gave %v", e["amount"])
+	if e, _, _ := stock.Get(ctx, c, "i1"); e.Amount != 20 {
+		t.Fatalf("20 increments gave %v", e.Amount)
 	}
 }
 
 func TestListOfAnEmptyKindIsEmpty(t *testing.T) {
 	t.Parallel()
-	all, err := newCache(t).List(context.Background(), orders)
+	all, err := orders.List(context.Background(), newCache(t))
 	if err != nil || all == nil || len(all) != 0 {
 		t.Fatalf("empty list: %#v %v", all, err)
 	}

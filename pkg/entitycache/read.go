@@ -2,7 +2,8 @@ package entitycache
 
 import (
 	"context"
-	"encoding/json"
+	"fmt"
+	"reflect"
 	"slices"
 	"strconv"
 
@@ -12,8 +13,8 @@ import (
 // Get returns an entity and its version. For an entity that does not exist
 // it returns nil, and the version of its deletion or 0 if it never existed:
 // the version a create must expect. One round trip.
-func (c *Cache) Get(ctx context.Context, k Kind, id string) (Entity, int64, error) {
-	ents, versions, err := c.GetMany(ctx, k, id)
+func (k Kind[T]) Get(ctx context.Context, c *Cache, id string) (*T, int64, error) {
+	ents, versions, err := k.GetMany(ctx, c, id)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -21,25 +22,19 @@ func (c *Cache) Get(ctx context.Context, k Kind, id string) (Entity, int64, erro
 }
 
 // GetMany is Get of several entities in one round trip.
-func (c *Cache) GetMany(ctx context.Context, k Kind, ids ...string) ([]Entity, []int64, error) {
+func (k Kind[T]) GetMany(ctx context.Context, c *Cache, ids ...string) ([]*T, []int64, error) {
 	if len(ids) == 0 {
 		return nil, nil, nil
 	}
-	reads := make([]func() Entity, len(ids))
 	var versions *redis.SliceCmd
-	_, err := c.store.Redis().Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, id := range ids {
-			reads[i] = c.queue(ctx, p, k, id)
-		}
-		versions = p.HMGet(ctx, c.versionsKey(k), ids...)
-		return nil
+	ents, err := k.read(ctx, c, ids, func(p redis.Pipeliner) {
+		versions = p.HMGet(ctx, c.versionsKey(k.kind()), ids...)
 	})
-	if err != nil && err != redis.Nil {
+	if err != nil {
 		return nil, nil, err
 	}
-	ents, vs := make([]Entity, len(ids)), make([]int64, len(ids))
-	for i, read := range reads {
-		ents[i] = read()
+	vs := make([]int64, len(ids))
+	for i := range ids {
 		s, _ := versions.Val()[i].(string)
 		vs[i], _ = strconv.ParseInt(s, 10, 64)
 	}
@@ -48,56 +43,61 @@ func (c *Cache) GetMany(ctx context.Context, k Kind, ids ...string) ([]Entity, [
 
 // List returns every entity of a kind, sorted by id. Two round trips,
 // whatever the number of entities.
-func (c *Cache) List(ctx context.Context, k Kind) ([]Entity, error) {
-	ids, err := c.store.Redis().SMembers(ctx, c.idsKey(k)).Result()
+func (k Kind[T]) List(ctx context.Context, c *Cache) ([]T, error) {
+	ids, err := c.store.Redis().SMembers(ctx, c.idsKey(k.kind())).Result()
 	if err != nil {
 		return nil, err
 	}
 	slices.Sort(ids)
-	ents, _, err := c.GetMany(ctx, k, ids...)
+	ents, err := k.read(ctx, c, ids, nil)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Entity, 0, len(ents))
+	out := make([]T, 0, len(ents))
 	for _, e := range ents {
 		if e != nil {
-			out = append(out, e)
+			out = append(out, *e)
 		}
 	}
 	return out, nil
 }
 
-// queue queues the reads of one entity on a pipeline and returns the function
-// that builds the entity once the pipeline ran (nil if it does not exist).
-func (c *Cache) queue(ctx context.Context, p redis.Pipeliner, k Kind, id string) func() Entity {
-	key := c.entityKey(k, id)
-	hash := p.HGetAll(ctx, key)
-	lists := make([]*redis.StringSliceCmd, len(k.Lists))
-	for i, f := range k.Lists {
-		lists[i] = p.LRange(ctx, key+":"+f, 0, -1)
-	}
-	return func() Entity {
-		if len(hash.Val()) == 0 {
-			return nil
-		}
-		e := Entity{}
-		for f, v := range hash.Val() {
-			switch {
-			case slices.Contains(k.Numbers, f):
-				e[f] = json.Number(v)
-			case slices.Contains(k.Bools, f):
-				e[f] = v == "true"
-			default:
-				e[f] = v
+// read reads entities in one pipeline, with whatever more reads also queues;
+// an entity that does not exist is nil.
+func (k Kind[T]) read(ctx context.Context, c *Cache, ids []string, also func(redis.Pipeliner)) ([]*T, error) {
+	kd := k.kind()
+	hashes := make([]*redis.SliceCmd, len(ids))
+	lists := make([][]*redis.StringSliceCmd, len(ids))
+	_, err := c.store.Redis().Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			key := c.entityKey(kd, id)
+			hashes[i] = p.HMGet(ctx, key, kd.codec.names...)
+			for _, f := range kd.codec.lists {
+				lists[i] = append(lists[i], p.LRange(ctx, key+":"+f.name, 0, -1))
 			}
 		}
-		for i, f := range k.Lists {
-			items := make([]any, len(lists[i].Val()))
-			for j, v := range lists[i].Val() {
-				items[j] = v
-			}
-			e[f] = items
+		if also != nil {
+			also(p)
 		}
-		return e
+		return nil
+	})
+	if err != nil && err != redis.Nil {
+		return nil, err
 	}
+	out := make([]*T, len(ids))
+	items := make([][]string, len(kd.codec.lists))
+	for i := range ids {
+		for j, l := range lists[i] {
+			items[j] = l.Val()
+		}
+		var ent T
+		found, err := kd.codec.decode(reflect.ValueOf(&ent).Elem(), hashes[i].Val(), items)
+		if err != nil {
+			return nil, fmt.Errorf("cached %s %s: %w", k.Name, ids[i], err)
+		}
+		if found {
+			out[i] = &ent
+		}
+	}
+	return out, nil
 }

@@ -3,9 +3,9 @@ package entitycache
 import (
 	"context"
 	"encoding/json"
-	"fmt"
+	"reflect"
+	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/ordershop/ordershop/pkg/eventstore"
 	"github.com/redis/go-redis/v9"
@@ -20,20 +20,34 @@ for _, w in ipairs(cjson.decode(ARGV[3])) do redis.call(unpack(w)) end
 return 1
 `)
 
+// Projection is a Kind seen without its Go type, as Apply and Rebuild take
+// the kinds of a stream.
+type Projection interface {
+	kind() kind
+	decodeEvent(e eventstore.Event) (reflect.Value, error)
+}
+
+func (k Kind[T]) decodeEvent(e eventstore.Event) (reflect.Value, error) {
+	var ent T
+	err := e.Decode(&ent)
+	return reflect.ValueOf(ent), err
+}
+
 // Apply applies events to the cache, skipping those it already has. Events
 // of types other than the kinds given are left alone. One round trip.
-func (c *Cache) Apply(ctx context.Context, events []eventstore.Event, kinds ...Kind) error {
+func (c *Cache) Apply(ctx context.Context, events []eventstore.Event, kinds ...Projection) error {
 	_, err := c.store.Redis().Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, e := range events {
-			k, ok := kindOf(kinds, e.EntityType)
-			if !ok {
+			i := slices.IndexFunc(kinds, func(k Projection) bool { return k.kind().name == e.EntityType })
+			if i < 0 {
 				continue
 			}
-			ent, deleted, err := Decode(e)
+			k := kinds[i].kind()
+			ent, err := kinds[i].decodeEvent(e)
 			if err != nil {
 				return err
 			}
-			writes, keys := eventstore.EncodeWrites(c.writes(k, e.EntityID, ent, deleted, strconv.FormatInt(e.Version, 10)))
+			writes, keys := eventstore.EncodeWrites(c.writes(k, e.EntityID, ent, e.Type == k.deleted, strconv.FormatInt(e.Version, 10)))
 			arg, err := json.Marshal(writes)
 			if err != nil {
 				return err
@@ -45,32 +59,13 @@ func (c *Cache) Apply(ctx context.Context, events []eventstore.Event, kinds ...K
 	return err
 }
 
-func kindOf(kinds []Kind, name string) (Kind, bool) {
-	for _, k := range kinds {
-		if k.Name == name {
-			return k, true
-		}
-	}
-	return Kind{}, false
-}
-
-// Decode reads the entity of an event; deleted says the event removes it.
-func Decode(e eventstore.Event) (ent Entity, deleted bool, err error) {
-	dec := json.NewDecoder(strings.NewReader(string(e.Entity)))
-	dec.UseNumber()
-	if err := dec.Decode(&ent); err != nil {
-		return nil, false, fmt.Errorf("event %s: entity is not a JSON object: %w", e.StreamID, err)
-	}
-	return ent, Deletes(e.Type), nil
-}
-
 // Rebuild drops the cache of the kinds, which all live in one stream, and
 // builds it again from the stream. Commands must not run meanwhile.
-func (c *Cache) Rebuild(ctx context.Context, kinds ...Kind) error {
+func (c *Cache) Rebuild(ctx context.Context, kinds ...Projection) error {
 	rdb := c.store.Redis()
-	stream := kinds[0].StreamName()
+	stream := kinds[0].kind().stream
 	for _, k := range kinds {
-		iter := rdb.Scan(ctx, 0, c.store.Key(stream, k.Name+"_*"), 500).Iterator()
+		iter := rdb.Scan(ctx, 0, c.store.Key(stream, k.kind().name+"_*"), 500).Iterator()
 		for iter.Next(ctx) {
 			if err := rdb.Del(ctx, iter.Val()).Err(); err != nil {
 				return err
@@ -84,3 +79,6 @@ func (c *Cache) Rebuild(ctx context.Context, kinds ...Kind) error {
 		return c.Apply(ctx, events, kinds...)
 	})
 }
+
+// StreamOf is the stream a kind lives in.
+func StreamOf(p Projection) string { return p.kind().stream }

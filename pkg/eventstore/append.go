@@ -16,13 +16,27 @@ import (
 type Store struct {
 	rdb       redis.UniversalClient
 	prefix    string
+	meta      func(context.Context) map[string]string
 	published atomic.Int64
+}
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithMeta gives every appended event the metadata that meta reads from the
+// command's context, e.g. its trace; an event's own Meta wins.
+func WithMeta(meta func(context.Context) map[string]string) Option {
+	return func(s *Store) { s.meta = meta }
 }
 
 // New returns a store. The prefix goes in front of every key; it is empty in
 // production and lets tests share one Redis without seeing each other.
-func New(rdb redis.UniversalClient, prefix string) *Store {
-	return &Store{rdb: rdb, prefix: prefix}
+func New(rdb redis.UniversalClient, prefix string, opts ...Option) *Store {
+	s := &Store{rdb: rdb, prefix: prefix}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // Redis is the client the store uses.
@@ -132,7 +146,20 @@ func (s *Store) Append(ctx context.Context, stream string, recs ...Record) ([]Ev
 	}
 	keys := []string{s.StreamKey(stream), s.Key(stream, "versions")}
 	argv := make([]any, len(recs))
-	for i, r := range recs {
+	var meta map[string]string
+	if s.meta != nil {
+		meta = s.meta(ctx)
+	}
+	for i := range recs {
+		r := &recs[i]
+		for k, v := range meta {
+			if _, own := r.Event.Meta[k]; !own {
+				if r.Event.Meta == nil {
+					r.Event.Meta = map[string]string{}
+				}
+				r.Event.Meta[k] = v
+			}
+		}
 		writes, wkeys := EncodeWrites(r.Writes)
 		keys = append(keys, wkeys...)
 		arg, err := json.Marshal(map[string]any{
@@ -161,10 +188,10 @@ func (s *Store) Append(ctx context.Context, stream string, recs ...Record) ([]Ev
 func conflictOr(err error) error {
 	var id string
 	var exp, act int64
-	msg, ok := strings.CutPrefix(err.Error(), "CONFLICT ")
-	if !ok {
+	if !redis.HasErrorPrefix(err, "CONFLICT") {
 		return err
 	}
+	msg := strings.TrimPrefix(err.Error(), "CONFLICT ")
 	if _, scanErr := fmt.Sscanf(msg, "%s %d %d", &id, &exp, &act); scanErr != nil {
 		return err
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -122,7 +121,7 @@ func (c *Consumer) claimEvery() time.Duration { return max(c.cfg.ClaimIdle/2, 10
 func (c *Consumer) createGroups(ctx context.Context) error {
 	for _, s := range c.cfg.Streams {
 		err := c.store.rdb.XGroupCreateMkStream(ctx, c.store.StreamKey(s), c.cfg.Group, "0").Err()
-		if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
+		if err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") {
 			return fmt.Errorf("create group %s on %s: %w", c.cfg.Group, s, err)
 		}
 	}
@@ -199,8 +198,7 @@ func (c *Consumer) handle(ctx context.Context, stream string, msgs []redis.XMess
 			done = append(done, m.ID)
 			continue
 		}
-		c.counts.failed.Add(1)
-		c.cfg.Logger.Warn("handler failed", "group", c.cfg.Group, "stream", stream, "id", m.ID, "err", err)
+		c.counts.failed.Add(1) // the router's Logging middleware says why
 		c.failed(work, stream, m, err)
 	}
 	if len(done) > 0 {

@@ -1,6 +1,7 @@
 package eventstore
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -45,6 +46,17 @@ func NewEvent(typ, entityType, entityID string, entity any) (Event, error) {
 		ID: uuid.NewString(), Type: typ, EntityType: entityType, EntityID: entityID,
 		Time: time.Now().UTC(), Entity: raw, Meta: map[string]string{},
 	}, nil
+}
+
+// Decode reads the event's entity into v, which it must be a JSON object for.
+func (e Event) Decode(v any) error {
+	if !bytes.HasPrefix(bytes.TrimSpace(e.Entity), []byte("{")) {
+		return fmt.Errorf("event %s: entity is not a JSON object: %.40q", e.StreamID, e.Entity)
+	}
+	if err := json.Unmarshal(e.Entity, v); err != nil {
+		return fmt.Errorf("event %s: entity is not a JSON object of its type: %w", e.StreamID, err)
+	}
+	return nil
 }
 
 // fields flattens the envelope to stream fields, in a fixed order. The version

@@ -2,7 +2,7 @@ package eventstore
 
 import (
 	"context"
-	"strings"
+	"github.com/redis/go-redis/v9"
 	"sync/atomic"
 )
 
@@ -58,7 +58,7 @@ func (s *Store) Info(ctx context.Context, stream string) (StreamInfo, error) {
 	info := StreamInfo{Stream: key}
 	x, err := s.rdb.XInfoStream(ctx, key).Result()
 	if err != nil {
-		if strings.Contains(err.Error(), "no such key") {
+		if redis.HasErrorPrefix(err, "no such key") {
 			return info, nil
 		}
 		return info, err

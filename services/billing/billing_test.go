@@ -12,6 +12,7 @@ import (
 	"github.com/ordershop/ordershop/internal/platform"
 	"github.com/ordershop/ordershop/internal/platform/platformtest"
 	"github.com/ordershop/ordershop/internal/redistest"
+	"github.com/ordershop/ordershop/internal/shop"
 	"github.com/ordershop/ordershop/pkg/entitycache"
 	"github.com/ordershop/ordershop/pkg/eventstore"
 )
@@ -23,18 +24,18 @@ const maxDeliveries = 3
 // start runs billing, mailing to a peer that stands in for msg.
 func start(t *testing.T) (*platformtest.MailPeer, *platform.App, *httptest.Server) {
 	p := platformtest.NewMailPeer(t)
-	cfg := config{Config: platformtest.Config(t), Consuming: platform.Consuming{MsgURL: p.URL, ConsumerName: "billing-1",
-		ClaimIdle: 50 * time.Millisecond, MaxDeliveries: maxDeliveries, Batch: 50}}
-	app, srv := platformtest.Start(t, "billing", cfg.Config, cfg.wire)
+	cfg := platform.Consuming{MsgURL: p.URL, ConsumerName: "billing-1",
+		ClaimIdle: 50 * time.Millisecond, MaxDeliveries: maxDeliveries, Batch: 50}
+	app, srv := platformtest.Start(t, "billing", platformtest.Config(t), cfg, wire)
 	return p, app, srv
 }
 
 // order writes a customer, a product and an order of theirs.
 func order(t *testing.T, cache *entitycache.Cache, email string) (customerID string, e eventstore.Event) {
 	t.Helper()
-	c := platformtest.Created(t, cache, platform.Customers, entitycache.Entity{"name": "Ada", "email": email}, nil)
-	p := platformtest.Created(t, cache, platform.Products, entitycache.Entity{"name": "Apple", "price": 2}, nil)
-	return c.EntityID, platformtest.Created(t, cache, platform.Orders, entitycache.Entity{"customer_id": c.EntityID, "product_ids": []any{p.EntityID}}, nil)
+	c := platformtest.Created(t, cache, shop.Customers.Kind, shop.Customer{Name: "Ada", Email: email})
+	p := platformtest.Created(t, cache, shop.Products.Kind, shop.Product{Name: "Apple", Price: 2})
+	return c.EntityID, platformtest.Created(t, cache, shop.Orders.Kind, shop.Order{CustomerID: c.EntityID, ProductIDs: []string{p.EntityID}})
 }
 
 type billing struct {
@@ -53,7 +54,7 @@ func TestBillingLifecycle(t *testing.T) {
 	platformtest.JSON(t, "POST", srv.URL+"/billing", map[string]any{"order_id": o1.EntityID}, 200, &ids)
 	var more []string
 	platformtest.JSON(t, "POST", srv.URL+"/billings", []map[string]any{{"order_id": o2.EntityID, "done": true}}, 200, &more)
-	if len(ids) != 1 || ids[0] != platform.DerivedID("billing", o1.EntityID) || len(more) != 1 {
+	if len(ids) != 1 || ids[0] != shop.BillingID(o1.EntityID) || len(more) != 1 {
 		t.Fatalf("ids %v %v", ids, more)
 	}
 	var got billing
@@ -104,8 +105,8 @@ func TestBadInputIsRejectedAndWritesNothing(t *testing.T) {
 		platformtest.Bad("second billing of an order", "POST", "/billing", `{"order_id": "`+billed.EntityID+`"}`, 409),
 		platformtest.Bad("one bad item spoils the batch", "POST", "/billings", `[{"order_id": "`+other.EntityID+`"}, {"order_id": "`+unknown+`"}]`, 404),
 		platformtest.Bad("PUT another order", "PUT", "/billing/"+id, `{"order_id": "`+other.EntityID+`"}`, 400),
-		platformtest.Bad("PUT unknown order", "PUT", "/billing/"+platform.DerivedID("billing", unknown), `{"order_id": "`+unknown+`"}`, 404),
-		platformtest.Bad("PUT unknown billing", "PUT", "/billing/"+platform.DerivedID("billing", other.EntityID), `{"order_id": "`+other.EntityID+`"}`, 404),
+		platformtest.Bad("PUT unknown order", "PUT", "/billing/"+shop.BillingID(unknown), `{"order_id": "`+unknown+`"}`, 404),
+		platformtest.Bad("PUT unknown billing", "PUT", "/billing/"+shop.BillingID(other.EntityID), `{"order_id": "`+other.EntityID+`"}`, 404),
 		platformtest.Bad("PUT non-UUID id", "PUT", "/billing/42", `{"order_id": "`+billed.EntityID+`"}`, 400),
 		platformtest.Bad("PUT without order_id", "PUT", "/billing/"+id, `{"done": true}`, 400),
 		platformtest.Bad("DELETE unknown id", "DELETE", "/billing/"+unknown, nil, 404),
@@ -171,7 +172,7 @@ func TestPaymentRequestAndReceiptMails(t *testing.T) {
 func TestReceiptForAnUnknownOrderIsDeadLettered(t *testing.T) {
 	t.Parallel()
 	_, app, srv := start(t)
-	orphan := platformtest.Created(t, app.Cache, platform.Billings, entitycache.Entity{"order_id": uuid.NewString(), "done": false}, nil)
+	orphan := platformtest.Created(t, app.Cache, shop.Billings.Kind, shop.Billing{OrderID: uuid.NewString(), Done: false})
 	var dead []eventstore.DeadLetter
 	redistest.Eventually(t, 10*time.Second, "billing of no order dead-lettered", func() bool {
 		platformtest.JSON(t, "GET", srv.URL+"/deadletters", nil, 200, &dead)

@@ -4,15 +4,11 @@
 // each new billing.
 package main
 
-import "github.com/ordershop/ordershop/internal/platform"
+import (
+	"context"
 
-type config struct {
-	platform.Config
-	platform.Consuming
-}
+	"github.com/ordershop/ordershop/internal/platform"
+	"github.com/ordershop/ordershop/internal/shop"
+)
 
-func main() {
-	var cfg config
-	// cfg.wire has a pointer receiver, so it reads cfg after Main loaded it.
-	platform.Main("billing", &cfg, &cfg.Config, cfg.wire)
-}
+func main() { platform.Run(context.Background(), "billing", shop.Streams, wire) }

@@ -13,30 +13,28 @@ import (
 	"github.com/ordershop/ordershop/internal/platform"
 	"github.com/ordershop/ordershop/internal/platform/platformtest"
 	"github.com/ordershop/ordershop/internal/redistest"
+	"github.com/ordershop/ordershop/internal/shop"
 	"github.com/ordershop/ordershop/pkg/entitycache"
 	"github.com/ordershop/ordershop/pkg/eventstore"
 )
 
 func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
 
-func testConfig(t *testing.T, p *platformtest.MailPeer) config {
-	return config{Config: platformtest.Config(t), Consuming: platform.Consuming{MsgURL: p.URL, ConsumerName: "crm-1",
-		ClaimIdle: 50 * time.Millisecond, MaxDeliveries: 3, Batch: 50}}
+func testConfig(t *testing.T, p *platformtest.MailPeer) (platform.Config, platform.Consuming) {
+	return platformtest.Config(t), platform.Consuming{MsgURL: p.URL, ConsumerName: "crm-1",
+		ClaimIdle: 50 * time.Millisecond, MaxDeliveries: 3, Batch: 50}
 }
 
-// writer writes events as the owning services do, on the keys of cfg.
-func writer(t *testing.T, cfg config) *entitycache.Cache {
+// writer writes events as the owning services do, on the keys of base, with
+// the trace of the context.
+func writer(t *testing.T, base platform.Config) *entitycache.Cache {
 	rdb, _ := redistest.Client(t)
-	return entitycache.New(eventstore.New(rdb, cfg.KeyPrefix))
+	return entitycache.New(eventstore.New(rdb, base.KeyPrefix, eventstore.WithMeta(platform.TraceMeta)))
 }
 
-func commit(t *testing.T, cache *entitycache.Cache, ch entitycache.Change) eventstore.Event {
+func commit(t *testing.T, ctx context.Context, cache *entitycache.Cache, ch entitycache.Change) eventstore.Event {
 	t.Helper()
-	if ch.ID == "" {
-		ch.ID = uuid.NewString()
-		ch.Entity["id"] = ch.ID
-	}
-	events, err := cache.Commit(context.Background(), ch)
+	events, err := cache.Commit(ctx, ch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,24 +44,21 @@ func commit(t *testing.T, cache *entitycache.Cache, ch entitycache.Change) event
 func TestMailsForCustomerAndOrderEvents(t *testing.T) {
 	t.Parallel()
 	p := platformtest.NewMailPeer(t)
-	cfg := testConfig(t, p)
-	platformtest.Start(t, "crm", cfg.Config, cfg.wire)
-	w := writer(t, cfg)
+	base, cfg := testConfig(t, p)
+	platformtest.Start(t, "crm", base, cfg, wire)
+	w := writer(t, base)
 
 	trace := "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-	welcome := commit(t, w, entitycache.Change{Kind: platform.Customers.Kind, Type: "customer_created",
-		Entity: entitycache.Entity{"name": "Ada", "email": "ada@example.com"}, Meta: map[string]string{"traceparent": trace}})
-	apple := platformtest.Created(t, w, platform.Products, entitycache.Entity{"name": "Apple", "price": 1.5}, nil)
-	pear := platformtest.Created(t, w, platform.Products, entitycache.Entity{"name": "Pear", "price": 2}, nil)
-	order := platformtest.Created(t, w, platform.Orders, entitycache.Entity{"customer_id": welcome.EntityID,
-		"product_ids": []any{apple.EntityID, pear.EntityID, apple.EntityID}}, nil)
+	welcome := commit(t, platform.WithTrace(t.Context(), trace), w, shop.Customers.Change(shop.CustomerCreated,
+		shop.Customer{ID: uuid.NewString(), Name: "Ada", Email: "ada@example.com"}, eventstore.NoEntity))
+	apple := platformtest.Created(t, w, shop.Products.Kind, shop.Product{Name: "Apple", Price: 150})
+	pear := platformtest.Created(t, w, shop.Products.Kind, shop.Product{Name: "Pear", Price: 2})
+	order := platformtest.Created(t, w, shop.Orders.Kind, shop.Order{CustomerID: welcome.EntityID, ProductIDs: []string{apple.EntityID, pear.EntityID, apple.EntityID}})
 	redistest.Eventually(t, 10*time.Second, "welcome and thank-you mailed", func() bool { return len(p.To("ada@example.com")) == 2 })
 
-	ada := entitycache.Entity{"id": welcome.EntityID, "name": "Ada", "email": "ada@example.com"}
-	updated := commit(t, w, entitycache.Change{Kind: platform.Customers.Kind, Type: "customer_updated", ID: ada["id"].(string),
-		Entity: ada, Expected: welcome.Version})
-	goodbye := commit(t, w, entitycache.Change{Kind: platform.Customers.Kind, Type: "customer_deleted", ID: ada["id"].(string),
-		Entity: ada, Expected: updated.Version})
+	ada := shop.Customer{ID: welcome.EntityID, Name: "Ada", Email: "ada@example.com"}
+	updated := commit(t, t.Context(), w, shop.Customers.Change(shop.CustomerUpdated, ada, welcome.Version))
+	goodbye := commit(t, t.Context(), w, shop.Customers.Change(shop.CustomerDeleted, ada, updated.Version))
 	// Events of one stream are handled in order: once the goodbye is there,
 	// the update was handled too, and mailed nothing.
 	redistest.Eventually(t, 10*time.Second, "goodbye mailed", func() bool { return len(p.To("ada@example.com")) == 3 })
@@ -89,23 +84,23 @@ func TestMailsForCustomerAndOrderEvents(t *testing.T) {
 func TestStoppedCRMCatchesUp(t *testing.T) {
 	t.Parallel()
 	p := platformtest.NewMailPeer(t)
-	cfg := testConfig(t, p)
-	w := writer(t, cfg)
-	_, _, stop := platformtest.Stoppable(t, "crm", cfg.Config, cfg.wire)
-	platformtest.Created(t, w, platform.Customers, entitycache.Entity{"name": "First", "email": "first@example.com"}, nil)
+	base, cfg := testConfig(t, p)
+	w := writer(t, base)
+	_, _, stop := platformtest.Stoppable(t, "crm", base, cfg, wire)
+	platformtest.Created(t, w, shop.Customers.Kind, shop.Customer{Name: "First", Email: "first@example.com"})
 	redistest.Eventually(t, 10*time.Second, "first welcome", func() bool { return p.Count() == 1 })
 	stop()
 
 	keys := map[string]string{} // address -> key of its welcome
 	for i := range 50 {
 		addr := fmt.Sprintf("c%d@example.com", i)
-		e := platformtest.Created(t, w, platform.Customers, entitycache.Entity{"name": fmt.Sprint("C", i), "email": addr}, nil)
+		e := platformtest.Created(t, w, shop.Customers.Kind, shop.Customer{Name: fmt.Sprint("C", i), Email: addr})
 		keys[addr] = e.ID + ":welcome"
 	}
 	if n := p.Count(); n != 1 {
 		t.Fatalf("%d mails while crm was stopped", n)
 	}
-	platformtest.Start(t, "crm", cfg.Config, cfg.wire)
+	platformtest.Start(t, "crm", base, cfg, wire)
 	redistest.Eventually(t, 10*time.Second, "50 welcomes after the restart", func() bool { return p.Count() == 51 })
 	for addr, key := range keys {
 		if got := p.To(addr); len(got) != 1 || got[0].Key != key || !strings.HasPrefix(got[0].Msg, "Welcome") {
@@ -117,9 +112,9 @@ func TestStoppedCRMCatchesUp(t *testing.T) {
 func TestFailingEventsAreDeadLetteredAndReplayed(t *testing.T) {
 	t.Parallel()
 	p := platformtest.NewMailPeer(t)
-	cfg := testConfig(t, p)
-	app, srv := platformtest.Start(t, "crm", cfg.Config, cfg.wire)
-	w := writer(t, cfg)
+	base, cfg := testConfig(t, p)
+	app, srv := platformtest.Start(t, "crm", base, cfg, wire)
+	w := writer(t, base)
 
 	poison, err := eventstore.NewEvent("customer_created", "customer", uuid.NewString(), nil)
 	if err != nil {
@@ -130,8 +125,8 @@ func TestFailingEventsAreDeadLetteredAndReplayed(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.FailFor("stuck@example.com", true)
-	stuck := platformtest.Created(t, w, platform.Customers, entitycache.Entity{"name": "Stuck", "email": "stuck@example.com"}, nil)
-	platformtest.Created(t, w, platform.Customers, entitycache.Entity{"name": "Later", "email": "later@example.com"}, nil)
+	stuck := platformtest.Created(t, w, shop.Customers.Kind, shop.Customer{Name: "Stuck", Email: "stuck@example.com"})
+	platformtest.Created(t, w, shop.Customers.Kind, shop.Customer{Name: "Later", Email: "later@example.com"})
 	redistest.Eventually(t, 10*time.Second, "later events flow", func() bool { return len(p.To("later@example.com")) == 1 })
 
 	var dead []eventstore.DeadLetter
@@ -179,9 +174,9 @@ func TestFailingEventsAreDeadLetteredAndReplayed(t *testing.T) {
 func TestEventsThatCannotBeMailedAreErrors(t *testing.T) {
 	t.Parallel()
 	p := platformtest.NewMailPeer(t)
-	cfg := testConfig(t, p)
-	app, _ := platformtest.Start(t, "crm", cfg.Config, cfg.wire)
-	h := &handler{app: app, mailer: platform.Mailer{HTTP: app.HTTP, URL: p.URL}}
+	base, cfg := testConfig(t, p)
+	app, _ := platformtest.Start(t, "crm", base, cfg, wire)
+	h := routes(mails{shop.MailerOf(app, p.URL)}).Handler()
 	event := func(typ, entity string) eventstore.Event {
 		e, _ := eventstore.NewEvent(typ, strings.Split(typ, "_")[0], uuid.NewString(), nil)
 		e.Entity = json.RawMessage(entity)
@@ -205,7 +200,7 @@ func TestEventsThatCannotBeMailedAreErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if err := h.handle(t.Context(), c.event); (err != nil) != c.fails {
+			if err := h(t.Context(), c.event); (err != nil) != c.fails {
 				t.Fatalf("error %v, want one: %v", err, c.fails)
 			}
 		})

@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"net/http"
-	"strings"
 
 	"github.com/ordershop/ordershop/internal/platform"
-	"github.com/ordershop/ordershop/pkg/entitycache"
+	"github.com/ordershop/ordershop/internal/shop"
 )
 
 // body is a customer as clients send it; an id in it is ignored.
@@ -16,22 +14,12 @@ type body struct {
 	Email string `json:"email"`
 }
 
-func check(_ context.Context, _ string, b body) (entitycache.Entity, error) {
-	name, email := strings.TrimSpace(b.Name), strings.TrimSpace(b.Email)
-	if name == "" {
-		return nil, platform.Errorf(http.StatusBadRequest, "name is required")
-	}
-	if email == "" {
-		return nil, platform.Errorf(http.StatusBadRequest, "email is required")
-	}
-	if err := platform.CheckEmail("email", email); err != nil {
-		return nil, err
-	}
-	return entitycache.Entity{"name": name, "email": email}, nil
+func check(_ context.Context, _ string, b body) (shop.Customer, error) {
+	return shop.NewCustomer(b.Name, b.Email)
 }
 
-func wire(app *platform.App) error {
-	platform.Queries(app.Router, app.Cache, platform.Customers)
-	platform.Commands(app.Router, app.Cache, platform.Rules[body]{Resource: platform.Customers, Check: check})
+func wire(app *platform.App, _ platform.NoConfig) error {
+	shop.Customers.Queries(app.Router, app.Cache)
+	platform.Commands(app.Router, app.Cache, platform.Rules[body, shop.Customer]{Resource: shop.Customers, Check: check})
 	return nil
 }

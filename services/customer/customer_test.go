@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ordershop/ordershop/internal/platform"
 	"github.com/ordershop/ordershop/internal/platform/platformtest"
 	"github.com/ordershop/ordershop/internal/redistest"
 )
@@ -15,7 +16,7 @@ func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
 
 func TestCustomerLifecycle(t *testing.T) {
 	t.Parallel()
-	_, srv := platformtest.Start(t, "customer", platformtest.Config(t), wire)
+	_, srv := platformtest.Start(t, "customer", platformtest.Config(t), platform.NoConfig{}, wire)
 	var ids []string
 	platformtest.JSON(t, "POST", srv.URL+"/customers", []map[string]string{
 		{"name": "Ada", "email": "ada@example.com"}, {"name": "Bob", "email": "bob@example.com"},
@@ -51,7 +52,7 @@ func TestCustomerLifecycle(t *testing.T) {
 
 func TestReadYourWrites(t *testing.T) {
 	t.Parallel()
-	_, srv := platformtest.Start(t, "customer", platformtest.Config(t), wire)
+	_, srv := platformtest.Start(t, "customer", platformtest.Config(t), platform.NoConfig{}, wire)
 	for i := range 500 {
 		var ids []string
 		platformtest.JSON(t, "POST", srv.URL+"/customer", map[string]string{"name": fmt.Sprint("c", i), "email": "c@example.com"}, 200, &ids)
@@ -69,7 +70,7 @@ func TestReadYourWrites(t *testing.T) {
 
 func TestBadInputIsRejectedAndWritesNothing(t *testing.T) {
 	t.Parallel()
-	app, srv := platformtest.Start(t, "customer", platformtest.Config(t), wire)
+	app, srv := platformtest.Start(t, "customer", platformtest.Config(t), platform.NoConfig{}, wire)
 	var ids []string
 	platformtest.JSON(t, "POST", srv.URL+"/customer", map[string]string{"name": "Ada", "email": "ada@example.com"}, 200, &ids)
 	id := ids[0]
@@ -109,7 +110,7 @@ func TestBadInputIsRejectedAndWritesNothing(t *testing.T) {
 // find the customer gone (404); none brings it back.
 func TestReplacementsRacingADeleteDoNotResurrect(t *testing.T) {
 	t.Parallel()
-	_, srv := platformtest.Start(t, "customer", platformtest.Config(t), wire)
+	_, srv := platformtest.Start(t, "customer", platformtest.Config(t), platform.NoConfig{}, wire)
 	for round := range 20 {
 		var ids []string
 		platformtest.JSON(t, "POST", srv.URL+"/customer", map[string]string{"name": "Ada", "email": "ada@example.com"}, 200, &ids)

@@ -8,24 +8,25 @@ import (
 	"net/url"
 
 	"github.com/ordershop/ordershop/internal/platform"
+	"github.com/ordershop/ordershop/internal/shop"
 )
 
 func wire(app *platform.App, cfg config) error {
 	owners := map[string]string{
-		platform.Customers.One: cfg.CustomerURL, platform.Products.One: cfg.ProductURL, platform.Inventory.One: cfg.InventoryURL,
-		platform.Orders.One: cfg.OrderURL, platform.Billings.One: cfg.BillingURL,
+		shop.Customers.Many: cfg.CustomerURL, shop.Products.Many: cfg.ProductURL, shop.Inventories.Many: cfg.InventoryURL,
+		shop.Orders.Many: cfg.OrderURL, shop.Billings.Many: cfg.BillingURL,
 	}
 	r := app.Router
-	for _, res := range platform.Collections {
-		platform.Queries(r, app.Cache, res)
-		owner, err := proxy(app, owners[res.One], "")
+	for _, res := range shop.Collections {
+		res.Queries(r, app.Cache)
+		owner, err := proxy(app, owners[res.Plural()], "")
 		if err != nil {
 			return err
 		}
-		for _, p := range platform.Paths(res, "") {
+		for _, p := range res.Paths("") {
 			r.Post(p, owner)
 		}
-		for _, p := range platform.Paths(res, "/{id}") {
+		for _, p := range res.Paths("/{id}") {
 			r.Put(p, owner)
 			r.Delete(p, owner)
 		}
@@ -86,13 +87,13 @@ func proxy(app *platform.App, target, strip string) (http.HandlerFunc, error) {
 
 // report lists every collection: two round trips each, whatever their size.
 func report(r *http.Request, app *platform.App) (any, error) {
-	out := make(map[string]any, len(platform.Collections))
-	for _, res := range platform.Collections {
-		all, err := app.Cache.List(r.Context(), res.Kind)
+	out := make(map[string]any, len(shop.Collections))
+	for _, res := range shop.Collections {
+		all, err := res.ListAll(r.Context(), app.Cache)
 		if err != nil {
 			return nil, err
 		}
-		out[res.Many] = all
+		out[res.Plural()] = all
 	}
 	return out, nil
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/ordershop/ordershop/internal/platform"
 	"github.com/ordershop/ordershop/internal/platform/platformtest"
 	"github.com/ordershop/ordershop/internal/redistest"
-	"github.com/ordershop/ordershop/pkg/entitycache"
+	"github.com/ordershop/ordershop/internal/shop"
 )
 
 func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
@@ -31,17 +31,17 @@ func start(t *testing.T, up map[string]string) (*platform.App, string) {
 		}
 		return down
 	}
-	cfg := config{Config: platformtest.Config(t), CustomerURL: or("customer"), ProductURL: or("product"),
+	cfg := config{CustomerURL: or("customer"), ProductURL: or("product"),
 		InventoryURL: or("inventory"), OrderURL: or("order"), BillingURL: or("billing"), MsgURL: or("msg"), CRMURL: or("crm")}
-	app, srv := platformtest.Start(t, "gateway", cfg.Config, func(app *platform.App) error { return wire(app, cfg) })
+	app, srv := platformtest.Start(t, "gateway", platformtest.Config(t), cfg, wire)
 	return app, srv.URL
 }
 
 func TestQueriesReadTheCacheWithEveryServiceDown(t *testing.T) {
 	t.Parallel()
 	app, url := start(t, nil)
-	c := platformtest.Created(t, app.Cache, platform.Customers, entitycache.Entity{"name": "Ada", "email": "ada@example.com"}, nil)
-	platformtest.Created(t, app.Cache, platform.Products, entitycache.Entity{"name": "Tea", "price": 350}, nil)
+	c := platformtest.Created(t, app.Cache, shop.Customers.Kind, shop.Customer{Name: "Ada", Email: "ada@example.com"})
+	platformtest.Created(t, app.Cache, shop.Products.Kind, shop.Product{Name: "Tea", Price: 350})
 	var got map[string]any
 	platformtest.JSON(t, "GET", url+"/customers/"+c.EntityID, nil, 200, &got)
 	if got["email"] != "ada@example.com" {

@@ -3,10 +3,14 @@
 // entity.
 package main
 
-import "github.com/ordershop/ordershop/internal/platform"
+import (
+	"context"
+
+	"github.com/ordershop/ordershop/internal/platform"
+	"github.com/ordershop/ordershop/internal/shop"
+)
 
 type config struct {
-	platform.Config
 	CustomerURL  string `envconfig:"CUSTOMER_URL" default:"http://127.0.0.1:8081"`
 	ProductURL   string `envconfig:"PRODUCT_URL" default:"http://127.0.0.1:8082"`
 	InventoryURL string `envconfig:"INVENTORY_URL" default:"http://127.0.0.1:8083"`
@@ -16,7 +20,4 @@ type config struct {
 	CRMURL       string `envconfig:"CRM_URL" default:"http://127.0.0.1:8087"`
 }
 
-func main() {
-	var cfg config
-	platform.Main("gateway", &cfg, &cfg.Config, func(app *platform.App) error { return wire(app, cfg) })
-}
+func main() { platform.Run(context.Background(), "gateway", shop.Streams, wire) }

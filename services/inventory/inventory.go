@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/ordershop/ordershop/internal/platform"
+	"github.com/ordershop/ordershop/internal/shop"
 	"github.com/ordershop/ordershop/pkg/entitycache"
 )
 
@@ -12,47 +13,35 @@ import (
 type body struct {
 	ID        string `json:"id"`
 	ProductID string `json:"product_id"`
-	Amount    *int64 `json:"amount"`
+	Amount    *int64 `json:"amount"` // required, so a pointer
 }
-
-// inventoryID is the id of a product's one inventory item, so that two
-// creates for one product conflict in the store.
-func inventoryID(productID string) string { return platform.DerivedID("inventory", productID) }
 
 type inventory struct {
 	cache *entitycache.Cache
 }
 
-func (inv inventory) check(ctx context.Context, id string, b body) (entitycache.Entity, error) {
-	productID, err := platform.CheckUUID("product_id", b.ProductID)
+func (inv inventory) check(ctx context.Context, id string, b body) (shop.Inventory, error) {
+	if b.Amount == nil {
+		return shop.Inventory{}, platform.Errorf(http.StatusBadRequest, "amount is required")
+	}
+	item, err := shop.NewInventory(b.ProductID, *b.Amount)
 	if err != nil {
-		return nil, err
+		return item, err
 	}
-	switch {
-	case b.Amount == nil:
-		return nil, platform.Errorf(http.StatusBadRequest, "amount is required")
-	case *b.Amount < 0:
-		return nil, platform.Errorf(http.StatusBadRequest, "amount must not be negative")
-	case id != "" && inventoryID(productID) != id:
-		return nil, platform.Errorf(http.StatusBadRequest, "inventory %s is not the inventory of product %s", id, productID)
+	if id != "" && item.ID != id {
+		return item, platform.Errorf(http.StatusBadRequest, "inventory %s is not the inventory of product %s", id, item.ProductID)
 	}
-	product, _, err := inv.cache.Get(ctx, platform.Products.Kind, productID)
-	if err != nil {
-		return nil, err
+	product, _, err := shop.Products.Get(ctx, inv.cache, item.ProductID)
+	if err == nil && product == nil {
+		err = &entitycache.NotFoundError{Kind: shop.Products.One, ID: item.ProductID}
 	}
-	if product == nil {
-		return nil, platform.Errorf(http.StatusNotFound, "no product %s", productID)
-	}
-	return entitycache.Entity{"product_id": productID, "amount": *b.Amount}, nil
+	return item, err
 }
 
-func wire(app *platform.App) error {
+func wire(app *platform.App, _ platform.NoConfig) error {
 	inv := inventory{cache: app.Cache}
-	platform.Queries(app.Router, app.Cache, platform.Inventory)
-	platform.Commands(app.Router, app.Cache, platform.Rules[body]{
-		Resource: platform.Inventory, Check: inv.check,
-		ID: func(e entitycache.Entity) string { return inventoryID(e["product_id"].(string)) },
-	})
+	shop.Inventories.Queries(app.Router, app.Cache)
+	platform.Commands(app.Router, app.Cache, platform.Rules[body, shop.Inventory]{Resource: shop.Inventories, Check: inv.check})
 	app.Router.Put("/reservations/{id}", platform.Handle(inv.reserve))
 	app.Router.Delete("/reservations/{id}", platform.Handle(inv.release))
 	app.Router.Get("/reservations/{id}", platform.Handle(func(r *http.Request) (any, error) {
@@ -60,8 +49,8 @@ func wire(app *platform.App) error {
 		if err != nil {
 			return nil, err
 		}
-		e, _, err := app.Cache.Get(r.Context(), platform.Reservations, id)
-		return e, err
+		res, _, err := shop.Reservations.Get(r.Context(), app.Cache, id)
+		return res, err
 	}))
 	return nil
 }

@@ -13,7 +13,7 @@ import (
 	"github.com/ordershop/ordershop/internal/platform"
 	"github.com/ordershop/ordershop/internal/platform/platformtest"
 	"github.com/ordershop/ordershop/internal/redistest"
-	"github.com/ordershop/ordershop/pkg/entitycache"
+	"github.com/ordershop/ordershop/internal/shop"
 	"github.com/ordershop/ordershop/pkg/eventstore"
 )
 
@@ -22,10 +22,10 @@ func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
 // setup starts the service with products that each have the given stock.
 func setup(t *testing.T, stock ...int64) (*platform.App, string, []string) {
 	t.Helper()
-	app, srv := platformtest.Start(t, "inventory", platformtest.Config(t), wire)
+	app, srv := platformtest.Start(t, "inventory", platformtest.Config(t), platform.NoConfig{}, wire)
 	products := make([]string, len(stock))
 	for i, n := range stock {
-		products[i] = platformtest.Created(t, app.Cache, platform.Products, entitycache.Entity{"name": "p", "price": 1}, nil).EntityID
+		products[i] = platformtest.Created(t, app.Cache, shop.Products.Kind, shop.Product{Name: "p", Price: 1}).EntityID
 		platformtest.JSON(t, "POST", srv.URL+"/inventory", map[string]any{"product_id": products[i], "amount": n}, 200, nil)
 	}
 	return app, srv.URL, products
@@ -34,7 +34,7 @@ func setup(t *testing.T, stock ...int64) (*platform.App, string, []string) {
 func amount(t *testing.T, url, product string) int64 {
 	t.Helper()
 	var inv map[string]any
-	platformtest.JSON(t, "GET", url+"/inventory/"+inventoryID(product), nil, 200, &inv)
+	platformtest.JSON(t, "GET", url+"/inventory/"+shop.InventoryID(product), nil, 200, &inv)
 	return int64(inv["amount"].(float64))
 }
 
@@ -50,20 +50,20 @@ func TestOneInventoryPerExistingProduct(t *testing.T) {
 	if msg := platformtest.Rejected(t, "POST", url+"/inventory", []any{twice, twice}, 409); !strings.Contains(msg, "twice") {
 		t.Fatalf("a product twice in one list: %s", msg)
 	}
-	platformtest.Rejected(t, "PUT", url+"/inventory/"+inventoryID(uuid.NewString()), map[string]any{"product_id": products[0], "amount": 1}, 400)
-	platformtest.JSON(t, "PUT", url+"/inventory/"+inventoryID(products[0]), map[string]any{"product_id": products[0], "amount": 9}, 200, nil)
+	platformtest.Rejected(t, "PUT", url+"/inventory/"+shop.InventoryID(uuid.NewString()), map[string]any{"product_id": products[0], "amount": 1}, 400)
+	platformtest.JSON(t, "PUT", url+"/inventory/"+shop.InventoryID(products[0]), map[string]any{"product_id": products[0], "amount": 9}, 200, nil)
 	if n := amount(t, url, products[0]); n != 9 {
 		t.Fatalf("amount %d after PUT", n)
 	}
 	// Deleted, it may be created again.
-	platformtest.JSON(t, "DELETE", url+"/inventory/"+inventoryID(products[0]), nil, 200, nil)
+	platformtest.JSON(t, "DELETE", url+"/inventory/"+shop.InventoryID(products[0]), nil, 200, nil)
 	platformtest.JSON(t, "POST", url+"/inventory", map[string]any{"product_id": products[0], "amount": 2}, 200, nil)
 }
 
 func TestConcurrentCreatesOfOneProductsInventoryMakeOne(t *testing.T) {
 	t.Parallel()
 	app, url, _ := setup(t)
-	product := platformtest.Created(t, app.Cache, platform.Products, entitycache.Entity{"name": "p", "price": 1}, nil).EntityID
+	product := platformtest.Created(t, app.Cache, shop.Products.Kind, shop.Product{Name: "p", Price: 1}).EntityID
 	var created atomic.Int64
 	var wg sync.WaitGroup
 	for range 20 {

@@ -2,13 +2,11 @@
 // orders, all or nothing.
 package main
 
-import "github.com/ordershop/ordershop/internal/platform"
+import (
+	"context"
 
-type config struct {
-	platform.Config
-}
+	"github.com/ordershop/ordershop/internal/platform"
+	"github.com/ordershop/ordershop/internal/shop"
+)
 
-func main() {
-	var cfg config
-	platform.Main("inventory", &cfg, &cfg.Config, wire)
-}
+func main() { platform.Run(context.Background(), "inventory", shop.Streams, wire) }

@@ -2,26 +2,22 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"net/http"
 	"slices"
 
 	"github.com/ordershop/ordershop/internal/platform"
+	"github.com/ordershop/ordershop/internal/shop"
 	"github.com/ordershop/ordershop/pkg/entitycache"
 )
-
-// A reservation is the stock held for one order: its product ids, a repeated
-// id holding one more piece. It lives in the inventory's stream, so the
-// reservation and the stock it takes change in one atomic commit.
 
 type reservationBody struct {
 	ProductIDs []string `json:"product_ids"`
 }
 
 // reserve sets the stock held for an order (PUT /reservations/{order id}) to
-// its product ids: it takes what the new list holds more than the old one and
-// gives back the rest, all or nothing. Out of stock is 409.
+// its product ids, for a new order or a changed one: it takes what the new
+// list holds more than the old one and gives back the rest, all or nothing.
+// Out of stock is 409.
 func (inv inventory) reserve(r *http.Request) (any, error) {
 	orderID, err := platform.ParseID(r)
 	if err != nil {
@@ -31,15 +27,11 @@ func (inv inventory) reserve(r *http.Request) (any, error) {
 	if err := platform.Decode(r, &b); err != nil {
 		return nil, err
 	}
-	if len(b.ProductIDs) == 0 {
-		return nil, platform.Errorf(http.StatusBadRequest, "product_ids must not be empty")
+	want, err := shop.CheckProductIDs(b.ProductIDs)
+	if err != nil {
+		return nil, err
 	}
-	for i, p := range b.ProductIDs {
-		if b.ProductIDs[i], err = platform.CheckUUID("product_ids", p); err != nil {
-			return nil, err
-		}
-	}
-	return true, inv.hold(r.Context(), orderID, b.ProductIDs)
+	return true, inv.setHeld(r.Context(), orderID, want)
 }
 
 // release gives back all the stock held for an order (DELETE
@@ -49,39 +41,39 @@ func (inv inventory) release(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return true, inv.hold(r.Context(), orderID, nil)
+	return true, inv.setHeld(r.Context(), orderID, nil)
 }
 
-// hold makes the stock held for an order what productIDs need.
-func (inv inventory) hold(ctx context.Context, orderID string, productIDs []string) error {
+// setHeld makes the reservation of an order hold exactly the pieces of want
+// (none: the reservation goes), moving the difference from or to the stock
+// in the same commit.
+func (inv inventory) setHeld(ctx context.Context, orderID string, want []string) error {
 	return entitycache.Retry(ctx, func() error {
-		res, resVersion, err := inv.cache.Get(ctx, platform.Reservations, orderID)
+		res, version, err := shop.Reservations.Get(ctx, inv.cache, orderID)
 		if err != nil {
 			return err
 		}
 		var held []string
 		if res != nil {
-			for _, p := range res["product_ids"].([]any) {
-				held = append(held, p.(string))
-			}
+			held = res.ProductIDs
 		}
-		changes, err := inv.restock(ctx, need(productIDs, held))
+		if slices.Equal(held, want) {
+			return nil // it holds what is wanted already
+		}
+		changes, err := inv.moveStock(ctx, need(want, held))
 		if err != nil {
 			return err
 		}
-		change := entitycache.Change{Kind: platform.Reservations, ID: orderID, Expected: resVersion, Meta: platform.TraceMeta(ctx),
-			Entity: entitycache.Entity{"id": orderID, "product_ids": toAny(productIDs)}}
+		next := shop.Reservation{ID: orderID, ProductIDs: want}
 		switch {
-		case res == nil && len(productIDs) == 0, slices.Equal(held, productIDs):
-			return nil // it holds what is wanted already
 		case res == nil:
-			change.Type = "reservation_created"
-		case len(productIDs) == 0:
-			change.Type, change.Entity = "reservation_deleted", res
+			changes = append(changes, shop.Reservations.Change(shop.ReservationCreated, next, version))
+		case len(want) == 0:
+			changes = append(changes, shop.Reservations.Change(shop.ReservationDeleted, *res, version))
 		default:
-			change.Type = "reservation_updated"
+			changes = append(changes, shop.Reservations.Change(shop.ReservationUpdated, next, version))
 		}
-		_, err = inv.cache.Commit(ctx, append(changes, change)...)
+		_, err = inv.cache.Commit(ctx, changes...)
 		return err
 	})
 }
@@ -99,9 +91,11 @@ func need(wanted, held []string) map[string]int64 {
 	return n
 }
 
-// restock returns the inventory changes that take (or give back) the pieces,
-// checked against the stock, with the versions read as expected.
-func (inv inventory) restock(ctx context.Context, pieces map[string]int64) ([]entitycache.Change, error) {
+// moveStock returns the inventory changes that move pieces between the
+// stock and a reservation: a positive count takes from the stock, checked
+// against what is left, a negative one gives back. The versions read are
+// expected, so a concurrent change of the stock makes the commit retry.
+func (inv inventory) moveStock(ctx context.Context, pieces map[string]int64) ([]entitycache.Change, error) {
 	var products []string
 	for p, n := range pieces {
 		if n != 0 {
@@ -111,39 +105,26 @@ func (inv inventory) restock(ctx context.Context, pieces map[string]int64) ([]en
 	slices.Sort(products)
 	ids := make([]string, len(products))
 	for i, p := range products {
-		ids[i] = inventoryID(p)
+		ids[i] = shop.InventoryID(p)
 	}
-	items, versions, err := inv.cache.GetMany(ctx, platform.Inventory.Kind, ids...)
+	items, versions, err := shop.Inventories.GetMany(ctx, inv.cache, ids...)
 	if err != nil {
 		return nil, err
 	}
 	var changes []entitycache.Change
 	for i, p := range products {
 		n := pieces[p]
-		if items[i] == nil {
-			if n > 0 {
-				return nil, platform.Errorf(http.StatusConflict, "product %s is out of stock: it has no inventory", p)
-			}
+		switch {
+		case items[i] == nil && n > 0:
+			return nil, &shop.OutOfStockError{ProductID: p, Wanted: n, NoInventory: true}
+		case items[i] == nil:
 			continue // its inventory was deleted: nothing to give back to
+		case items[i].Amount < n:
+			return nil, &shop.OutOfStockError{ProductID: p, Wanted: n, Left: items[i].Amount}
 		}
-		amount, err := items[i]["amount"].(json.Number).Int64()
-		if err != nil {
-			return nil, fmt.Errorf("inventory %s: amount: %w", ids[i], err)
-		}
-		if amount < n {
-			return nil, platform.Errorf(http.StatusConflict, "product %s is out of stock: %d wanted, %d left", p, n, amount)
-		}
-		items[i]["amount"] = amount - n
-		changes = append(changes, entitycache.Change{Kind: platform.Inventory.Kind, Type: "inventory_updated",
-			ID: ids[i], Entity: items[i], Expected: versions[i], Meta: platform.TraceMeta(ctx)})
+		item := *items[i]
+		item.Amount -= n
+		changes = append(changes, shop.Inventories.Change(shop.InventoryUpdated, item, versions[i]))
 	}
 	return changes, nil
-}
-
-func toAny(ss []string) []any {
-	out := make([]any, len(ss))
-	for i, s := range ss {
-		out[i] = s
-	}
-	return out
 }

@@ -3,10 +3,11 @@ package main
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
-	"strings"
 
 	"github.com/ordershop/ordershop/internal/platform"
+	"github.com/ordershop/ordershop/internal/shop"
 	"github.com/ordershop/ordershop/pkg/entitycache"
 	"github.com/ordershop/ordershop/pkg/eventstore"
 )
@@ -24,62 +25,47 @@ type sent struct {
 	Sent bool   `json:"sent"`
 }
 
-func check(b body) error {
-	switch {
-	case strings.TrimSpace(b.To) == "":
-		return platform.Errorf(http.StatusBadRequest, "to is required")
-	case strings.TrimSpace(b.Msg) == "":
-		return platform.Errorf(http.StatusBadRequest, "msg is required")
-	case strings.TrimSpace(b.Key) == "":
-		return platform.Errorf(http.StatusBadRequest, "key is required")
-	}
-	return platform.CheckEmail("to", b.To)
-}
-
 // send records the mail under the id its key derives. Expecting the version
 // Get saw makes the record the lock: of two sends of one key, the second
 // finds the mail or loses the append, and sends nothing.
-func send(ctx context.Context, app *platform.App, b body) (sent, error) {
-	id := platform.DerivedID("email", b.Key)
-	cur, v, err := app.Cache.Get(ctx, platform.Emails.Kind, id)
+func send(ctx context.Context, cache *entitycache.Cache, log *slog.Logger, mail shop.Email) (sent, error) {
+	cur, v, err := shop.Emails.Get(ctx, cache, mail.ID)
 	if err != nil || cur != nil {
-		return sent{ID: id}, err
+		return sent{ID: mail.ID}, err
 	}
-	_, err = app.Cache.Commit(ctx, entitycache.Change{
-		Kind: platform.Emails.Kind, Type: "email_sent", ID: id, Expected: v, Meta: platform.TraceMeta(ctx),
-		Entity: entitycache.Entity{"id": id, "key": b.Key, "to": b.To, "msg": b.Msg},
-	})
+	_, err = cache.Commit(ctx, shop.Emails.Change(shop.EmailSent, mail, v))
 	if errors.Is(err, eventstore.ErrConflict) {
-		return sent{ID: id}, nil
+		return sent{ID: mail.ID}, nil
 	}
 	if err != nil {
 		return sent{}, err
 	}
-	app.Log.InfoContext(ctx, "mail sent", "id", id, "key", b.Key, "to", b.To, "msg", b.Msg,
+	log.InfoContext(ctx, "mail sent", "id", mail.ID, "key", mail.Key, "to", mail.To, "msg", mail.Msg,
 		"traceparent", platform.TraceParent(ctx))
-	return sent{ID: id, Sent: true}, nil
+	return sent{ID: mail.ID, Sent: true}, nil
 }
 
-func wire(app *platform.App) error {
+func wire(app *platform.App, _ platform.NoConfig) error {
 	app.Router.Post("/email", platform.Handle(func(r *http.Request) (any, error) {
 		var b body
 		if err := platform.Decode(r, &b); err != nil {
 			return nil, err
 		}
-		if err := check(b); err != nil {
+		mail, err := shop.NewEmail(b.To, b.Msg, b.Key)
+		if err != nil {
 			return nil, err
 		}
-		return send(r.Context(), app, b)
+		return send(r.Context(), app.Cache, app.Log, mail)
 	}))
 	app.Router.Get("/emails", platform.Handle(func(r *http.Request) (any, error) {
-		all, err := app.Cache.List(r.Context(), platform.Emails.Kind)
+		all, err := shop.Emails.List(r.Context(), app.Cache)
 		to := r.URL.Query().Get("to")
 		if err != nil || to == "" {
 			return all, err
 		}
-		out := []entitycache.Entity{}
+		out := []shop.Email{}
 		for _, m := range all {
-			if m["to"] == to {
+			if m.To == to {
 				out = append(out, m)
 			}
 		}
@@ -90,9 +76,9 @@ func wire(app *platform.App) error {
 		if err != nil {
 			return nil, err
 		}
-		m, _, err := app.Cache.Get(r.Context(), platform.Emails.Kind, id)
+		m, _, err := shop.Emails.Get(r.Context(), app.Cache, id)
 		if err == nil && m == nil {
-			return nil, platform.Errorf(http.StatusNotFound, "no email %s", id)
+			err = &entitycache.NotFoundError{Kind: shop.Emails.One, ID: id}
 		}
 		return m, err
 	}))

@@ -10,6 +10,7 @@ import (
 	"github.com/ordershop/ordershop/internal/platform"
 	"github.com/ordershop/ordershop/internal/platform/platformtest"
 	"github.com/ordershop/ordershop/internal/redistest"
+	"github.com/ordershop/ordershop/internal/shop"
 )
 
 func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
@@ -20,7 +21,7 @@ type email struct {
 
 func TestSendListAndGet(t *testing.T) {
 	t.Parallel()
-	_, srv := platformtest.Start(t, "msg", platformtest.Config(t), wire)
+	_, srv := platformtest.Start(t, "msg", platformtest.Config(t), platform.NoConfig{}, wire)
 	var first, again, other sent
 	platformtest.JSON(t, "POST", srv.URL+"/email", body{To: "ada@example.com", Msg: "Welcome", Key: "e1:welcome"}, 200, &first)
 	platformtest.JSON(t, "POST", srv.URL+"/email", body{To: "ada@example.com", Msg: "Welcome", Key: "e1:welcome"}, 200, &again)
@@ -28,7 +29,7 @@ func TestSendListAndGet(t *testing.T) {
 	if !first.Sent || again.Sent || !other.Sent {
 		t.Fatalf("sent flags %v %v %v, want true false true", first, again, other)
 	}
-	if first.ID != platform.DerivedID("email", "e1:welcome") || again.ID != first.ID || other.ID == first.ID {
+	if first.ID != shop.EmailID("e1:welcome") || again.ID != first.ID || other.ID == first.ID {
 		t.Fatalf("ids %s %s %s", first.ID, again.ID, other.ID)
 	}
 	var got email
@@ -47,7 +48,7 @@ func TestSendListAndGet(t *testing.T) {
 
 func TestConcurrentSendsOfOneKeySendOnce(t *testing.T) {
 	t.Parallel()
-	app, srv := platformtest.Start(t, "msg", platformtest.Config(t), wire)
+	app, srv := platformtest.Start(t, "msg", platformtest.Config(t), platform.NoConfig{}, wire)
 	var wg sync.WaitGroup
 	answers := make([]sent, 20)
 	for i := range answers {
@@ -61,7 +62,7 @@ func TestConcurrentSendsOfOneKeySendOnce(t *testing.T) {
 		if a.Sent {
 			n++
 		}
-		if a.ID != platform.DerivedID("email", "k") {
+		if a.ID != shop.EmailID("k") {
 			t.Fatalf("answer %+v", a)
 		}
 	}
@@ -75,7 +76,7 @@ func TestConcurrentSendsOfOneKeySendOnce(t *testing.T) {
 
 func TestBadInputIsRejectedAndWritesNothing(t *testing.T) {
 	t.Parallel()
-	app, srv := platformtest.Start(t, "msg", platformtest.Config(t), wire)
+	app, srv := platformtest.Start(t, "msg", platformtest.Config(t), platform.NoConfig{}, wire)
 	var s sent
 	platformtest.JSON(t, "POST", srv.URL+"/email", body{To: "ada@example.com", Msg: "hi", Key: "k"}, 200, &s)
 	cases := []platformtest.BadRequest{
@@ -95,7 +96,7 @@ func TestBadInputIsRejectedAndWritesNothing(t *testing.T) {
 		platformtest.Bad("trailing data", "POST", "/email", `{"to": "a@b.c", "msg": "hi", "key": "k2"} {}`, 400),
 		platformtest.Bad("too large", "POST", "/email", `{"to": "a@b.c", "key": "k2", "msg": "`+strings.Repeat("x", 70<<10)+`"}`, 413),
 		platformtest.Bad("non-UUID id", "GET", "/emails/42", nil, 400),
-		platformtest.Bad("unknown id", "GET", "/emails/"+platform.DerivedID("email", "nope"), nil, 404),
+		platformtest.Bad("unknown id", "GET", "/emails/"+shop.EmailID("nope"), nil, 404),
 		platformtest.Bad("wrong method on send", "GET", "/email", nil, 405),
 		platformtest.Bad("wrong method on mails", "DELETE", "/emails/"+s.ID, nil, 405),
 		platformtest.Bad("no such route", "GET", "/nothing", nil, 404),

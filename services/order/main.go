@@ -2,17 +2,21 @@
 // inventory service first; updating swaps the reservation; deleting releases it.
 package main
 
-import "github.com/ordershop/ordershop/internal/platform"
+import (
+	"context"
+
+	"github.com/ordershop/ordershop/internal/platform"
+	"github.com/ordershop/ordershop/internal/shop"
+)
 
 type config struct {
-	platform.Config
 	InventoryURL string `envconfig:"INVENTORY_URL" default:"http://127.0.0.1:8083"`
 }
 
-func main() {
-	var cfg config
-	platform.Main("order", &cfg, &cfg.Config, func(app *platform.App) error {
-		wire(app, cfg.InventoryURL)
-		return nil
-	})
+func main() { platform.Run(context.Background(), "order", shop.Streams, wire) }
+
+func wire(app *platform.App, cfg config) error {
+	routes(app, orders{cache: app.Cache, stock: inventoryClient{http: app.HTTP, url: cfg.InventoryURL},
+		log: app.Log, timeout: app.Config.RequestTimeout})
+	return nil
 }

@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/ordershop/ordershop/internal/platform"
+	"github.com/ordershop/ordershop/internal/shop"
 	"github.com/ordershop/ordershop/pkg/entitycache"
 	"github.com/ordershop/ordershop/pkg/eventstore"
 )
@@ -18,84 +21,52 @@ type body struct {
 	ProductIDs []string `json:"product_ids"`
 }
 
+// orders records orders and keeps the stock held for each in step: the
+// saga of an order is "reserve, then record; on failure, set the stock held
+// back to what is recorded".
 type orders struct {
-	app          *platform.App
-	inventoryURL string
+	cache   *entitycache.Cache
+	stock   Stock
+	log     *slog.Logger
+	timeout time.Duration // of the compensation after a failure
 }
 
-func wire(app *platform.App, inventoryURL string) {
-	o := orders{app: app, inventoryURL: inventoryURL}
+func routes(app *platform.App, o orders) {
 	r := app.Router
 	r.Get("/orders/unbilled", platform.Handle(o.unbilled))
-	platform.Queries(r, app.Cache, platform.Orders)
-	for _, p := range []string{"/order", "/orders"} {
+	shop.Orders.Queries(r, app.Cache)
+	for _, p := range shop.Orders.Paths("") {
 		r.Post(p, platform.Handle(o.create))
-		r.Put(p+"/{id}", platform.Handle(o.update))
-		r.Delete(p+"/{id}", platform.Handle(o.remove))
+	}
+	for _, p := range shop.Orders.Paths("/{id}") {
+		r.Put(p, platform.Handle(o.update))
+		r.Delete(p, platform.Handle(o.remove))
 	}
 }
 
 // check validates an order: its customer and every product must exist.
-func (o orders) check(ctx context.Context, b body) (entitycache.Entity, error) {
-	customerID, err := platform.CheckUUID("customer_id", b.CustomerID)
+func (o orders) check(ctx context.Context, b body) (shop.Order, error) {
+	ord, err := shop.NewOrder(b.CustomerID, b.ProductIDs)
 	if err != nil {
-		return nil, err
+		return ord, err
 	}
-	if len(b.ProductIDs) == 0 {
-		return nil, platform.Errorf(http.StatusBadRequest, "product_ids must not be empty")
-	}
-	products := make([]any, len(b.ProductIDs))
-	for i, p := range b.ProductIDs {
-		if b.ProductIDs[i], err = platform.CheckUUID("product_ids", p); err != nil {
-			return nil, err
-		}
-		products[i] = b.ProductIDs[i]
-	}
-	customer, _, err := o.app.Cache.Get(ctx, platform.Customers.Kind, customerID)
+	customer, _, err := shop.Customers.Get(ctx, o.cache, ord.CustomerID)
 	if err != nil {
-		return nil, err
+		return ord, err
 	}
 	if customer == nil {
-		return nil, platform.Errorf(http.StatusNotFound, "no customer %s", customerID)
+		return ord, &entitycache.NotFoundError{Kind: shop.Customers.One, ID: ord.CustomerID}
 	}
-	found, _, err := o.app.Cache.GetMany(ctx, platform.Products.Kind, b.ProductIDs...)
+	found, _, err := shop.Products.GetMany(ctx, o.cache, ord.ProductIDs...)
 	if err != nil {
-		return nil, err
+		return ord, err
 	}
 	for i, p := range found {
 		if p == nil {
-			return nil, platform.Errorf(http.StatusNotFound, "no product %s", b.ProductIDs[i])
+			return ord, &entitycache.NotFoundError{Kind: shop.Products.One, ID: ord.ProductIDs[i]}
 		}
 	}
-	return entitycache.Entity{"customer_id": customerID, "product_ids": products}, nil
-}
-
-// hold sets the stock reserved for an order to its products; none releases it.
-func (o orders) hold(ctx context.Context, orderID string, products []any) error {
-	if len(products) == 0 {
-		return platform.Call(ctx, o.app.HTTP, http.MethodDelete, o.inventoryURL+"/reservations/"+orderID, nil, nil)
-	}
-	return platform.Call(ctx, o.app.HTTP, http.MethodPut, o.inventoryURL+"/reservations/"+orderID,
-		map[string]any{"product_ids": products}, nil)
-}
-
-// restore sets the stock held for an order back to what the recorded order
-// needs (nothing, if it was not recorded), after a failure and whatever
-// became of the request that caused it.
-func (o orders) restore(ctx context.Context, orderID string) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.app.Config.RequestTimeout)
-	defer cancel()
-	ord, _, err := o.app.Cache.Get(ctx, platform.Orders.Kind, orderID)
-	var products []any
-	if ord != nil {
-		products = ord["product_ids"].([]any)
-	}
-	if err == nil {
-		err = o.hold(ctx, orderID, products)
-	}
-	if err != nil {
-		o.app.Log.Error("stock held for an order could not be set back", "order", orderID, "err", err)
-	}
+	return ord, nil
 }
 
 // create records one order or a batch, all or nothing: stock is reserved for
@@ -108,37 +79,31 @@ func (o orders) create(r *http.Request) (any, error) {
 		return nil, err
 	}
 	changes := make([]entitycache.Change, len(bodies))
+	ords := make([]shop.Order, len(bodies))
 	for i, b := range bodies {
-		ent, err := o.check(ctx, b)
-		if err != nil {
+		if ords[i], err = o.check(ctx, b); err != nil {
 			return nil, err
 		}
-		id := uuid.NewString()
-		ent["id"] = id
-		changes[i] = entitycache.Change{Kind: platform.Orders.Kind, Type: "order_created", ID: id, Entity: ent,
-			Expected: eventstore.NoEntity, Meta: platform.TraceMeta(ctx)}
+		ords[i].ID = uuid.NewString()
+		changes[i] = shop.Orders.Change(shop.OrderCreated, ords[i], eventstore.NoEntity)
 	}
-	ids := make([]string, 0, len(changes))
-	release := func() {
-		for _, id := range ids {
-			o.restore(ctx, id)
-		}
-	}
-	for _, ch := range changes {
-		if err := o.hold(ctx, ch.ID, ch.Entity["product_ids"].([]any)); err != nil {
-			release()
+	ids := make([]string, 0, len(ords))
+	for _, ord := range ords {
+		if err := o.stock.Reserve(ctx, ord.ID, ord.ProductIDs); err != nil {
+			o.restore(ctx, ids...)
 			return nil, err
 		}
-		ids = append(ids, ch.ID)
+		ids = append(ids, ord.ID)
 	}
-	if _, err := o.app.Cache.Commit(ctx, changes...); err != nil {
-		release()
+	if _, err := o.cache.Commit(ctx, changes...); err != nil {
+		o.restore(ctx, ids...)
 		return nil, err
 	}
 	return ids, nil
 }
 
-// update replaces an order, swapping its reservation for the new products.
+// update replaces an order: it swaps the reservation for the new products,
+// then records the order; a failure sets the reservation back.
 func (o orders) update(r *http.Request) (any, error) {
 	ctx := r.Context()
 	id, err := platform.ParseID(r)
@@ -149,17 +114,23 @@ func (o orders) update(r *http.Request) (any, error) {
 	if err := platform.Decode(r, &b); err != nil {
 		return nil, err
 	}
-	ent, err := o.check(ctx, b)
+	ord, err := o.check(ctx, b)
 	if err != nil {
 		return nil, err
 	}
-	ent["id"] = id
-	held := false
-	err = platform.Change(ctx, o.app.Cache, platform.Orders, id, "order_updated", func(entitycache.Entity) (entitycache.Entity, error) {
-		held = true
-		return ent, o.hold(ctx, id, ent["product_ids"].([]any))
-	})
-	if err != nil && held {
+	ord.ID = id
+	if cur, _, err := shop.Orders.Get(ctx, o.cache, id); err != nil || cur == nil {
+		if err == nil {
+			err = &entitycache.NotFoundError{Kind: shop.Orders.One, ID: id}
+		}
+		return nil, err
+	}
+	if err := o.stock.Reserve(ctx, id, ord.ProductIDs); err != nil {
+		o.restore(ctx, id)
+		return nil, err
+	}
+	err = shop.Orders.Update(ctx, o.cache, id, shop.OrderUpdated, func(shop.Order) (shop.Order, error) { return ord, nil })
+	if err != nil {
 		o.restore(ctx, id)
 	}
 	return true, err
@@ -171,29 +142,50 @@ func (o orders) remove(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := platform.Change(r.Context(), o.app.Cache, platform.Orders, id, "order_deleted", nil); err != nil {
+	if err := shop.Orders.Delete(r.Context(), o.cache, id); err != nil {
 		return nil, err
 	}
-	return true, o.hold(r.Context(), id, nil)
+	return true, o.stock.Release(r.Context(), id)
+}
+
+// restore sets the stock held for orders back to what the recorded orders
+// need (nothing, for one not recorded), after a failure and whatever became
+// of the request that caused it.
+func (o orders) restore(ctx context.Context, ids ...string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.timeout)
+	defer cancel()
+	for _, id := range ids {
+		ord, _, err := shop.Orders.Get(ctx, o.cache, id)
+		switch {
+		case err != nil:
+		case ord == nil:
+			err = o.stock.Release(ctx, id)
+		default:
+			err = o.stock.Reserve(ctx, id, ord.ProductIDs)
+		}
+		if err != nil {
+			o.log.Error("stock held for an order could not be set back", "order", id, "err", err)
+		}
+	}
 }
 
 // unbilled lists the orders that have no billing yet.
 func (o orders) unbilled(r *http.Request) (any, error) {
-	all, err := o.app.Cache.List(r.Context(), platform.Orders.Kind)
+	all, err := shop.Orders.List(r.Context(), o.cache)
 	if err != nil {
 		return nil, err
 	}
-	billings, err := o.app.Cache.List(r.Context(), platform.Billings.Kind)
+	billings, err := shop.Billings.List(r.Context(), o.cache)
 	if err != nil {
 		return nil, err
 	}
-	billed := map[any]bool{}
+	billed := map[string]bool{}
 	for _, b := range billings {
-		billed[b["order_id"]] = true
+		billed[b.OrderID] = true
 	}
-	out := []entitycache.Entity{}
+	out := []shop.Order{}
 	for _, ord := range all {
-		if !billed[ord["id"]] {
+		if !billed[ord.ID] {
 			out = append(out, ord)
 		}
 	}

@@ -1,14 +1,20 @@
 package main
 
 import (
+	"context"
 	"net"
 	"os"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/ordershop/ordershop/internal/platform"
 	"github.com/ordershop/ordershop/internal/platform/platformtest"
 	"github.com/ordershop/ordershop/internal/redistest"
+	"github.com/ordershop/ordershop/internal/shop"
 	"github.com/ordershop/ordershop/pkg/entitycache"
 )
 
@@ -22,23 +28,20 @@ func start(t *testing.T) (*platform.App, string) {
 		t.Fatal(err)
 	}
 	l.Close()
-	app, srv := platformtest.Start(t, "order", platformtest.Config(t), func(app *platform.App) error {
-		wire(app, "http://"+l.Addr().String())
-		return nil
-	})
+	app, srv := platformtest.Start(t, "order", platformtest.Config(t), config{InventoryURL: "http://" + l.Addr().String()}, wire)
 	return app, srv.URL
 }
 
-func add(t *testing.T, app *platform.App, res platform.Resource, e entitycache.Entity) string {
-	return platformtest.Created(t, app.Cache, res, e, nil).EntityID
+func add[T any](t *testing.T, app *platform.App, kind entitycache.Kind[T], ent T) string {
+	return platformtest.Created(t, app.Cache, kind, ent).EntityID
 }
 
 func TestBadOrdersAreRejectedAndWriteNothing(t *testing.T) {
 	t.Parallel()
 	app, url := start(t)
-	customer := add(t, app, platform.Customers, entitycache.Entity{"name": "Ada", "email": "ada@example.com"})
-	product := add(t, app, platform.Products, entitycache.Entity{"name": "Tea", "price": 3})
-	order := add(t, app, platform.Orders, entitycache.Entity{"customer_id": customer, "product_ids": []any{product}})
+	customer := add(t, app, shop.Customers.Kind, shop.Customer{Name: "Ada", Email: "ada@example.com"})
+	product := add(t, app, shop.Products.Kind, shop.Product{Name: "Tea", Price: 3})
+	order := add(t, app, shop.Orders.Kind, shop.Order{CustomerID: customer, ProductIDs: []string{product}})
 	unknown := uuid.NewString()
 	cases := []platformtest.BadRequest{
 		platformtest.Bad("missing customer", "POST", "/order", map[string]any{"product_ids": []string{product}}, 400),
@@ -64,12 +67,107 @@ func TestUnbilledListsOrdersWithoutBilling(t *testing.T) {
 	app, url := start(t)
 	var orders []string
 	for range 3 {
-		orders = append(orders, add(t, app, platform.Orders, entitycache.Entity{"customer_id": uuid.NewString(), "product_ids": []any{uuid.NewString()}}))
+		orders = append(orders, add(t, app, shop.Orders.Kind, shop.Order{CustomerID: uuid.NewString(), ProductIDs: []string{uuid.NewString()}}))
 	}
-	add(t, app, platform.Billings, entitycache.Entity{"order_id": orders[1], "done": false})
+	add(t, app, shop.Billings.Kind, shop.Billing{OrderID: orders[1], Done: false})
 	var unbilled []map[string]any
 	platformtest.JSON(t, "GET", url+"/orders/unbilled", nil, 200, &unbilled)
 	if len(unbilled) != 2 || unbilled[0]["id"] == orders[1] || unbilled[1]["id"] == orders[1] {
 		t.Fatalf("unbilled %v, billed order %s", unbilled, orders[1])
+	}
+}
+
+// heldStock is Stock in memory: what each order holds, and a product that is
+// out of stock.
+type heldStock struct {
+	mu      sync.Mutex
+	held    map[string][]string
+	scarce  string
+	reserve int // calls of Reserve
+}
+
+func (s *heldStock) Reserve(_ context.Context, orderID string, productIDs []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reserve++
+	if slices.Contains(productIDs, s.scarce) {
+		return &shop.OutOfStockError{ProductID: s.scarce, Wanted: 1}
+	}
+	s.held[orderID] = productIDs
+	return nil
+}
+
+func (s *heldStock) Release(_ context.Context, orderID string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.held, orderID)
+	return nil
+}
+
+func (s *heldStock) reserved() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reserve
+}
+
+func (s *heldStock) of(orderID string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.held[orderID]
+}
+
+// The saga of an order against a stock in memory: reserve, then record; a
+// refusal anywhere in a batch leaves nothing held and nothing recorded; an
+// update swaps what is held; a delete releases it.
+func TestOrdersKeepTheirStockInStep(t *testing.T) {
+	t.Parallel()
+	stock := &heldStock{held: map[string][]string{}, scarce: uuid.NewString()}
+	app, srv := platformtest.Start(t, "order", platformtest.Config(t), Stock(stock), func(app *platform.App, s Stock) error {
+		routes(app, orders{cache: app.Cache, stock: s, log: app.Log, timeout: time.Second})
+		return nil
+	})
+	customer := add(t, app, shop.Customers.Kind, shop.Customer{Name: "Ada", Email: "ada@example.com"})
+	tea := add(t, app, shop.Products.Kind, shop.Product{Name: "Tea", Price: 3})
+	cake := add(t, app, shop.Products.Kind, shop.Product{Name: "Cake", Price: 4})
+	add(t, app, shop.Products.Kind, shop.Product{ID: stock.scarce, Name: "Saffron", Price: 9})
+
+	var ids []string
+	platformtest.JSON(t, "POST", srv.URL+"/order", map[string]any{"customer_id": customer, "product_ids": []string{tea, tea}}, 200, &ids)
+	if got := stock.of(ids[0]); !slices.Equal(got, []string{tea, tea}) {
+		t.Fatalf("new order holds %v", got)
+	}
+
+	batch := []map[string]any{
+		{"customer_id": customer, "product_ids": []string{cake}},
+		{"customer_id": customer, "product_ids": []string{stock.scarce}},
+	}
+	if msg := platformtest.Rejected(t, "POST", srv.URL+"/orders", batch, 409); !strings.Contains(msg, stock.scarce) {
+		t.Fatalf("refusal %q does not name the product", msg)
+	}
+	if all, _ := shop.Orders.List(t.Context(), app.Cache); len(all) != 1 {
+		t.Fatalf("%d orders recorded after a refused batch, want 1", len(all))
+	}
+	if stock.mu.Lock(); len(stock.held) != 1 {
+		t.Fatalf("a refused batch left stock held: %v", stock.held)
+	}
+	stock.mu.Unlock()
+
+	platformtest.JSON(t, "PUT", srv.URL+"/order/"+ids[0], map[string]any{"customer_id": customer, "product_ids": []string{cake}}, 200, nil)
+	if got := stock.of(ids[0]); !slices.Equal(got, []string{cake}) {
+		t.Fatalf("updated order holds %v", got)
+	}
+	platformtest.Rejected(t, "PUT", srv.URL+"/order/"+ids[0], map[string]any{"customer_id": customer, "product_ids": []string{stock.scarce}}, 409)
+	if got := stock.of(ids[0]); !slices.Equal(got, []string{cake}) {
+		t.Fatalf("a refused update left the order holding %v", got)
+	}
+	calls := stock.reserved()
+	platformtest.Rejected(t, "PUT", srv.URL+"/order/"+uuid.NewString(), map[string]any{"customer_id": customer, "product_ids": []string{tea}}, 404)
+	if stock.reserved() != calls {
+		t.Fatal("an update of an unknown order reserved stock")
+	}
+
+	platformtest.JSON(t, "DELETE", srv.URL+"/order/"+ids[0], nil, 200, nil)
+	if got := stock.of(ids[0]); got != nil {
+		t.Fatalf("deleted order holds %v", got)
 	}
 }

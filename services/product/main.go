@@ -1,13 +1,11 @@
 // Command product owns the products: create, update, delete.
 package main
 
-import "github.com/ordershop/ordershop/internal/platform"
+import (
+	"context"
 
-type config struct {
-	platform.Config
-}
+	"github.com/ordershop/ordershop/internal/platform"
+	"github.com/ordershop/ordershop/internal/shop"
+)
 
-func main() {
-	var cfg config
-	platform.Main("product", &cfg, &cfg.Config, wire)
-}
+func main() { platform.Run(context.Background(), "product", shop.Streams, wire) }

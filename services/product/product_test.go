@@ -4,6 +4,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/ordershop/ordershop/internal/platform"
 	"github.com/ordershop/ordershop/internal/platform/platformtest"
 	"github.com/ordershop/ordershop/internal/redistest"
 )
@@ -12,7 +13,7 @@ func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
 
 func TestProductPriceIsANumber(t *testing.T) {
 	t.Parallel()
-	_, srv := platformtest.Start(t, "product", platformtest.Config(t), wire)
+	_, srv := platformtest.Start(t, "product", platformtest.Config(t), platform.NoConfig{}, wire)
 	var ids []string
 	platformtest.JSON(t, "POST", srv.URL+"/products", []map[string]any{{"name": "Tea", "price": 350}, {"name": "Free", "price": 0}}, 200, &ids)
 	var got map[string]any
@@ -29,7 +30,7 @@ func TestProductPriceIsANumber(t *testing.T) {
 
 func TestBadProductsAreRejected(t *testing.T) {
 	t.Parallel()
-	app, srv := platformtest.Start(t, "product", platformtest.Config(t), wire)
+	app, srv := platformtest.Start(t, "product", platformtest.Config(t), platform.NoConfig{}, wire)
 	platformtest.RejectAll(t, app, srv.URL, "product", []platformtest.BadRequest{
 		platformtest.Bad("missing price", "POST", "/product", `{"name": "x"}`, 400),
 		platformtest.Bad("negative price", "POST", "/product", `{"name": "x", "price": -1}`, 400),

@@ -5,6 +5,7 @@ package system
 import (
 	"bufio"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -146,11 +147,18 @@ func (s *system) dumpLogs() {
 	}
 }
 
+// freeAddr is a free address for a service to listen on. Its port is below
+// the kernel's ephemeral range (32768 and up), where the test's own outgoing
+// connections take theirs: a port picked there may be taken by one of them
+// before the service binds it.
 func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 100 {
+		addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))
+		if l, err := net.Listen("tcp", addr); err == nil {
+			l.Close()
+			return addr
+		}
 	}
-	defer l.Close()
-	return l.Addr().String()
+	t.Fatal("no free port from 20000 to 32000")
+	return ""
 }

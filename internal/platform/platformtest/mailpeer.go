@@ -1,7 +1,6 @@
 package platformtest
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -12,8 +11,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/ordershop/ordershop/internal/platform"
-	"github.com/ordershop/ordershop/pkg/entitycache"
-	"github.com/ordershop/ordershop/pkg/eventstore"
 )
 
 // Mail is a mail as services send it to msg.
@@ -86,19 +83,4 @@ func (p *MailPeer) Count() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.mails)
-}
-
-// Created writes an entity's created event with a new id, as its owning
-// service does, for tests of services that read or consume it.
-func Created(t testing.TB, cache *entitycache.Cache, res platform.Resource, ent entitycache.Entity, meta map[string]string) eventstore.Event {
-	t.Helper()
-	id := uuid.NewString()
-	ent["id"] = id
-	events, err := cache.Commit(context.Background(), entitycache.Change{
-		Kind: res.Kind, Type: res.Kind.Name + "_created", ID: id, Entity: ent, Expected: eventstore.NoEntity, Meta: meta,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return events[0]
 }

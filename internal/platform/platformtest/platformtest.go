@@ -11,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/ordershop/ordershop/internal/platform"
+	"github.com/ordershop/ordershop/pkg/entitycache"
+	"github.com/ordershop/ordershop/pkg/eventstore"
 	"github.com/ordershop/ordershop/internal/redistest"
 )
 
@@ -24,21 +27,22 @@ func Config(t testing.TB) platform.Config {
 	}
 }
 
-// Start wires a service on the shared test Redis with cfg, serves it and runs
-// its background work until the test ends.
-func Start(t testing.TB, name string, cfg platform.Config, wire func(*platform.App) error) (*platform.App, *httptest.Server) {
+// Start wires a service on the shared test Redis with the platform's config
+// base and its own cfg, as platform.Run does, serves it and runs its
+// background work until the test ends. It returns once the service is ready.
+func Start[C any](t testing.TB, name string, base platform.Config, cfg C, wire func(*platform.App, C) error) (*platform.App, *httptest.Server) {
 	t.Helper()
-	app, srv, _ := Stoppable(t, name, cfg, wire)
+	app, srv, _ := Stoppable(t, name, base, cfg, wire)
 	return app, srv
 }
 
-// Stoppable is Start, which returns once the service is ready, with a stop that the test may call before it ends, e.g.
+// Stoppable is Start with a stop that the test may call before it ends, e.g.
 // to start the service again on the same keys.
-func Stoppable(t testing.TB, name string, cfg platform.Config, wire func(*platform.App) error) (*platform.App, *httptest.Server, func()) {
+func Stoppable[C any](t testing.TB, name string, base platform.Config, cfg C, wire func(*platform.App, C) error) (*platform.App, *httptest.Server, func()) {
 	t.Helper()
 	rdb, _ := redistest.Client(t)
-	app := platform.NewApp(name, cfg, rdb, slog.Default().With("service", name))
-	if err := wire(app); err != nil {
+	app := platform.NewApp(name, base, rdb, slog.Default().With("service", name))
+	if err := wire(app, cfg); err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(app.Router)
@@ -52,6 +56,21 @@ func Stoppable(t testing.TB, name string, cfg platform.Config, wire func(*platfo
 		return status == http.StatusOK
 	})
 	return app, srv, stop
+}
+
+// Created writes an entity's created event, with a new id unless it has
+// one, as its owning service does, for tests of services that read or
+// consume it.
+func Created[T any](t testing.TB, cache *entitycache.Cache, kind entitycache.Kind[T], ent T) eventstore.Event {
+	t.Helper()
+	if kind.ID(ent) == "" {
+		ent = kind.WithID(ent, uuid.NewString())
+	}
+	events, err := cache.Commit(context.Background(), kind.Change(kind.Created, ent, eventstore.NoEntity))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return events[0]
 }
 
 // BadRequest is a request a service must refuse with its status.

@@ -1,0 +1,66 @@
+package platform
+
+import (
+	"context"
+	"net/http"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/ordershop/ordershop/pkg/entitycache"
+)
+
+// Resource is an entity kind as clients reach it: /customer/{id} (One) and
+// /customers/{id} (Many).
+type Resource[T any] struct {
+	entitycache.Kind[T]
+	One, Many string
+}
+
+// Collection is a Resource seen without its Go type, as the gateway serves
+// them all.
+type Collection interface {
+	Plural() string               // "customers": the list's route and its key in /report
+	Paths(suffix string) []string // the route patterns with suffix
+	Queries(r chi.Router, cache *entitycache.Cache)
+	ListAll(ctx context.Context, cache *entitycache.Cache) (any, error)
+}
+
+// Plural is the resource's plural name.
+func (res Resource[T]) Plural() string { return res.Many }
+
+// Paths are the route patterns of a resource, without repeats:
+// Customers.Paths("/{id}") is /customer/{id} and /customers/{id}.
+func (res Resource[T]) Paths(suffix string) []string {
+	if res.One == res.Many {
+		return []string{"/" + res.One + suffix}
+	}
+	return []string{"/" + res.One + suffix, "/" + res.Many + suffix}
+}
+
+// ListAll is List for a caller that does not know T.
+func (res Resource[T]) ListAll(ctx context.Context, cache *entitycache.Cache) (any, error) {
+	return res.List(ctx, cache)
+}
+
+// Queries adds the read routes of a resource, answered from the entity cache:
+// GET /customers lists them, GET /customer/{id} answers the entity or null
+// (as the original API did), GET /customers/{id} the entity or 404.
+func (res Resource[T]) Queries(r chi.Router, cache *entitycache.Cache) {
+	r.Get("/"+res.Many, Handle(func(r *http.Request) (any, error) {
+		return res.List(r.Context(), cache)
+	}))
+	for _, p := range res.Paths("/{id}") {
+		plural := res.One != res.Many && strings.HasPrefix(p, "/"+res.Many+"/")
+		r.Get(p, Handle(func(r *http.Request) (any, error) {
+			id, err := ParseID(r)
+			if err != nil {
+				return nil, err
+			}
+			e, _, err := res.Get(r.Context(), cache, id)
+			if err == nil && e == nil && plural {
+				return nil, &entitycache.NotFoundError{Kind: res.One, ID: id}
+			}
+			return e, err
+		}))
+	}
+}

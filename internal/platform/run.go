@@ -1,0 +1,125 @@
+package platform
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/ordershop/ordershop/pkg/entitycache"
+	"github.com/redis/go-redis/v9"
+)
+
+// NoConfig is the config of a service that needs none beyond Config.
+type NoConfig struct{}
+
+// Run runs a service binary, the same way for all of them: it reads Config
+// and the service's own config C from the environment, connects to Redis,
+// lets wire add the service's routes and work to the app, and serves until
+// SIGTERM. With -healthcheck it only asks the running service's /healthz, so
+// that images need no shell; with -rebuild it rebuilds the entity cache of
+// the streams (each a list of the kinds that live in it) and exits.
+func Run[C any](ctx context.Context, name string, streams [][]entitycache.Projection, wire func(*App, C) error) {
+	check := flag.Bool("healthcheck", false, "ask the running service's /healthz and exit 0 if alive")
+	rebuild := flag.Bool("rebuild", false, "drop the entity cache, build it again from the streams, and exit")
+	flag.Parse()
+	log := slog.New(slog.NewJSONHandler(os.Stdout, nil)).With("service", name)
+	slog.SetDefault(log)
+	var base Config
+	var cfg C
+	if err := Load(&base); err != nil {
+		log.Error("startup", "err", err)
+		os.Exit(1)
+	}
+	if err := Load(&cfg); err != nil {
+		log.Error("startup", "err", err)
+		os.Exit(1)
+	}
+	if *check {
+		os.Exit(healthcheck(base.Addr))
+	}
+	err := connect(base, log, func(rdb redis.UniversalClient) error {
+		app := NewApp(name, base, rdb, log)
+		if *rebuild {
+			return Rebuild(ctx, app, streams)
+		}
+		if err := wire(app, cfg); err != nil {
+			return err
+		}
+		ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
+		defer stop()
+		return app.Serve(ctx)
+	})
+	if err != nil {
+		log.Error("stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+// connect connects to Redis and hands the client to do.
+func connect(cfg Config, log *slog.Logger, do func(redis.UniversalClient) error) error {
+	opt, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return fmt.Errorf("REDIS_URL: %w", err)
+	}
+	if cfg.RedisPassword != "" {
+		opt.Password = cfg.RedisPassword
+	}
+	redis.SetLogger(redisLog{log})
+	log.Info("starting", "addr", cfg.Addr, "redis", opt.Addr, "redis_password", Mask(opt.Password),
+		"request_timeout", cfg.RequestTimeout, "max_body_bytes", cfg.MaxBodyBytes, "key_prefix", cfg.KeyPrefix)
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	return do(rdb)
+}
+
+func healthcheck(addr string) int {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 1
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	resp, err := (&http.Client{Timeout: 2 * time.Second}).Get("http://" + net.JoinHostPort(host, port) + "/healthz")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 1
+	}
+	return 0
+}
+
+// redisLog puts the Redis client's own messages (dial failures while Redis
+// is away) into the service's structured log.
+type redisLog struct{ log *slog.Logger }
+
+func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.WarnContext(ctx, "redis client", "msg", fmt.Sprintf(format, v...))
+}
+
+// Rebuild builds the entity cache of every stream, and the versions that
+// commands expect, again from the streams, which are the source of truth.
+// Commands must not run meanwhile.
+func Rebuild(ctx context.Context, app *App, streams [][]entitycache.Projection) error {
+	for _, kinds := range streams {
+		stream := entitycache.StreamOf(kinds[0])
+		if err := app.Store.RebuildVersions(ctx, stream); err != nil {
+			return fmt.Errorf("rebuild the versions of %s: %w", stream, err)
+		}
+		if err := app.Cache.Rebuild(ctx, kinds...); err != nil {
+			return fmt.Errorf("rebuild the cache of %s: %w", stream, err)
+		}
+		app.Log.Info("cache rebuilt", "stream", app.Store.StreamKey(stream))
+	}
+	return nil
+}

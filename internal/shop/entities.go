@@ -1,0 +1,179 @@
+package shop
+
+import (
+	"net/http"
+	"net/mail"
+	"strings"
+
+	"github.com/google/uuid"
+	"github.com/ordershop/ordershop/internal/platform"
+)
+
+// The entities of the shop, as clients read them and as the cache keeps
+// them. Fields are declared in the order of their JSON names, so that an
+// entity reads as it always did: {"email":…,"id":…,"name":…}.
+
+// Customer is someone who orders.
+type Customer struct {
+	Email string `json:"email"`
+	ID    string `json:"id"`
+	Name  string `json:"name"`
+}
+
+// NewCustomer is a customer with a name and a plain e-mail address.
+func NewCustomer(name, email string) (Customer, error) {
+	name, email = strings.TrimSpace(name), strings.TrimSpace(email)
+	switch {
+	case name == "":
+		return Customer{}, invalid("name is required")
+	case email == "":
+		return Customer{}, invalid("email is required")
+	}
+	return Customer{Name: name, Email: email}, CheckEmail("email", email)
+}
+
+// Product is something to order.
+type Product struct {
+	ID    string `json:"id"`
+	Name  string `json:"name"`
+	Price int64  `json:"price"` // in cents
+}
+
+// NewProduct is a product with a name and a price that is not negative.
+func NewProduct(name string, price int64) (Product, error) {
+	name = strings.TrimSpace(name)
+	switch {
+	case name == "":
+		return Product{}, invalid("name is required")
+	case price < 0:
+		return Product{}, invalid("price must not be negative")
+	}
+	return Product{Name: name, Price: price}, nil
+}
+
+// Inventory is the stock of one product: there is one per product, so its
+// id derives from the product's.
+type Inventory struct {
+	Amount    int64  `json:"amount"`
+	ID        string `json:"id"`
+	ProductID string `json:"product_id"`
+}
+
+// NewInventory is the inventory of a product.
+func NewInventory(productID string, amount int64) (Inventory, error) {
+	productID, err := platform.CheckUUID("product_id", productID)
+	if err != nil {
+		return Inventory{}, err
+	}
+	if amount < 0 {
+		return Inventory{}, invalid("amount must not be negative")
+	}
+	return Inventory{ID: InventoryID(productID), ProductID: productID, Amount: amount}, nil
+}
+
+// Reservation is the stock held for one order (its id is the order's): its
+// product ids, a repeated id holding one more piece. It lives in the
+// inventory's stream, so that a reservation and the stock it takes change in
+// one atomic commit.
+type Reservation struct {
+	ID         string   `json:"id"`
+	ProductIDs []string `json:"product_ids"`
+}
+
+// Order is what a customer ordered: a product id given twice is two pieces.
+type Order struct {
+	CustomerID string   `json:"customer_id"`
+	ID         string   `json:"id"`
+	ProductIDs []string `json:"product_ids"`
+}
+
+// NewOrder is an order of a customer for products.
+func NewOrder(customerID string, productIDs []string) (Order, error) {
+	customerID, err := platform.CheckUUID("customer_id", customerID)
+	if err != nil {
+		return Order{}, err
+	}
+	productIDs, err = CheckProductIDs(productIDs)
+	return Order{CustomerID: customerID, ProductIDs: productIDs}, err
+}
+
+// CheckProductIDs checks the product ids of an order or a reservation: at
+// least one, each a UUID. It returns them in canonical form.
+func CheckProductIDs(ids []string) ([]string, error) {
+	if len(ids) == 0 {
+		return nil, invalid("product_ids must not be empty")
+	}
+	out := make([]string, len(ids))
+	for i, p := range ids {
+		var err error
+		if out[i], err = platform.CheckUUID("product_ids", p); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// Billing is the bill of one order: there is one per order, so its id
+// derives from the order's.
+type Billing struct {
+	Done    bool   `json:"done"`
+	ID      string `json:"id"`
+	OrderID string `json:"order_id"`
+}
+
+// NewBilling is the billing of an order.
+func NewBilling(orderID string, done bool) (Billing, error) {
+	if orderID == "" {
+		return Billing{}, invalid("order_id is required")
+	}
+	orderID, err := platform.CheckUUID("order_id", orderID)
+	return Billing{ID: BillingID(orderID), OrderID: orderID, Done: done}, err
+}
+
+// Email is a mail msg sent. Key makes sending it idempotent: its id derives
+// from the key.
+type Email struct {
+	ID  string `json:"id"`
+	Key string `json:"key"`
+	Msg string `json:"msg"`
+	To  string `json:"to"`
+}
+
+// NewEmail is a mail to send.
+func NewEmail(to, msg, key string) (Email, error) {
+	switch {
+	case strings.TrimSpace(to) == "":
+		return Email{}, invalid("to is required")
+	case strings.TrimSpace(msg) == "":
+		return Email{}, invalid("msg is required")
+	case strings.TrimSpace(key) == "":
+		return Email{}, invalid("key is required")
+	}
+	return Email{ID: EmailID(key), To: to, Msg: msg, Key: key}, CheckEmail("to", to)
+}
+
+// CheckEmail checks that a field is a plain e-mail address.
+func CheckEmail(field, s string) error {
+	if a, err := mail.ParseAddress(s); err != nil || a.Address != s {
+		return platform.Errorf(http.StatusBadRequest, "%s %q is not an e-mail address", field, s)
+	}
+	return nil
+}
+
+func invalid(msg string) error { return platform.Errorf(http.StatusBadRequest, "%s", msg) }
+
+// The ids that derive from a key, so that the same key always gives the same
+// id and "one per key" holds under concurrency: the store refuses the second.
+
+// InventoryID is the id of a product's inventory.
+func InventoryID(productID string) string { return derivedID("inventory", productID) }
+
+// BillingID is the id of an order's billing.
+func BillingID(orderID string) string { return derivedID("billing", orderID) }
+
+// EmailID is the id of the mail sent for an idempotency key.
+func EmailID(key string) string { return derivedID("email", key) }
+
+func derivedID(kind, key string) string {
+	return uuid.NewSHA1(uuid.NameSpaceOID, []byte("ordershop:"+kind+":"+key)).String()
+}

@@ -1,0 +1,34 @@
+package main
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/ordershop/ordershop/internal/platform"
+)
+
+// Stock is what orders need of the inventory: the stock held for each order.
+type Stock interface {
+	// Reserve makes the stock held for an order exactly its products: all
+	// of them for a new order, a swap of the difference for a changed one,
+	// all or nothing. Out of stock is a 409 that names the product.
+	Reserve(ctx context.Context, orderID string, productIDs []string) error
+	// Release gives back all the stock held for an order; releasing twice
+	// gives back once.
+	Release(ctx context.Context, orderID string) error
+}
+
+// inventoryClient is Stock over the inventory service's HTTP API.
+type inventoryClient struct {
+	http *http.Client
+	url  string // of inventory
+}
+
+func (c inventoryClient) Reserve(ctx context.Context, orderID string, productIDs []string) error {
+	return platform.Call(ctx, c.http, http.MethodPut, c.url+"/reservations/"+orderID,
+		map[string]any{"product_ids": productIDs}, nil)
+}
+
+func (c inventoryClient) Release(ctx context.Context, orderID string) error {
+	return platform.Call(ctx, c.http, http.MethodDelete, c.url+"/reservations/"+orderID, nil, nil)
+}
