@@ -123,4 +123,3 @@ func (a *App) Serve(ctx context.Context) error {
 	}
 	return err
 }
-

@@ -13,9 +13,9 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/ordershop/ordershop/internal/platform"
+	"github.com/ordershop/ordershop/internal/redistest"
 	"github.com/ordershop/ordershop/pkg/entitycache"
 	"github.com/ordershop/ordershop/pkg/eventstore"
-	"github.com/ordershop/ordershop/internal/redistest"
 )
 
 // Config is the config of a service under test: short timeouts, a small body
