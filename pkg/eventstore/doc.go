@@ -9,6 +9,9 @@
 //     optional expected entity version per event and extra writes (the entity
 //     cache) that happen in the same atomic step. Stream IDs come from Redis.
 //   - read.go: Read pages through a stream from any ID; Replay walks all of it.
+//   - router.go: the Router that hands each event to the handler of its type
+//     (On decodes its entity into a typed payload), behind Middleware such as
+//     Recoverer and Logging.
 //   - consumer.go: a consumer-group consumer. It creates its groups from the
 //     stream's start, re-reads its own pending entries on start, acks only
 //     after the handler succeeded, and backs off while Redis is away.

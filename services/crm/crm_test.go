@@ -139,7 +139,7 @@ func TestFailingEventsAreDeadLetteredAndReplayed(t *testing.T) {
 		if d.Stream != "customer" || d.Deliveries != cfg.MaxDeliveries || d.Error == "" || d.Consumer != "crm-1" {
 			t.Fatalf("dead letter %+v", d)
 		}
-		byEvent[d.Values["event_id"].(string)] = d
+		byEvent[fmt.Sprint(d.Values["event_id"])] = d
 	}
 	if byEvent[poison.ID].Values["entity"] != "not json" || !strings.Contains(byEvent[stuck.ID].Error, "mail server down") {
 		t.Fatalf("dead letters %+v", byEvent)

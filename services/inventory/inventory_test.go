@@ -33,9 +33,9 @@ func setup(t *testing.T, stock ...int64) (*platform.App, string, []string) {
 
 func amount(t *testing.T, url, product string) int64 {
 	t.Helper()
-	var inv map[string]any
+	var inv shop.Inventory
 	platformtest.JSON(t, "GET", url+"/inventory/"+shop.InventoryID(product), nil, 200, &inv)
-	return int64(inv["amount"].(float64))
+	return inv.Amount
 }
 
 func TestOneInventoryPerExistingProduct(t *testing.T) {
