@@ -21,7 +21,11 @@ func (k Kind[T]) Get(ctx context.Context, c *Cache, id string) (*T, int64, error
 	return ents[0], versions[0], nil
 }
 
-// GetMany is Get of several entities in one round trip.
+// GetMany is Get of several entities in one round trip. A pipeline is not
+// atomic: a commit may land between its reads. So the versions are read
+// first: a version is never newer than the entity read with it, and a
+// command deciding on an entity newer than its version conflicts and
+// retries instead of overwriting a change it did not see.
 func (k Kind[T]) GetMany(ctx context.Context, c *Cache, ids ...string) ([]*T, []int64, error) {
 	if len(ids) == 0 {
 		return nil, nil, nil
@@ -62,22 +66,22 @@ func (k Kind[T]) List(ctx context.Context, c *Cache) ([]T, error) {
 	return out, nil
 }
 
-// read reads entities in one pipeline, with whatever more reads also queues;
+// read reads entities in one pipeline, after whatever reads first queues;
 // an entity that does not exist is nil.
-func (k Kind[T]) read(ctx context.Context, c *Cache, ids []string, also func(redis.Pipeliner)) ([]*T, error) {
+func (k Kind[T]) read(ctx context.Context, c *Cache, ids []string, first func(redis.Pipeliner)) ([]*T, error) {
 	kd := k.kind()
 	hashes := make([]*redis.SliceCmd, len(ids))
 	lists := make([][]*redis.StringSliceCmd, len(ids))
 	_, err := c.store.Redis().Pipelined(ctx, func(p redis.Pipeliner) error {
+		if first != nil {
+			first(p)
+		}
 		for i, id := range ids {
 			key := c.entityKey(kd, id)
 			hashes[i] = p.HMGet(ctx, key, kd.codec.names...)
 			for _, f := range kd.codec.lists {
 				lists[i] = append(lists[i], p.LRange(ctx, key+":"+f.name, 0, -1))
 			}
-		}
-		if also != nil {
-			also(p)
 		}
 		return nil
 	})
