@@ -109,7 +109,8 @@ func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
 
 // Rebuild builds the entity cache of every stream, and the versions that
 // commands expect, again from the streams, which are the source of truth.
-// Commands must not run meanwhile.
+// Commands may run meanwhile: versions only rise, and the cache is mended
+// entity by entity, never emptied.
 func Rebuild(ctx context.Context, app *App, streams [][]entitycache.Projection) error {
 	for _, kinds := range streams {
 		stream := entitycache.StreamOf(kinds[0])

@@ -11,11 +11,14 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// applyScript applies one event to the cache unless the cache already has
-// that version of the entity or a later one.
+// applyScript applies one event to the cache unless the cache already has a
+// later version of the entity, or the same one and ARGV[4] is not "repair".
+// A commit writes the cache and its version in one step, so an event older
+// than the cache's version never overwrites a newer entity.
 var applyScript = redis.NewScript(`
 local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or 0)
-if cur >= tonumber(ARGV[2]) then return 0 end
+local v = tonumber(ARGV[2])
+if cur > v or (cur == v and ARGV[4] ~= 'repair') then return 0 end
 for _, w in ipairs(cjson.decode(ARGV[3])) do redis.call(unpack(w)) end
 return 1
 `)
@@ -36,6 +39,12 @@ func (k Kind[T]) decodeEvent(e eventstore.Event) (reflect.Value, error) {
 // Apply applies events to the cache, skipping those it already has. Events
 // of types other than the kinds given are left alone. One round trip.
 func (c *Cache) Apply(ctx context.Context, events []eventstore.Event, kinds ...Projection) error {
+	return c.apply(ctx, events, kinds, "")
+}
+
+// apply is Apply; with mode "repair" it also writes an event again whose
+// version the cache has, to mend a damaged entity.
+func (c *Cache) apply(ctx context.Context, events []eventstore.Event, kinds []Projection, mode string) error {
 	_, err := c.store.Redis().Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, e := range events {
 			i := slices.IndexFunc(kinds, func(k Projection) bool { return k.kind().name == e.EntityType })
@@ -52,31 +61,21 @@ func (c *Cache) Apply(ctx context.Context, events []eventstore.Event, kinds ...P
 			if err != nil {
 				return err
 			}
-			applyScript.Eval(ctx, p, append([]string{c.versionsKey(k)}, keys...), e.EntityID, e.Version, arg)
+			applyScript.Eval(ctx, p, append([]string{c.versionsKey(k)}, keys...), e.EntityID, e.Version, arg, mode)
 		}
 		return nil
 	})
 	return err
 }
 
-// Rebuild drops the cache of the kinds, which all live in one stream, and
-// builds it again from the stream. Commands must not run meanwhile.
+// Rebuild builds the cache of the kinds, which all live in one stream, again
+// from the stream: lost entities come back and damaged ones are mended. It is
+// safe while commands run: every event is applied only over an older version
+// of its entity (or the same one, to mend it), so a rebuild never undoes a
+// commit that lands meanwhile, and no entity is ever missing on the way.
 func (c *Cache) Rebuild(ctx context.Context, kinds ...Projection) error {
-	rdb := c.store.Redis()
-	stream := kinds[0].kind().stream
-	for _, k := range kinds {
-		iter := rdb.Scan(ctx, 0, c.store.Key(stream, k.kind().name+"_*"), 500).Iterator()
-		for iter.Next(ctx) {
-			if err := rdb.Del(ctx, iter.Val()).Err(); err != nil {
-				return err
-			}
-		}
-		if err := iter.Err(); err != nil {
-			return err
-		}
-	}
-	return c.store.Replay(ctx, stream, "0", func(events []eventstore.Event) error {
-		return c.Apply(ctx, events, kinds...)
+	return c.store.Replay(ctx, kinds[0].kind().stream, "0", func(events []eventstore.Event) error {
+		return c.apply(ctx, events, kinds, "repair")
 	})
 }
 

@@ -6,25 +6,35 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// raiseScript sets versions that are higher than the ones recorded: a
+// version only ever rises, so a rebuild racing an append can't hand out a
+// version twice.
+var raiseScript = redis.NewScript(`
+for i = 1, #ARGV, 2 do
+  local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or 0)
+  if cur < tonumber(ARGV[i + 1]) then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+end
+return 0
+`)
+
 // RebuildVersions sets the latest version of every entity of a stream, which
 // expected versions are checked against, from the stream itself: the stream
-// is the source of truth, the versions hash a summary of it.
+// is the source of truth, the versions hash a summary of it. It is safe while
+// commands append: it only raises versions.
 func (s *Store) RebuildVersions(ctx context.Context, stream string) error {
 	key := s.Key(stream, "versions")
-	latest := map[string]any{}
-	err := s.Replay(ctx, stream, "0", func(events []Event) error {
+	return s.Replay(ctx, stream, "0", func(events []Event) error {
+		latest := map[string]int64{}
 		for _, e := range events {
 			latest[e.EntityID] = e.Version
 		}
-		return nil
+		args := make([]any, 0, 2*len(latest))
+		for id, v := range latest {
+			args = append(args, id, v)
+		}
+		if len(args) == 0 {
+			return nil
+		}
+		return raiseScript.Run(ctx, s.rdb, []string{key}, args...).Err()
 	})
-	if err != nil || len(latest) == 0 {
-		return err
-	}
-	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Del(ctx, key)
-		p.HSet(ctx, key, latest)
-		return nil
-	})
-	return err
 }
