@@ -315,3 +315,19 @@ func TestListOfAnEmptyKindIsEmpty(t *testing.T) {
 		t.Fatalf("empty list: %#v %v", all, err)
 	}
 }
+
+// An entity is in the cache by its id, which its hash always holds: one whose
+// other fields are all lists, even empty ones, is seen.
+func TestEntityOfListsOnlyIsVisible(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newCache(t)
+	commit(t, c, create(reservations, reservation{ID: "o1", ProductIDs: []string{}}))
+	got, v, err := reservations.Get(ctx, c, "o1")
+	if err != nil || got == nil || v != 1 || got.ID != "o1" || len(got.ProductIDs) != 0 {
+		t.Fatalf("reservation of no products: %+v v%d %v", got, v, err)
+	}
+	if all, _ := reservations.List(ctx, c); len(all) != 1 {
+		t.Fatalf("listed %d reservations, want 1", len(all))
+	}
+}
