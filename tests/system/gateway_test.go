@@ -3,6 +3,7 @@ package system
 import (
 	"net/http"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -38,6 +39,38 @@ func TestConcurrentOrdersNeverOversell(t *testing.T) {
 	s := startSystem(t)
 	rdb, _ := redistest.Client(t) // the Redis the services use, under their KEY_PREFIX
 	scenario.Oversell(t, scenario.Gateway(s.URL), rdb, s.prefix+"events:{inventory}")
+}
+
+// An order of thousands of pieces is stored whole, or refused with nothing
+// written and no stock held: its lists are far longer than one Lua call
+// takes arguments.
+func TestOrderOfThousandsOfPiecesIsWholeOrRefused(t *testing.T) {
+	t.Parallel()
+	s := startSystem(t)
+	g := scenario.Gateway(s.URL)
+	customers, _ := g.Customers(t, "bulk", 1)
+	product := g.Create(t, "/product", map[string]any{"name": "Rice grain", "price": 1})[0]
+	inventory := g.Create(t, "/inventory", map[string]any{"product_id": product, "amount": 10000})[0]
+	pieces := func(n int) []string { return slices.Repeat([]string{product}, n) }
+
+	order := g.Create(t, "/order", map[string]any{"customer_id": customers[0], "product_ids": pieces(8000)})[0]
+	if got := g.Get(t, "/order/"+order)["product_ids"].([]any); len(got) != 8000 {
+		t.Fatalf("the order holds %d pieces, want 8000", len(got))
+	}
+	if amount := g.Get(t, "/inventory/"+inventory)["amount"]; amount != float64(2000) {
+		t.Fatalf("stock %v after an order of 8000 of 10000, want 2000", amount)
+	}
+	platformtest.Rejected(t, "POST", s.URL+"/order", map[string]any{"customer_id": customers[0], "product_ids": pieces(3000)}, http.StatusConflict)
+	if amount := g.Get(t, "/inventory/"+inventory)["amount"]; amount != float64(2000) {
+		t.Fatalf("stock %v after a refused order, want 2000", amount)
+	}
+	if n := len(g.List(t, "/orders")); n != 1 {
+		t.Fatalf("%d orders, want 1", n)
+	}
+	g.Do(t, "DELETE", "/order/"+order, nil)
+	if amount := g.Get(t, "/inventory/"+inventory)["amount"]; amount != float64(10000) {
+		t.Fatalf("stock %v after the order was deleted, want 10000", amount)
+	}
 }
 
 func TestReadYourWritesThroughTheGateway(t *testing.T) {
