@@ -3,7 +3,9 @@ package platform
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -17,9 +19,11 @@ import (
 // consumer group.
 type Consuming struct {
 	MsgURL        string        `envconfig:"MSG_URL" default:"http://127.0.0.1:8086"`
-	ConsumerName  string        `envconfig:"CONSUMER_NAME"` // stable per replica; "<group>-1" when empty
+	ConsumerName  string        `envconfig:"CONSUMER_NAME"` // unique per replica; the hostname when empty
 	ClaimIdle     time.Duration `envconfig:"CLAIM_IDLE" default:"30s"`
-	MaxDeliveries int64         `envconfig:"MAX_DELIVERIES" default:"5"`
+	RetryDelay    time.Duration `envconfig:"RETRY_DELAY" default:"200ms"`
+	MaxRetryDelay time.Duration `envconfig:"MAX_RETRY_DELAY" default:"30s"`
+	MaxDeliveries int64         `envconfig:"MAX_DELIVERIES" default:"15"`
 	Batch         int64         `envconfig:"BATCH" default:"50"`
 }
 
@@ -30,14 +34,15 @@ type Consuming struct {
 // needs: GET /stats, GET /deadletters and
 // POST /deadletters/{stream}/{id}/replay.
 func Consume(app *App, c Consuming, group string, streams []string, router *eventstore.Router) error {
-	name := c.ConsumerName
-	if name == "" {
-		name = group + "-1"
+	name, err := consumerName(c.ConsumerName, group)
+	if err != nil {
+		return err
 	}
 	router.Use(tracedEvents, eventstore.Logging(app.Log.With("group", group)), eventstore.Recoverer)
 	consumer, err := app.Store.NewConsumer(eventstore.ConsumerConfig{
 		Group: group, Name: name, Streams: streams, Handler: router.Handler(),
-		Batch: c.Batch, ClaimIdle: c.ClaimIdle, MaxDeliveries: c.MaxDeliveries, Logger: app.Log,
+		Batch: c.Batch, ClaimIdle: c.ClaimIdle, RetryDelay: c.RetryDelay, MaxRetryDelay: c.MaxRetryDelay,
+		MaxDeliveries: c.MaxDeliveries, Logger: app.Log,
 	})
 	if err != nil {
 		return err
@@ -80,6 +85,21 @@ func Consume(app *App, c Consuming, group string, streams []string, router *even
 		return true, err
 	}))
 	return nil
+}
+
+// consumerName is the configured name, else the hostname: each replica of a
+// service (a container, a pod) has its own, so that two never read as one
+// consumer. A container that restarts keeps it and re-reads its own pending
+// entries; the entries of one that is replaced are claimed after ClaimIdle.
+func consumerName(configured, group string) (string, error) {
+	if configured != "" {
+		return configured, nil
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		return "", fmt.Errorf("consumer of %s: no CONSUMER_NAME and no hostname: %v", group, err)
+	}
+	return host, nil
 }
 
 var streamID = regexp.MustCompile(`^[0-9]+-[0-9]+$`)

@@ -3,8 +3,8 @@ package eventstore
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,13 +18,15 @@ type Handler func(ctx context.Context, e Event) error
 // ConsumerConfig configures a consumer. Zero values take the defaults.
 type ConsumerConfig struct {
 	Group         string        // the consuming service, e.g. "crm"
-	Name          string        // stable per replica, e.g. "crm-1"
+	Name          string        // unique per replica, e.g. its hostname
 	Streams       []string      // entity types, e.g. {"customer", "order"}
 	Handler       Handler       //
 	Batch         int64         // entries per read (default 50)
 	Block         time.Duration // how long one read waits (default 1s)
-	ClaimIdle     time.Duration // idle time after which entries are claimed (default 30s)
-	MaxDeliveries int64         // deliveries before an entry is dead (default 5)
+	ClaimIdle     time.Duration // idle time after which entries of a consumer that is gone are claimed (default 30s)
+	RetryDelay    time.Duration // wait before a failed entry's first retry, doubled for each next one (default 200ms)
+	MaxRetryDelay time.Duration // cap of that wait (default 30s)
+	MaxDeliveries int64         // deliveries before an entry is dead (default 15)
 	MaxBackoff    time.Duration // cap of the wait while Redis is away (default 5s)
 	Logger        *slog.Logger
 }
@@ -33,8 +35,17 @@ type ConsumerConfig struct {
 type Consumer struct {
 	store   *Store
 	cfg     ConsumerConfig
+	handler Handler // cfg.Handler with its panics as failures
 	counts  counters
 	running atomic.Bool
+
+	// handling lets one event be handled at a time, by Run or by Replay:
+	// handlers may count on that, as they do within Run.
+	handling sync.Mutex
+	// Run's own: failed entries waiting for their next delivery, and when
+	// they were last kept owned.
+	retries     []retry
+	retriesKept time.Time
 }
 
 // NewConsumer returns a consumer; Run starts it.
@@ -49,17 +60,23 @@ func (s *Store) NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 	}
 	def(&cfg.Block, time.Second)
 	def(&cfg.ClaimIdle, 30*time.Second)
+	def(&cfg.RetryDelay, 200*time.Millisecond)
+	def(&cfg.MaxRetryDelay, 30*time.Second)
 	def(&cfg.MaxBackoff, 5*time.Second)
 	if cfg.Batch <= 0 {
 		cfg.Batch = 50
 	}
 	if cfg.MaxDeliveries <= 0 {
-		cfg.MaxDeliveries = 5
+		// About four minutes of retries with the default delays: an outage of
+		// what the handler calls that is over within minutes dead-letters nothing.
+		cfg.MaxDeliveries = 15
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Consumer{store: s, cfg: cfg}, nil
+	// A panic that escaped would stop the service, and its restart would
+	// hand it the same event first: a crash loop.
+	return &Consumer{store: s, cfg: cfg, handler: Recoverer(cfg.Handler)}, nil
 }
 
 // Running reports whether the consumer is connected and reading.
@@ -91,8 +108,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 }
 
 // session runs until an error: it makes sure the groups exist, handles its own
-// pending entries, then reads new ones and claims idle ones.
+// pending entries, then reads new ones, retries failed ones when they are due
+// and claims idle ones.
 func (c *Consumer) session(ctx context.Context) error {
+	c.retries = nil // the re-read of its own pending entries delivers them again
 	if err := c.createGroups(ctx); err != nil {
 		return err
 	}
@@ -108,7 +127,10 @@ func (c *Consumer) session(ctx context.Context) error {
 			}
 			lastClaim = time.Now()
 		}
-		if err := c.read(ctx, ">", min(c.cfg.Block, c.claimEvery())); err != nil && !errors.Is(err, redis.Nil) {
+		if err := c.retryDue(ctx); err != nil {
+			return err
+		}
+		if err := c.read(ctx, ">", c.wait()); err != nil && !errors.Is(err, redis.Nil) {
 			return err
 		}
 	}
@@ -117,15 +139,14 @@ func (c *Consumer) session(ctx context.Context) error {
 
 func (c *Consumer) claimEvery() time.Duration { return max(c.cfg.ClaimIdle/2, 10*time.Millisecond) }
 
-// createGroups creates every missing group at the start of its stream.
-func (c *Consumer) createGroups(ctx context.Context) error {
-	for _, s := range c.cfg.Streams {
-		err := c.store.rdb.XGroupCreateMkStream(ctx, c.store.StreamKey(s), c.cfg.Group, "0").Err()
-		if err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") {
-			return fmt.Errorf("create group %s on %s: %w", c.cfg.Group, s, err)
-		}
+// wait is how long a read may block: not past the next claim pass, the next
+// due retry, or the next time the waiting retries must be kept owned.
+func (c *Consumer) wait() time.Duration {
+	w := min(c.cfg.Block, c.claimEvery())
+	if next, ok := c.nextRetry(); ok {
+		w = min(w, time.Until(next), c.keepEvery())
 	}
-	return nil
+	return max(w, time.Millisecond) // BLOCK 0 would wait forever
 }
 
 // readOwnPending handles the entries this consumer was given but never acked,
@@ -143,7 +164,7 @@ func (c *Consumer) readOwnPending(ctx context.Context) error {
 				break
 			}
 			c.counts.recovered.Add(int64(len(msgs[0].Messages)))
-			c.handle(ctx, s, msgs[0].Messages)
+			c.handle(ctx, s, msgs[0].Messages, true)
 			from = msgs[0].Messages[len(msgs[0].Messages)-1].ID
 		}
 	}
@@ -164,7 +185,7 @@ func (c *Consumer) read(ctx context.Context, id string, block time.Duration) err
 		return err
 	}
 	for i, r := range res {
-		c.handle(ctx, c.streamOf(r.Stream, i), r.Messages)
+		c.handle(ctx, c.streamOf(r.Stream, i), r.Messages, false)
 	}
 	return nil
 }
@@ -178,33 +199,67 @@ func (c *Consumer) streamOf(key string, hint int) string {
 	return c.cfg.Streams[hint]
 }
 
-// handle runs the handler on each entry in order and acks the ones that
-// succeeded in one call. A stop between entries leaves the rest pending for
-// the next start. Handlers and acks run without the stop's cancellation.
-func (c *Consumer) handle(ctx context.Context, stream string, msgs []redis.XMessage) {
+// handle runs the handler on each entry in order, then acks the ones that
+// succeeded and advances the checkpoint in one step (and so at each keep
+// step on the way, for the ones handled by then). Entries that were
+// delivered before (recovered: re-read or claimed) are first checked for
+// having been delivered too often. While it works through the batch it keeps
+// the rest of the batch owned, and skips entries another consumer took
+// meanwhile. A stop between entries leaves the rest pending for the next
+// start. Handlers and acks run without the stop's cancellation.
+func (c *Consumer) handle(ctx context.Context, stream string, msgs []redis.XMessage, recovered bool) {
+	if len(msgs) == 0 {
+		return
+	}
 	work := context.WithoutCancel(ctx)
+	last := msgs[len(msgs)-1].ID
+	if recovered {
+		msgs = c.deliverable(work, stream, msgs)
+	}
 	var done []string
-	for _, m := range msgs {
+	kept, taken := time.Now(), map[string]bool{}
+	for i, m := range msgs {
 		if ctx.Err() != nil {
 			break
 		}
-		c.counts.consumed.Add(1)
-		e, err := decode(m.ID, m.Values)
-		if err == nil {
-			err = c.cfg.Handler(work, e)
+		if time.Since(kept) > c.keepEvery() {
+			// Handled entries would look idle too: ack them now.
+			if len(done) > 0 {
+				c.ack(work, stream, done[len(done)-1], done)
+				done = nil
+			}
+			taken = c.keepBatch(work, stream, msgs[i:])
+			if err := c.keepRetriesOwned(work); err != nil {
+				c.cfg.Logger.Warn("keeping retries owned failed", "group", c.cfg.Group, "err", err)
+			}
+			kept = time.Now()
 		}
-		if err == nil {
-			c.counts.succeeded.Add(1)
-			done = append(done, m.ID)
+		if taken[m.ID] {
+			continue // another consumer has it now; handling it too would be a second delivery
+		}
+		c.counts.consumed.Add(1)
+		if err := c.handleOne(work, m); err != nil {
+			c.counts.failed.Add(1) // the router's Logging middleware says why
+			c.failed(work, stream, m, err)
 			continue
 		}
-		c.counts.failed.Add(1) // the router's Logging middleware says why
-		c.failed(work, stream, m, err)
+		c.counts.succeeded.Add(1)
+		done = append(done, m.ID)
 	}
-	if len(done) > 0 {
-		if err := c.store.rdb.XAck(work, c.store.StreamKey(stream), c.cfg.Group, done...).Err(); err != nil {
-			// Not acked means delivered again: handlers are idempotent.
-			c.cfg.Logger.Warn("ack failed", "group", c.cfg.Group, "stream", stream, "err", err)
-		}
+	c.ack(work, stream, last, done)
+}
+
+func (c *Consumer) handleOne(ctx context.Context, m redis.XMessage) error {
+	e, err := decode(m.ID, m.Values)
+	if err != nil {
+		return err
 	}
+	return c.handleEvent(ctx, e)
+}
+
+// handleEvent hands one event to the handler, one at a time.
+func (c *Consumer) handleEvent(ctx context.Context, e Event) error {
+	c.handling.Lock()
+	defer c.handling.Unlock()
+	return c.handler(ctx, e)
 }

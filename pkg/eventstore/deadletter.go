@@ -39,9 +39,9 @@ func (s *Store) DeadLetterKey(stream, group string) string {
 	return s.StreamKey(stream) + ":dead:" + group
 }
 
-// deadLetter moves an entry to the dead-letter stream and acks it, in one
-// MULTI on keys of one hash slot.
-func (c *Consumer) deadLetter(ctx context.Context, stream string, m redis.XMessage, cause error, deliveries int64) error {
+// moveToDeadLetters moves an entry to the dead-letter stream and acks it, in
+// one MULTI on keys of one hash slot.
+func (c *Consumer) moveToDeadLetters(ctx context.Context, stream string, m redis.XMessage, cause error, deliveries int64) error {
 	values := []any{
 		dlStreamID, m.ID, dlGroup, c.cfg.Group, dlConsumer, c.cfg.Name, dlError, cause.Error(),
 		dlDeliveries, deliveries, dlTime, time.Now().UTC().Format(time.RFC3339Nano),
@@ -107,7 +107,7 @@ func (c *Consumer) Replay(ctx context.Context, stream, id string) error {
 	d := deadLetterOf(msgs[0])
 	e, err := decode(d.StreamID, d.Values)
 	if err == nil {
-		err = c.cfg.Handler(ctx, e)
+		err = c.handleEvent(ctx, e) // not beside Run's handling
 	}
 	if err != nil {
 		return fmt.Errorf("%w: %s: %w", ErrReplayFailed, id, err)

@@ -14,12 +14,32 @@
 //     Recoverer and Logging.
 //   - consumer.go: a consumer-group consumer. It creates its groups from the
 //     stream's start, re-reads its own pending entries on start, acks only
-//     after the handler succeeded, and backs off while Redis is away.
-//   - recovery.go: the periodic XAUTOCLAIM of idle entries and the delivery
-//     count that decides when an entry is dead.
+//     after the handler succeeded, handles one event at a time (also beside
+//     Replay), turns a handler's panic into a failed delivery, and backs off
+//     while Redis is away.
+//   - ownership.go: while a consumer works through a batch, or waits to retry
+//     an entry, it keeps those entries its own (XCLAIM JUSTID of the ones it
+//     still owns), so that no other replica claims them as idle.
+//   - retry.go: a failed entry is delivered again to its own consumer after
+//     RetryDelay·2^(n-1), capped at MaxRetryDelay.
+//   - recovery.go: the periodic XAUTOCLAIM of entries of consumers that are
+//     gone, the removal of those consumers, and the delivery count that
+//     decides when an entry is dead: an entry re-read or claimed that was
+//     delivered more than MaxDeliveries times is dead-lettered unhandled,
+//     since it may have crashed the process each time.
+//   - checkpoint.go: per group, the stream ID up to which all is done, kept
+//     with the ack; a lost group is created again from it, not from the start.
 //   - deadletter.go: the dead-letter stream per stream and group, listed and
 //     replayed.
 //   - stats.go: counters and the stream and group facts an operator needs.
+//
+// Order: a group hands the events of one stream out in order, and one
+// consumer handles its batch in order. A retry breaks that order: a failed
+// event is handled again after later events of the same entity, by its own
+// consumer after its retry delay, or by another replica that claims it.
+// Replicas of a group also handle different batches at the same time. So
+// two events of one entity may be handled in either order; handlers that
+// care compare the event's entity version with the one they have seen.
 //
 // Keys share the stream's hash tag ({customer}), so a script may touch the
 // stream and the cache of one entity type together, also on Redis Cluster:
@@ -27,4 +47,5 @@
 //	events:{customer}                 the stream, never trimmed
 //	{customer}:versions               hash: entity id -> latest version
 //	events:{customer}:dead:<group>    dead letters of one group
+//	{customer}:checkpoints            hash: group -> stream ID it is done up to
 package eventstore

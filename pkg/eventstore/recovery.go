@@ -2,55 +2,129 @@ package eventstore
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/redis/go-redis/v9"
 )
 
 // claimIdle takes over the entries of the group that stayed unacked longer
-// than ClaimIdle, from dead consumers or from this one after a failure, and
-// handles them. Entries deleted from the stream meanwhile are acked.
+// than ClaimIdle, from consumers that are gone, and handles them; then it
+// removes those consumers from the group once they hold nothing. On Redis 7
+// XAUTOCLAIM itself drops entries deleted from the stream from the pending
+// list.
 func (c *Consumer) claimIdle(ctx context.Context) error {
 	for _, s := range c.cfg.Streams {
 		key := c.store.StreamKey(s)
 		for start := "0-0"; ctx.Err() == nil; {
-			msgs, next, deleted, err := c.store.rdb.XAutoClaimWithDeleted(ctx, &redis.XAutoClaimArgs{
+			msgs, next, err := c.store.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
 				Stream: key, Group: c.cfg.Group, Consumer: c.cfg.Name,
 				MinIdle: c.cfg.ClaimIdle, Start: start, Count: c.cfg.Batch,
 			}).Result()
 			if err != nil {
 				return err
 			}
-			if len(deleted) > 0 {
-				if err := c.store.rdb.XAck(ctx, key, c.cfg.Group, deleted...).Err(); err != nil {
-					return err
-				}
-			}
 			c.counts.recovered.Add(int64(len(msgs)))
-			c.handle(ctx, s, msgs)
+			c.handle(ctx, s, msgs, true)
 			if next == "0-0" || next == "" {
 				break
 			}
 			start = next
 		}
+		if err := c.removeGone(ctx, s); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-// failed decides what happens to an entry whose handling failed: it stays
-// pending to be claimed again, or, once delivered MaxDeliveries times, it
-// goes to the dead-letter stream.
-func (c *Consumer) failed(ctx context.Context, stream string, m redis.XMessage, cause error) {
+// removeGoneScript removes the consumers of a group, other than this one,
+// that hold nothing pending and were idle longer than a limit, atomically
+// with the look at them: a consumer that reads meanwhile keeps its entries.
+//
+// KEYS: the stream. ARGV: group, this consumer, idle limit in ms.
+var removeGoneScript = redis.NewScript(`
+local removed = {}
+for _, info in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local f = {}
+  for i = 1, #info, 2 do f[info[i]] = info[i + 1] end
+  if f['name'] ~= ARGV[2] and f['pending'] == 0 and f['idle'] > tonumber(ARGV[3]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], f['name'])
+    removed[#removed + 1] = f['name']
+  end
+end
+return removed
+`)
+
+// removeGone removes the consumers that are gone: each replica has a name of
+// its own, so without this the group would list every replica that ever ran.
+// Idle for 2×ClaimIdle is long past what a live consumer, which reads every
+// Block, ever shows.
+func (c *Consumer) removeGone(ctx context.Context, stream string) error {
+	limit := (2 * c.cfg.ClaimIdle).Milliseconds()
+	removed, err := removeGoneScript.Run(ctx, c.store.rdb, []string{c.store.StreamKey(stream)}, c.cfg.Group, c.cfg.Name, limit).StringSlice()
+	if err != nil {
+		return err
+	}
+	if len(removed) > 0 {
+		c.cfg.Logger.Info("removed consumers that are gone", "group", c.cfg.Group, "stream", stream, "consumers", removed)
+	}
+	return nil
+}
+
+// deliverable answers the recovered entries (re-read or claimed) that may go
+// to the handler. One delivered more than MaxDeliveries times, this delivery
+// included, had no outcome the times before: the handler may have crashed the
+// process on it each time. It is dead-lettered without calling the handler.
+// Entries another consumer took meanwhile are left to it.
+func (c *Consumer) deliverable(ctx context.Context, stream string, msgs []redis.XMessage) []redis.XMessage {
 	key := c.store.StreamKey(stream)
+	counts := make([]*redis.XPendingExtCmd, len(msgs))
+	_, err := c.store.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, m := range msgs {
+			counts[i] = p.XPendingExt(ctx, &redis.XPendingExtArgs{
+				Stream: key, Group: c.cfg.Group, Start: m.ID, End: m.ID, Count: 1, Consumer: c.cfg.Name,
+			})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil // they stay pending; the next re-read or claim looks again
+	}
+	var ok []redis.XMessage
+	for i, m := range msgs {
+		p := counts[i].Val()
+		switch {
+		case len(p) == 0:
+		case p[0].RetryCount > c.cfg.MaxDeliveries:
+			c.cfg.Logger.Error("entry delivered too often without an outcome, dead-lettered unhandled",
+				"group", c.cfg.Group, "stream", stream, "id", m.ID, "deliveries", p[0].RetryCount)
+			c.deadLetter(ctx, stream, m, fmt.Errorf("delivered %d times without an outcome: the handler may crash the process on it", p[0].RetryCount-1), p[0].RetryCount)
+		default:
+			ok = append(ok, m)
+		}
+	}
+	return ok
+}
+
+// failed decides what happens to an entry whose handling failed: it stays
+// pending and is delivered again after its retry delay, or, once delivered
+// MaxDeliveries times, it goes to the dead-letter stream.
+func (c *Consumer) failed(ctx context.Context, stream string, m redis.XMessage, cause error) {
 	p, err := c.store.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
-		Stream: key, Group: c.cfg.Group, Start: m.ID, End: m.ID, Count: 1,
+		Stream: c.store.StreamKey(stream), Group: c.cfg.Group, Start: m.ID, End: m.ID, Count: 1, Consumer: c.cfg.Name,
 	}).Result()
 	if err != nil || len(p) == 0 {
-		return // stays pending; the next claim looks again
+		return // another consumer has it, or Redis is away: the next re-read or claim looks again
 	}
-	if p[0].RetryCount < c.cfg.MaxDeliveries {
+	if n := p[0].RetryCount; n < c.cfg.MaxDeliveries {
+		c.retryLater(stream, m.ID, n)
 		return
 	}
-	if err := c.deadLetter(ctx, stream, m, cause, p[0].RetryCount); err != nil {
+	c.deadLetter(ctx, stream, m, cause, p[0].RetryCount)
+}
+
+func (c *Consumer) deadLetter(ctx context.Context, stream string, m redis.XMessage, cause error, deliveries int64) {
+	if err := c.moveToDeadLetters(ctx, stream, m, cause, deliveries); err != nil {
 		c.cfg.Logger.Warn("dead-letter failed", "group", c.cfg.Group, "stream", stream, "id", m.ID, "err", err)
 		return
 	}

@@ -35,7 +35,7 @@ type GroupInfo struct {
 	Name        string `json:"name"`
 	Consumers   int64  `json:"consumers"`
 	Pending     int64  `json:"pending"`
-	Lag         int64  `json:"lag"`
+	Lag         int64  `json:"lag"` // entries yet to read; -1 when Redis cannot tell (after a group was created at an ID, or entries were deleted)
 	DeadLetters int64  `json:"dead_letters"`
 }
 
