@@ -244,3 +244,19 @@ func Eventually(t testing.TB, within time.Duration, what string, cond func() boo
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Snapshot is every key under prefix with its DUMP: two equal snapshots mean
+// that nothing under prefix was written in between.
+func Snapshot(t testing.TB, rdb redis.UniversalClient, prefix string) map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	out := map[string]string{}
+	iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+	for iter.Next(ctx) {
+		out[iter.Val()] = rdb.Dump(ctx, iter.Val()).Val()
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}

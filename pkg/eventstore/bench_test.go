@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/ordershop/ordershop/pkg/eventstore"
 )
 
@@ -18,6 +19,7 @@ func BenchmarkAppend(b *testing.B) {
 	e := event(b, "customer_created", "c1", 0)
 	ctx := context.Background()
 	for b.Loop() {
+		e.ID = uuid.NewString() // the same ID again would be a retry
 		if _, err := s.Append(ctx, "customer", eventstore.Record{Event: e, Expected: eventstore.AnyVersion}); err != nil {
 			b.Fatal(err)
 		}
@@ -33,6 +35,7 @@ func BenchmarkAppendBatch100(b *testing.B) {
 	}
 	ctx := context.Background()
 	for b.Loop() {
+		recs[0].Event.ID = uuid.NewString()
 		if _, err := s.Append(ctx, "customer", recs...); err != nil {
 			b.Fatal(err)
 		}

@@ -8,7 +8,13 @@
 //   - append.go: Append writes one event or a batch in one Lua script, with an
 //     optional expected entity version per event and extra writes (the entity
 //     cache) that happen in the same atomic step. Stream IDs come from Redis.
-//   - read.go: Read pages through a stream from any ID; Replay walks all of it.
+//     All or nothing: events no reader could decode are refused in Go, and
+//     the script checks versions, key types and args before its first write,
+//     as Redis does not undo a script that fails halfway. A batch leaves a
+//     marker, so that a retry of it (go-redis retries a script whose reply
+//     was lost) writes nothing and answers what the first run did.
+//   - read.go: Read pages through a stream from any ID; Replay walks all of
+//     it. Entries that are not events are logged and skipped.
 //   - router.go: the Router that hands each event to the handler of its type
 //     (On decodes its entity into a typed payload), behind Middleware such as
 //     Recoverer and Logging.
@@ -46,6 +52,7 @@
 //
 //	events:{customer}                 the stream, never trimmed
 //	{customer}:versions               hash: entity id -> latest version
+//	{customer}:appended:<event id>    a batch's reply, for ten minutes
 //	events:{customer}:dead:<group>    dead letters of one group
 //	{customer}:checkpoints            hash: group -> stream ID it is done up to
 package eventstore

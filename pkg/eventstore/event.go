@@ -3,6 +3,7 @@ package eventstore
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -23,6 +24,10 @@ type Event struct {
 	Entity     json.RawMessage   // the entity's JSON after the event
 	Meta       map[string]string // free metadata, e.g. the W3C traceparent
 }
+
+// ErrInvalidEvent is matched by the error of an event that no reader could
+// decode, which Append refuses.
+var ErrInvalidEvent = errors.New("invalid event")
 
 // Stream field names. Metadata keys are stored as "meta.<key>".
 const (
@@ -50,13 +55,39 @@ func NewEvent(typ, entityType, entityID string, entity any) (Event, error) {
 
 // Decode reads the event's entity into v, which it must be a JSON object for.
 func (e Event) Decode(v any) error {
-	if !bytes.HasPrefix(bytes.TrimSpace(e.Entity), []byte("{")) {
+	if !isObject(e.Entity) {
 		return fmt.Errorf("event %s: entity is not a JSON object: %.40q", e.StreamID, e.Entity)
 	}
 	if err := json.Unmarshal(e.Entity, v); err != nil {
 		return fmt.Errorf("event %s: entity is not a JSON object of its type: %w", e.StreamID, err)
 	}
 	return nil
+}
+
+// check says why no reader could decode the event, if none could: Append
+// refuses what decode would not take back.
+func (e Event) check() error {
+	var why string
+	switch {
+	case e.ID == "":
+		why = "no event id"
+	case e.Type == "":
+		why = "no type"
+	case e.EntityType == "":
+		why = "no entity type"
+	case e.EntityID == "":
+		why = "no entity id"
+	case !isObject(e.Entity):
+		why = fmt.Sprintf("entity is not a JSON object: %.40q", e.Entity)
+	default:
+		return nil
+	}
+	return fmt.Errorf("%w: %s", ErrInvalidEvent, why)
+}
+
+// isObject says whether raw is one JSON object, as every entity is.
+func isObject(raw []byte) bool {
+	return json.Valid(raw) && bytes.HasPrefix(bytes.TrimSpace(raw), []byte("{"))
 }
 
 // fields flattens the envelope to stream fields, in a fixed order. The version
@@ -81,8 +112,8 @@ func decode(streamID string, values map[string]any) (Event, error) {
 		EntityType: str(fieldEntityType), EntityID: str(fieldEntityID),
 		Entity: json.RawMessage(str(fieldEntity)), Meta: map[string]string{},
 	}
-	if e.ID == "" || e.Type == "" || e.EntityID == "" {
-		return e, fmt.Errorf("entry %s is not an event: missing id, type or entity id", streamID)
+	if err := e.check(); err != nil {
+		return e, fmt.Errorf("entry %s is not an event: %w", streamID, err)
 	}
 	var err error
 	if e.Version, err = strconv.ParseInt(str(fieldVersion), 10, 64); err != nil {

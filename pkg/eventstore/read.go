@@ -2,12 +2,14 @@ package eventstore
 
 import (
 	"context"
+	"log/slog"
 
 	"github.com/redis/go-redis/v9"
 )
 
-// Read returns up to count events after the stream ID from ("0" or "" for
-// the start) and the ID to read the next page from.
+// Read returns the events among up to count entries after the stream ID from
+// ("0" or "" for the start) and the ID to read the next page from. Entries
+// that are not events are skipped.
 func (s *Store) Read(ctx context.Context, stream, from string, count int64) ([]Event, string, error) {
 	start := "-"
 	if from != "" && from != "0" {
@@ -17,40 +19,40 @@ func (s *Store) Read(ctx context.Context, stream, from string, count int64) ([]E
 	if err != nil {
 		return nil, from, err
 	}
-	events, err := decodeAll(msgs)
 	if len(msgs) > 0 {
 		from = msgs[len(msgs)-1].ID
 	}
-	return events, from, err
+	return decodeAll(stream, msgs), from, nil
 }
 
 // Replay calls fn with the events of a stream after from, in order, a page
-// at a time.
+// at a time, until a page is empty.
 func (s *Store) Replay(ctx context.Context, stream, from string, fn func([]Event) error) error {
 	const page = 500
 	for {
 		events, next, err := s.Read(ctx, stream, from, page)
-		if err != nil {
+		if err != nil || next == from {
 			return err
 		}
 		if err := fn(events); err != nil {
 			return err
 		}
-		if len(events) < page {
-			return nil
-		}
 		from = next
 	}
 }
 
-func decodeAll(msgs []redis.XMessage) ([]Event, error) {
+// decodeAll decodes the events among msgs. An entry that is not one, say an
+// XADD by hand, is logged and skipped: stopping at it would stop every
+// replay, and so every rebuild, there for good.
+func decodeAll(stream string, msgs []redis.XMessage) []Event {
 	out := make([]Event, 0, len(msgs))
 	for _, m := range msgs {
 		e, err := decode(m.ID, m.Values)
 		if err != nil {
-			return out, err
+			slog.Warn("eventstore: skipped an entry that is not an event", "stream", stream, "id", m.ID, "err", err)
+			continue
 		}
 		out = append(out, e)
 	}
-	return out, nil
+	return out
 }

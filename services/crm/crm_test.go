@@ -120,7 +120,8 @@ func TestFailingEventsAreDeadLetteredAndReplayed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	poison.Entity = json.RawMessage("not json")
+	// A JSON object, as Append takes no other, but not a customer.
+	poison.Entity = json.RawMessage(`{"email": 5}`)
 	if _, err := app.Store.Append(t.Context(), "customer", eventstore.Record{Event: poison, Expected: eventstore.AnyVersion}); err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +142,7 @@ func TestFailingEventsAreDeadLetteredAndReplayed(t *testing.T) {
 		}
 		byEvent[fmt.Sprint(d.Values["event_id"])] = d
 	}
-	if byEvent[poison.ID].Values["entity"] != "not json" || !strings.Contains(byEvent[stuck.ID].Error, "mail server down") {
+	if byEvent[poison.ID].Values["entity"] != `{"email": 5}` || !strings.Contains(byEvent[stuck.ID].Error, "mail server down") {
 		t.Fatalf("dead letters %+v", byEvent)
 	}
 	var st eventstore.ConsumerStats
