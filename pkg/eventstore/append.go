@@ -222,7 +222,7 @@ for i, e in ipairs(batch) do
   out[i] = {id, e.version}
 end
 -- Ten minutes: far longer than go-redis goes on retrying.
-redis.call('SET', KEYS[3], cjson.encode(out), 'EX', 600)
+redis.call('SET', KEYS[3], cjson.encode(out), 'EX', 60)
 return out
 `)
 

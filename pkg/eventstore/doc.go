@@ -52,7 +52,7 @@
 //
 //	events:{customer}                 the stream, never trimmed
 //	{customer}:versions               hash: entity id -> latest version
-//	{customer}:appended:<event id>    a batch's reply, for ten minutes
+//	{customer}:appended:<event id>    a batch's reply, for a minute (client retries come within seconds)
 //	events:{customer}:dead:<group>    dead letters of one group
 //	{customer}:checkpoints            hash: group -> stream ID it is done up to
 package eventstore
