@@ -1,7 +1,11 @@
 SERVICES := customer product inventory order billing crm msg gateway
 GO ?= go
+FUZZTIME ?= 30s
+# package:target; go test -fuzz runs one target at a time
+FUZZ := ./internal/platform:FuzzDecode ./internal/shop:FuzzNewCustomer ./internal/shop:FuzzNewProduct \
+	./internal/shop:FuzzNewOrder ./pkg/eventstore:FuzzDecodeEntry ./pkg/eventstore:FuzzEventDecode
 
-.PHONY: build images up down logs test smoke e2e
+.PHONY: build images up down logs test smoke e2e fuzz
 
 build: ## static binaries in bin/
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o bin/ $(addprefix ./services/,$(SERVICES))
@@ -26,3 +30,6 @@ smoke: images ## docker-compose up from a clean state, the original scenario, CR
 
 e2e: images ## the stack in containers: CRM stopped, killed, replicated; Redis restarted; poison; bad input
 	$(GO) test -count=1 -v ./tests/e2e/
+
+fuzz: ## each fuzz target for FUZZTIME (30s), one after the other; a failing input lands in testdata/fuzz
+	set -e; for t in $(FUZZ); do $(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) $${t%:*}; done

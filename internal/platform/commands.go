@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"slices"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 	"github.com/ordershop/ordershop/pkg/entitycache"
 	"github.com/ordershop/ordershop/pkg/eventstore"
@@ -23,12 +22,14 @@ type Rules[B, T any] struct {
 	Check func(ctx context.Context, id string, body B) (T, error)
 }
 
-// Commands adds the write routes of an entity: POST of one object or an array
-// (answers the new ids), PUT /{id} full replacement and DELETE /{id} (answer
-// true). Each writes its events and cache in one atomic step.
-func Commands[B, T any](r chi.Router, cache *entitycache.Cache, rules Rules[B, T]) {
+// Commands adds the write routes of an entity to the app: POST of one object
+// or an array of at most MaxBatch (answers the new ids), PUT /{id} full
+// replacement and DELETE /{id} (answer true). Each writes its events and
+// cache in one atomic step.
+func Commands[B, T any](app *App, rules Rules[B, T]) {
+	r, cache := app.Router, app.Cache
 	for _, p := range rules.Paths("") {
-		r.Post(p, Handle(func(r *http.Request) (any, error) { return create(r, cache, rules) }))
+		r.Post(p, Handle(func(r *http.Request) (any, error) { return create(r, cache, rules, app.Config.MaxBatch) }))
 	}
 	for _, p := range rules.Paths("/{id}") {
 		r.Put(p, Handle(func(r *http.Request) (any, error) { return replace(r, cache, rules) }))
@@ -42,9 +43,9 @@ func Commands[B, T any](r chi.Router, cache *entitycache.Cache, rules Rules[B, T
 	}
 }
 
-func create[B, T any](r *http.Request, cache *entitycache.Cache, rules Rules[B, T]) (any, error) {
+func create[B, T any](r *http.Request, cache *entitycache.Cache, rules Rules[B, T], maxBatch int) (any, error) {
 	ctx := r.Context()
-	bodies, err := DecodeOneOrMany[B](r)
+	bodies, err := DecodeOneOrMany[B](r, maxBatch)
 	if err != nil {
 		return nil, err
 	}

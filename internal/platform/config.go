@@ -17,6 +17,7 @@ type Config struct {
 	RequestTimeout  time.Duration `envconfig:"REQUEST_TIMEOUT" default:"5s"`
 	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"10s"`
 	MaxBodyBytes    int64         `envconfig:"MAX_BODY_BYTES" default:"1048576"`
+	MaxBatch        int           `envconfig:"MAX_BATCH" default:"1000"` // items in one POSTed array
 }
 
 // Load fills a service's config struct from the environment.

@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
+	"reflect"
+	"strconv"
 	"strings"
 )
 
@@ -39,8 +42,10 @@ func Handle(h func(r *http.Request) (any, error)) http.HandlerFunc {
 	}
 }
 
-// Decode reads a request body of exactly one JSON value into v. Unknown
-// fields, wrong types, trailing data and oversized bodies are client errors.
+// Decode reads a request body of exactly one JSON value into v. Bodies not
+// declared JSON, unknown, duplicate or wrongly cased keys, wrong types,
+// integers beyond MaxInt, trailing data and oversized bodies are client
+// errors.
 func Decode(r *http.Request, v any) error {
 	body, err := readBody(r)
 	if err != nil {
@@ -50,6 +55,12 @@ func Decode(r *http.Request, v any) error {
 }
 
 func readBody(r *http.Request) ([]byte, error) {
+	// A web page can make a browser send a form or text/plain to any
+	// address without asking (no CORS preflight), but not JSON: requiring
+	// it keeps pages a shop operator visits from writing to the shop.
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		return nil, Errorf(http.StatusUnsupportedMediaType, "Content-Type must be application/json, not %q", r.Header.Get("Content-Type"))
+	}
 	body, err := io.ReadAll(r.Body)
 	var tooBig *http.MaxBytesError
 	switch {
@@ -61,39 +72,146 @@ func readBody(r *http.Request) ([]byte, error) {
 	return body, nil
 }
 
-// decodeBytes is Decode of a body already read.
+// MaxInt is the largest integer a request may hold (and -MaxInt the
+// smallest): JavaScript clients read numbers as doubles, exact up to 2^53-1.
+const MaxInt = 1<<53 - 1
+
+// decodeBytes is Decode of a body already read. encoding/json matches keys
+// without regard to case and keeps the last of two equal keys, so the keys
+// are checked first, against v's JSON names.
 func decodeBytes(body []byte, v any) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return Errorf(http.StatusBadRequest, "request body is empty, want JSON")
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
+	dec.UseNumber()
+	if err := checkValue(dec, reflect.TypeOf(v).Elem(), "", 0); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF // the body ended inside a value
+		}
+		return badJSON(err)
+	}
+	dec = json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(v); err != nil {
 		return badJSON(err)
 	}
-	if dec.More() {
+	// Not dec.More(), which is false before a stray "]" or "}".
+	if len(bytes.TrimSpace(body[dec.InputOffset():])) > 0 {
 		return Errorf(http.StatusBadRequest, "malformed JSON: more than one value in the body")
 	}
 	return nil
 }
 
+// maxDepth is how deeply request bodies may nest, a few levels being all
+// they need: checkValue calls itself for each level, and a megabyte of "["
+// must not make it a million calls deep.
+const maxDepth = 16
+
+// checkValue reads the next JSON value from dec, which is to be decoded into
+// a t, and refuses keys that are not exactly a field's JSON name, keys given
+// twice, integers beyond MaxInt and nesting beyond maxDepth. Anything else,
+// such as a wrong type, is left to json.Decode. field is the key of the
+// value, for messages; depth how deep it is.
+func checkValue(dec *json.Decoder, t reflect.Type, field string, depth int) error {
+	if depth > maxDepth {
+		return Errorf(http.StatusBadRequest, "malformed JSON: nested deeper than %d levels", maxDepth)
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	switch tok {
+	case json.Delim('['):
+		for dec.More() {
+			if err := checkValue(dec, elemType(t), field, depth+1); err != nil {
+				return err
+			}
+		}
+		_, err = dec.Token()
+		return err
+	case json.Delim('{'):
+		fields := fieldTypes(t)
+		seen := map[string]bool{}
+		for dec.More() {
+			tok, err := dec.Token()
+			if err != nil {
+				return err
+			}
+			key := tok.(string) // the decoder allows nothing else here
+			ft, known := fields[key]
+			switch {
+			case seen[key]:
+				return Errorf(http.StatusBadRequest, "field %q is given twice", key)
+			case fields != nil && !known:
+				return Errorf(http.StatusBadRequest, "unknown field %q", key)
+			case fields == nil:
+				ft = elemType(t) // a map's, or a type error for json.Decode
+			}
+			seen[key] = true
+			if err := checkValue(dec, ft, key, depth+1); err != nil {
+				return err
+			}
+		}
+		_, err = dec.Token()
+		return err
+	}
+	if n, ok := tok.(json.Number); ok {
+		if i, err := strconv.ParseInt(string(n), 10, 64); (err == nil && (i > MaxInt || i < -MaxInt)) || errors.Is(err, strconv.ErrRange) {
+			return Errorf(http.StatusBadRequest, "field %q must be between -%d and %d", field, int64(MaxInt), int64(MaxInt))
+		}
+	}
+	return nil
+}
+
+// elemType is the type of a list's or a map's elements, t itself for others.
+func elemType(t reflect.Type) reflect.Type {
+	switch t.Kind() {
+	case reflect.Slice, reflect.Array, reflect.Map:
+		return t.Elem()
+	}
+	return t
+}
+
+// fieldTypes maps a struct's JSON names to their field types; nil for a
+// type that is not a struct.
+func fieldTypes(t reflect.Type) map[string]reflect.Type {
+	if t.Kind() != reflect.Struct {
+		return nil
+	}
+	out := map[string]reflect.Type{}
+	for f := range t.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch {
+		case !f.IsExported() || name == "-":
+		case name == "":
+			out[f.Name] = f.Type
+		default:
+			out[name] = f.Type
+		}
+	}
+	return out
+}
+
 func badJSON(err error) error {
 	var syntax *json.SyntaxError
 	var typ *json.UnmarshalTypeError
+	var e *Error
 	switch {
+	case errors.As(err, &e):
+		return e
 	case errors.As(err, &syntax), errors.Is(err, io.ErrUnexpectedEOF):
 		return Errorf(http.StatusBadRequest, "malformed JSON: %v", err)
 	case errors.As(err, &typ) && typ.Field != "":
 		return Errorf(http.StatusBadRequest, "field %q must be %s, not %s", typ.Field, jsonKind(typ.Type.Kind().String()), typ.Value)
 	case errors.As(err, &typ):
 		return Errorf(http.StatusBadRequest, "body must be %s, not %s", jsonKind(typ.Type.Kind().String()), typ.Value)
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return Errorf(http.StatusBadRequest, "%s", strings.TrimPrefix(err.Error(), "json: "))
 	default:
 		return Errorf(http.StatusBadRequest, "invalid JSON: %v", err)
 	}
 }
-
 func jsonKind(goKind string) string {
 	switch goKind {
 	case "int", "int64", "int32":
@@ -111,8 +229,9 @@ func jsonKind(goKind string) string {
 	}
 }
 
-// DecodeOneOrMany reads a body that is one object or an array of them.
-func DecodeOneOrMany[T any](r *http.Request) ([]T, error) {
+// DecodeOneOrMany reads a body that is one object or an array of at most
+// max of them.
+func DecodeOneOrMany[T any](r *http.Request, max int) ([]T, error) {
 	body, err := readBody(r)
 	if err != nil {
 		return nil, err
@@ -123,8 +242,11 @@ func DecodeOneOrMany[T any](r *http.Request) ([]T, error) {
 		if err := decodeBytes(body, &many); err != nil {
 			return nil, err
 		}
-		if len(many) == 0 {
+		switch {
+		case len(many) == 0:
 			return nil, Errorf(http.StatusBadRequest, "the list is empty")
+		case len(many) > max:
+			return nil, Errorf(http.StatusRequestEntityTooLarge, "the list has %d items, more than %d", len(many), max)
 		}
 		return many, nil
 	}

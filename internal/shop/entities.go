@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"net/mail"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/ordershop/ordershop/internal/platform"
@@ -23,13 +25,32 @@ type Customer struct {
 // NewCustomer is a customer with a name and a plain e-mail address.
 func NewCustomer(name, email string) (Customer, error) {
 	name, email = strings.TrimSpace(name), strings.TrimSpace(email)
-	switch {
-	case name == "":
-		return Customer{}, invalid("name is required")
-	case email == "":
+	if err := CheckName(name); err != nil {
+		return Customer{}, err
+	}
+	if email == "" {
 		return Customer{}, invalid("email is required")
 	}
 	return Customer{Name: name, Email: email}, CheckEmail("email", email)
+}
+
+// MaxName is the most characters a name has.
+const MaxName = 200
+
+// CheckName checks a name (trimmed) of a customer or a product: it is given,
+// at most MaxName characters, and on one line: names go into mails, logs and
+// pages, where a control character or a line break would forge or break
+// them.
+func CheckName(name string) error {
+	switch {
+	case name == "":
+		return invalid("name is required")
+	case utf8.RuneCountInString(name) > MaxName:
+		return platform.Errorf(http.StatusBadRequest, "name must be at most %d characters", MaxName)
+	case strings.ContainsFunc(name, func(r rune) bool { return unicode.IsControl(r) || r == '\u2028' || r == '\u2029' }):
+		return invalid("name must not contain control characters or line breaks")
+	}
+	return nil
 }
 
 // Product is something to order.
@@ -42,10 +63,10 @@ type Product struct {
 // NewProduct is a product with a name and a price that is not negative.
 func NewProduct(name string, price int64) (Product, error) {
 	name = strings.TrimSpace(name)
-	switch {
-	case name == "":
-		return Product{}, invalid("name is required")
-	case price < 0:
+	if err := CheckName(name); err != nil {
+		return Product{}, err
+	}
+	if price < 0 {
 		return Product{}, invalid("price must not be negative")
 	}
 	return Product{Name: name, Price: price}, nil
@@ -97,11 +118,19 @@ func NewOrder(customerID string, productIDs []string) (Order, error) {
 	return Order{CustomerID: customerID, ProductIDs: productIDs}, err
 }
 
+// MaxPieces is the most pieces one order holds: its reservation is one
+// atomic commit, and one event carries them all.
+const MaxPieces = 10_000
+
 // CheckProductIDs checks the product ids of an order or a reservation: at
-// least one, each a UUID. It returns them in canonical form.
+// least one, at most MaxPieces, each a UUID. It returns them in canonical
+// form.
 func CheckProductIDs(ids []string) ([]string, error) {
-	if len(ids) == 0 {
+	switch {
+	case len(ids) == 0:
 		return nil, invalid("product_ids must not be empty")
+	case len(ids) > MaxPieces:
+		return nil, platform.Errorf(http.StatusRequestEntityTooLarge, "product_ids has %d pieces, more than %d", len(ids), MaxPieces)
 	}
 	out := make([]string, len(ids))
 	for i, p := range ids {
@@ -152,12 +181,40 @@ func NewEmail(to, msg, key string) (Email, error) {
 	return Email{ID: EmailID(key), To: to, Msg: msg, Key: key}, CheckEmail("to", to)
 }
 
-// CheckEmail checks that a field is a plain e-mail address.
+// MaxEmail is the most bytes an e-mail address has (RFC 5321's path
+// limit, without the brackets).
+const MaxEmail = 254
+
+// CheckEmail checks that a field is a plain e-mail address, one that mail
+// servers deliver to: no display name, no comments or quotes, a domain name
+// with a dot (not a local host, not an IP address), within the RFCs' lengths.
 func CheckEmail(field, s string) error {
-	if a, err := mail.ParseAddress(s); err != nil || a.Address != s {
+	if len(s) > MaxEmail {
+		return platform.Errorf(http.StatusBadRequest, "%s must be at most %d bytes", field, MaxEmail)
+	}
+	if !plainEmail(s) {
 		return platform.Errorf(http.StatusBadRequest, "%s %q is not an e-mail address", field, s)
 	}
 	return nil
+}
+
+func plainEmail(s string) bool {
+	if a, err := mail.ParseAddress(s); err != nil || a.Address != s {
+		return false
+	}
+	at := strings.LastIndexByte(s, '@')
+	labels := strings.Split(s[at+1:], ".")
+	if at > 64 || len(labels) < 2 {
+		return false
+	}
+	for _, l := range labels {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' ||
+			strings.ContainsFunc(l, func(r rune) bool { return r != '-' && !unicode.IsLetter(r) && !unicode.IsDigit(r) }) {
+			return false
+		}
+	}
+	// A top-level domain has a letter: 127.0.0.1 is an address, not a name.
+	return strings.ContainsFunc(labels[len(labels)-1], unicode.IsLetter)
 }
 
 func invalid(msg string) error { return platform.Errorf(http.StatusBadRequest, "%s", msg) }

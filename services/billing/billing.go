@@ -20,7 +20,7 @@ type body struct {
 
 func wire(app *platform.App, cfg platform.Consuming) error {
 	shop.Billings.Queries(app.Router, app.Cache)
-	platform.Commands(app.Router, app.Cache, platform.Rules[body, shop.Billing]{
+	platform.Commands(app, platform.Rules[body, shop.Billing]{
 		Resource: shop.Billings,
 		Check: func(ctx context.Context, id string, b body) (shop.Billing, error) {
 			return check(ctx, app.Cache, id, b)

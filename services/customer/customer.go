@@ -20,6 +20,6 @@ func check(_ context.Context, _ string, b body) (shop.Customer, error) {
 
 func wire(app *platform.App, _ platform.NoConfig) error {
 	shop.Customers.Queries(app.Router, app.Cache)
-	platform.Commands(app.Router, app.Cache, platform.Rules[body, shop.Customer]{Resource: shop.Customers, Check: check})
+	platform.Commands(app, platform.Rules[body, shop.Customer]{Resource: shop.Customers, Check: check})
 	return nil
 }

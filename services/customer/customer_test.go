@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -26,6 +27,14 @@ func TestCustomerLifecycle(t *testing.T) {
 	if len(ids) != 2 || len(one) != 1 {
 		t.Fatalf("ids %v %v", ids, one)
 	}
+	// The limits count characters, not bytes; JSON may say its charset.
+	long := map[string]string{"name": strings.Repeat("é", 200), "email": "d@example.com"}
+	platformtest.JSON(t, "POST", srv.URL+"/customer", long, 200, nil)
+	platformtest.JSON(t, "POST", srv.URL+"/customer", platformtest.Typed("application/json; charset=utf-8", `{"name": "Di", "email": "di@example.com"}`), 200, nil)
+	platformtest.JSON(t, "POST", srv.URL+"/customers", slices.Repeat([]map[string]string{{"name": "x", "email": "x@example.com"}}, platformtest.MaxBatch), 200, &one)
+	if len(one) != platformtest.MaxBatch {
+		t.Fatalf("ids %v %v", ids, one)
+	}
 	var got map[string]any
 	platformtest.JSON(t, "GET", srv.URL+"/customer/"+ids[0], nil, 200, &got)
 	if got["name"] != "Ada" || got["email"] != "ada@example.com" || got["id"] != ids[0] {
@@ -45,8 +54,8 @@ func TestCustomerLifecycle(t *testing.T) {
 	platformtest.Rejected(t, "GET", srv.URL+"/customers/"+ids[1], nil, 404)
 	var all []map[string]any
 	platformtest.JSON(t, "GET", srv.URL+"/customers", nil, 200, &all)
-	if len(all) != 2 {
-		t.Fatalf("%d customers listed, want 2", len(all))
+	if want := 4 + platformtest.MaxBatch; len(all) != want {
+		t.Fatalf("%d customers listed, want %d", len(all), want)
 	}
 }
 
@@ -88,7 +97,26 @@ func TestBadInputIsRejectedAndWritesNothing(t *testing.T) {
 		platformtest.Bad("unknown field", "POST", "/customer", `{"name": "x", "email": "a@b.c", "age": 3}`, 400),
 		platformtest.Bad("one bad item spoils the batch", "POST", "/customers", `[{"name": "x", "email": "a@b.c"}, {"name": ""}]`, 400),
 		platformtest.Bad("trailing data", "POST", "/customer", `{"name": "x", "email": "a@b.c"} {}`, 400),
+		platformtest.Bad("trailing bracket", "POST", "/customer", `{"name": "x", "email": "a@b.c"}]`, 400),
 		platformtest.Bad("too large", "POST", "/customers", `[`+strings.Repeat(`{"name": "x", "email": "a@b.c"},`, 3000)+`{"name": "x", "email": "a@b.c"}]`, 413),
+		platformtest.Bad("text/plain", "POST", "/customer", platformtest.Typed("text/plain", `{"name": "x", "email": "a@b.c"}`), 415),
+		platformtest.Bad("a form", "POST", "/customer", platformtest.Typed("application/x-www-form-urlencoded", `{"name": "x", "email": "a@b.c"}`), 415),
+		platformtest.Bad("no Content-Type", "POST", "/customers", platformtest.Typed("", `{"name": "x", "email": "a@b.c"}`), 415),
+		platformtest.Bad("PUT text/plain", "PUT", "/customer/"+id, platformtest.Typed("text/plain", `{"name": "x", "email": "a@b.c"}`), 415),
+		platformtest.Bad("batch over MaxBatch", "POST", "/customers", slices.Repeat([]map[string]string{{"name": "x", "email": "a@b.c"}}, platformtest.MaxBatch+1), 413),
+		platformtest.Bad("name of 201 characters", "POST", "/customer", map[string]string{"name": strings.Repeat("é", 201), "email": "a@b.c"}, 400),
+		platformtest.Bad("NUL in the name", "POST", "/customer", map[string]string{"name": "Ada\x00", "email": "a@b.c"}, 400),
+		platformtest.Bad("line break in the name", "POST", "/customer", map[string]string{"name": "Ada\r\nBcc: x@evil.example", "email": "a@b.c"}, 400),
+		platformtest.Bad("tab in the name", "POST", "/customer", map[string]string{"name": "Ada\tL", "email": "a@b.c"}, 400),
+		platformtest.Bad("e-mail without a dot in the domain", "POST", "/customer", map[string]string{"name": "x", "email": "a@b"}, 400),
+		platformtest.Bad("e-mail to an IP literal", "POST", "/customer", map[string]string{"name": "x", "email": "a@[127.0.0.1]"}, 400),
+		platformtest.Bad("e-mail to an IP address", "POST", "/customer", map[string]string{"name": "x", "email": "a@127.0.0.1"}, 400),
+		platformtest.Bad("e-mail with a display name", "POST", "/customer", map[string]string{"name": "x", "email": "Ada <a@b.c>"}, 400),
+		platformtest.Bad("e-mail of 255 characters", "POST", "/customer", map[string]string{"name": "x", "email": strings.Repeat("a", 64) + "@" + strings.Repeat("b", 63) + "." + strings.Repeat("c", 63) + "." + strings.Repeat("d", 58) + ".com"}, 400),
+		platformtest.Bad("key in capitals", "POST", "/customer", `{"NAME": "x", "email": "a@b.c"}`, 400),
+		platformtest.Bad("key in another case", "POST", "/customer", `{"name": "x", "Email": "a@b.c"}`, 400),
+		platformtest.Bad("key given twice", "POST", "/customer", `{"name": "x", "email": "a@b.c", "name": "y"}`, 400),
+		platformtest.Bad("key given twice in a batch", "POST", "/customers", `[{"name": "x", "email": "a@b.c"}, {"email": "a@b.c", "name": "x", "email": "b@b.c"}]`, 400),
 		platformtest.Bad("PUT non-UUID id", "PUT", "/customer/42", `{"name": "x", "email": "a@b.c"}`, 400),
 		platformtest.Bad("PUT unknown id", "PUT", "/customer/"+unknown, `{"name": "x", "email": "a@b.c"}`, 404),
 		platformtest.Bad("PUT invalid body", "PUT", "/customer/"+id, `{"name": "", "email": "a@b.c"}`, 400),

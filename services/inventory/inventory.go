@@ -41,7 +41,7 @@ func (inv inventory) check(ctx context.Context, id string, b body) (shop.Invento
 func wire(app *platform.App, _ platform.NoConfig) error {
 	inv := inventory{cache: app.Cache}
 	shop.Inventories.Queries(app.Router, app.Cache)
-	platform.Commands(app.Router, app.Cache, platform.Rules[body, shop.Inventory]{Resource: shop.Inventories, Check: inv.check})
+	platform.Commands(app, platform.Rules[body, shop.Inventory]{Resource: shop.Inventories, Check: inv.check})
 	app.Router.Put("/reservations/{id}", platform.Handle(inv.reserve))
 	app.Router.Delete("/reservations/{id}", platform.Handle(inv.release))
 	app.Router.Get("/reservations/{id}", platform.Handle(func(r *http.Request) (any, error) {

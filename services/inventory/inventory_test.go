@@ -51,6 +51,7 @@ func TestOneInventoryPerExistingProduct(t *testing.T) {
 		t.Fatalf("a product twice in one list: %s", msg)
 	}
 	platformtest.Rejected(t, "PUT", url+"/inventory/"+shop.InventoryID(uuid.NewString()), map[string]any{"product_id": products[0], "amount": 1}, 400)
+	platformtest.Rejected(t, "PUT", url+"/inventory/"+shop.InventoryID(products[0]), map[string]any{"product_id": products[0], "amount": 1 << 53}, 400)
 	platformtest.JSON(t, "PUT", url+"/inventory/"+shop.InventoryID(products[0]), map[string]any{"product_id": products[0], "amount": 9}, 200, nil)
 	if n := amount(t, url, products[0]); n != 9 {
 		t.Fatalf("amount %d after PUT", n)

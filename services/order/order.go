@@ -29,10 +29,12 @@ type orders struct {
 	stock   Stock
 	log     *slog.Logger
 	timeout time.Duration // of the compensation after a failure
+	batch   int           // the most orders one POST creates
 }
 
 func routes(app *platform.App, o orders) {
 	r := app.Router
+	o.batch = app.Config.MaxBatch
 	r.Get("/orders/unbilled", platform.Handle(o.unbilled))
 	shop.Orders.Queries(r, app.Cache)
 	for _, p := range shop.Orders.Paths("") {
@@ -74,7 +76,7 @@ func (o orders) check(ctx context.Context, b body) (shop.Order, error) {
 // reserved.
 func (o orders) create(r *http.Request) (any, error) {
 	ctx := r.Context()
-	bodies, err := platform.DecodeOneOrMany[body](r)
+	bodies, err := platform.DecodeOneOrMany[body](r, o.batch)
 	if err != nil {
 		return nil, err
 	}

@@ -21,14 +21,17 @@ import (
 func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
 
 // start runs the order service against an inventory address where nothing
-// listens; the system tests run it with the real inventory service.
+// listens; the system tests run it with the real inventory service. Its body
+// limit is the default, which an order of the most pieces fits in.
 func start(t *testing.T) (*platform.App, string) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	l.Close()
-	app, srv := platformtest.Start(t, "order", platformtest.Config(t), config{InventoryURL: "http://" + l.Addr().String()}, wire)
+	cfg := platformtest.Config(t)
+	cfg.MaxBodyBytes = 1 << 20
+	app, srv := platformtest.Start(t, "order", cfg, config{InventoryURL: "http://" + l.Addr().String()}, wire)
 	return app, srv.URL
 }
 
@@ -52,6 +55,10 @@ func TestBadOrdersAreRejectedAndWriteNothing(t *testing.T) {
 		platformtest.Bad("non-UUID product", "POST", "/order", map[string]any{"customer_id": customer, "product_ids": []string{"p1"}}, 400),
 		platformtest.Bad("unknown product", "POST", "/orders", map[string]any{"customer_id": customer, "product_ids": []string{product, unknown}}, 404),
 		platformtest.Bad("malformed", "POST", "/orders", `[{"customer_id": `, 400),
+		platformtest.Bad("more pieces than an order holds", "POST", "/order", map[string]any{"customer_id": customer, "product_ids": slices.Repeat([]string{product}, shop.MaxPieces+1)}, 413),
+		platformtest.Bad("customer_id given twice", "POST", "/order", `{"customer_id": "`+unknown+`", "product_ids": ["`+product+`"], "customer_id": "`+customer+`"}`, 400),
+		platformtest.Bad("batch over MaxBatch", "POST", "/orders", slices.Repeat([]map[string]any{{"customer_id": customer, "product_ids": []string{product}}}, platformtest.MaxBatch+1), 413),
+		platformtest.Bad("text/plain", "POST", "/order", platformtest.Typed("text/plain", `{"customer_id": "`+customer+`", "product_ids": ["`+product+`"]}`), 415),
 		platformtest.Bad("PUT unknown order", "PUT", "/order/"+unknown, map[string]any{"customer_id": customer, "product_ids": []string{product}}, 404),
 		platformtest.Bad("PUT bad body", "PUT", "/order/"+order, map[string]any{"customer_id": customer}, 400),
 		platformtest.Bad("DELETE unknown order", "DELETE", "/order/"+unknown, nil, 404),

@@ -24,6 +24,6 @@ func check(_ context.Context, _ string, b body) (shop.Product, error) {
 
 func wire(app *platform.App, _ platform.NoConfig) error {
 	shop.Products.Queries(app.Router, app.Cache)
-	platform.Commands(app.Router, app.Cache, platform.Rules[body, shop.Product]{Resource: shop.Products, Check: check})
+	platform.Commands(app, platform.Rules[body, shop.Product]{Resource: shop.Products, Check: check})
 	return nil
 }

@@ -37,6 +37,7 @@ func TestBadInputIsRejectedAndWritesNothing(t *testing.T) {
 	unknown := uuid.NewString()
 	customer := `{"name": "A", "email": "a@example.com"}`
 	big := `[` + strings.Repeat(customer+`,`, (1<<20)/len(customer)+100) + customer + `]`
+	overBatch := `[` + strings.Repeat(customer+`,`, 1000) + customer + `]` // MAX_BATCH is 1000
 	cases := []struct {
 		name         string
 		method, path string
@@ -56,6 +57,14 @@ func TestBadInputIsRejectedAndWritesNothing(t *testing.T) {
 		{"empty list", "POST", "/customers", `[]`, 400},
 		{"one bad item of a batch", "POST", "/customers", `[` + customer + `, {"name": "", "email": "b@example.com"}]`, 400},
 		{"body over 1 MiB", "POST", "/customers", big, 413},
+		{"text/plain, as any web page may send", "POST", "/customer", platformtest.Typed("text/plain", customer), 415},
+		{"a batch over MAX_BATCH", "POST", "/customers", overBatch, 413},
+		{"name of 201 characters", "POST", "/customer", fmt.Sprintf(`{"name": %q, "email": "a@example.com"}`, strings.Repeat("é", 201)), 400},
+		{"control characters in the name", "POST", "/customer", `{"name": "A\r\nB\u0000", "email": "a@example.com"}`, 400},
+		{"e-mail without a dot in the domain", "POST", "/customer", `{"name": "A", "email": "a@b"}`, 400},
+		{"e-mail to an IP literal", "POST", "/customer", `{"name": "A", "email": "a@[127.0.0.1]"}`, 400},
+		{"key in capitals", "POST", "/customer", `{"NAME": "A", "email": "a@example.com"}`, 400},
+		{"key given twice", "POST", "/customer", `{"name": "A", "email": "a@example.com", "name": "B"}`, 400},
 		{"update of an unknown customer", "PUT", "/customer/" + unknown, customer, 404},
 		{"update with a non-UUID id", "PUT", "/customer/42", customer, 400},
 		{"update with a bad body", "PUT", "/customer/" + c, `{"name": "A"}`, 400},
@@ -67,11 +76,13 @@ func TestBadInputIsRejectedAndWritesNothing(t *testing.T) {
 		{"price as a string", "POST", "/product", `{"name": "P", "price": "1"}`, 400},
 		{"fractional price", "POST", "/product", `{"name": "P", "price": 1.5}`, 400},
 		{"missing price", "POST", "/product", `{"name": "P"}`, 400},
+		{"price of 2^53", "POST", "/product", `{"name": "P", "price": 9007199254740992}`, 400},
 		{"negative stock", "POST", "/inventory", fmt.Sprintf(`{"product_id": %q, "amount": -1}`, r), 400},
 		{"missing amount", "POST", "/inventory", fmt.Sprintf(`{"product_id": %q}`, r), 400},
 		{"stock of an unknown product", "POST", "/inventory", fmt.Sprintf(`{"product_id": %q, "amount": 1}`, unknown), 404},
 		{"stock of a non-UUID product", "POST", "/inventory", `{"product_id": "xyz", "amount": 1}`, 400},
 		{"second inventory of a product", "POST", "/inventory", fmt.Sprintf(`{"product_id": %q, "amount": 1}`, p), 409},
+		{"order of more than 10,000 pieces", "POST", "/order", fmt.Sprintf(`{"customer_id": %q, "product_ids": [%s%q]}`, c, strings.Repeat(fmt.Sprintf("%q,", p), 10000), p), 413},
 		{"order without products", "POST", "/order", fmt.Sprintf(`{"customer_id": %q, "product_ids": []}`, c), 400},
 		{"products not a list", "POST", "/order", fmt.Sprintf(`{"customer_id": %q, "product_ids": %q}`, c, p), 400},
 		{"order of an unknown customer", "POST", "/order", fmt.Sprintf(`{"customer_id": %q, "product_ids": [%q]}`, unknown, p), 404},

@@ -19,13 +19,17 @@ import (
 )
 
 // Config is the config of a service under test: short timeouts, a small body
-// limit, and the test's own key prefix.
+// limit and batch limit, and the test's own key prefix.
 func Config(t testing.TB) platform.Config {
 	return platform.Config{
 		Addr: "127.0.0.1:0", KeyPrefix: redistest.Prefix(t),
-		RequestTimeout: 5 * time.Second, ShutdownTimeout: 5 * time.Second, MaxBodyBytes: 64 << 10,
+		RequestTimeout: 5 * time.Second, ShutdownTimeout: 5 * time.Second, MaxBodyBytes: 64 << 10, MaxBatch: MaxBatch,
 	}
 }
+
+// MaxBatch is the batch limit of services under test: a batch one over it
+// fits in their body limit.
+const MaxBatch = 100
 
 // Start wires a service on the shared test Redis with the platform's config
 // base and its own cfg, as platform.Run does, serves it and runs its

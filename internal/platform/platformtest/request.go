@@ -11,14 +11,24 @@ import (
 	"testing"
 )
 
+// TypedBody is a body sent as it is with a Content-Type of its own.
+type TypedBody struct{ ContentType, Body string }
+
+// Typed is a body with a Content-Type other than application/json ("" sends
+// none), e.g. the text/plain POST that any web page can make.
+func Typed(contentType, body string) TypedBody { return TypedBody{contentType, body} }
+
 // Send sends a request with a JSON body (a string or []byte is sent as it
 // is) and answers the status and the body. It returns its error instead of
 // failing the test, so that goroutines other than the test's may call it.
 // It uses http.DefaultClient: a test against slow servers sets its timeout.
 func Send(method, url string, body any) (int, []byte, error) {
 	var r io.Reader
+	contentType := "application/json"
 	switch b := body.(type) {
 	case nil:
+	case TypedBody:
+		r, contentType = strings.NewReader(b.Body), b.ContentType
 	case string:
 		r = strings.NewReader(b)
 	case []byte:
@@ -34,7 +44,9 @@ func Send(method, url string, body any) (int, []byte, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	req.Header.Set("Content-Type", "application/json")
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, nil, err // names the method and the URL
