@@ -17,7 +17,17 @@ import (
 	"github.com/ordershop/ordershop/tests/scenario"
 )
 
-const project = "ordershop-smoke"
+// project is the smoke test's compose project; with ORDERSHOP_TAG (the tag of
+// the images it runs, which wins over local.env's) it is one of that tag's
+// own, so that trees tested side by side do not take each other down.
+var project = "ordershop-smoke" + suffix(os.Getenv("ORDERSHOP_TAG"))
+
+func suffix(tag string) string {
+	if tag == "" || tag == "local" {
+		return ""
+	}
+	return "-" + tag
+}
 
 // compose runs scripts/compose.sh on the smoke project with the local images.
 func compose(t *testing.T, args ...string) string {
