@@ -32,18 +32,21 @@ func wire(app *platform.App, cfg config) error {
 		}
 	}
 	r.Get("/report", platform.Handle(func(r *http.Request) (any, error) { return report(r, app) }))
-	for path, target := range map[string]struct{ url, strip string }{
-		"/orders/unbilled": {cfg.OrderURL, ""},
-		"/emails":          {cfg.MsgURL, ""},
-		"/emails/*":        {cfg.MsgURL, ""},
-		"/ops/crm/*":       {cfg.CRMURL, "/ops/crm"},
-		"/ops/billing/*":   {cfg.BillingURL, "/ops/billing"},
-	} {
-		h, err := proxy(app, target.url, target.strip)
+	for path, target := range map[string]string{"/orders/unbilled": cfg.OrderURL, "/emails": cfg.MsgURL, "/emails/*": cfg.MsgURL} {
+		h, err := proxy(app, target, "")
 		if err != nil {
 			return err
 		}
 		r.Handle(path, h)
+	}
+	// The consumers' operator routes, on the admin listener only. The
+	// Authorization header goes along: each service checks the token too.
+	for path, target := range map[string]string{"/ops/crm": cfg.CRMAdminURL, "/ops/billing": cfg.BillingAdminURL} {
+		h, err := proxy(app, target+"/ops", path) // /ops/crm/stats is crm's /ops/stats
+		if err != nil {
+			return err
+		}
+		app.Admin.Handle(path+"/*", h)
 	}
 	return nil
 }
@@ -60,7 +63,7 @@ func proxy(app *platform.App, target, strip string) (http.HandlerFunc, error) {
 			pr.SetURL(u)
 			pr.SetXForwarded()
 		},
-		Transport: &http.Transport{ResponseHeaderTimeout: app.Config.RequestTimeout, MaxIdleConnsPerHost: 64},
+		Transport: platform.Transport(app.Config.RequestTimeout),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			var tooBig *http.MaxBytesError
 			if errors.As(err, &tooBig) {
@@ -70,10 +73,7 @@ func proxy(app *platform.App, target, strip string) (http.HandlerFunc, error) {
 			platform.WriteError(w, r, fmt.Errorf("%w: %s: %v", platform.ErrUnavailable, target, err))
 		},
 	}
-	h := http.Handler(p)
-	if strip != "" {
-		h = http.StripPrefix(strip, p)
-	}
+	h := http.StripPrefix(strip, p)
 	return func(w http.ResponseWriter, r *http.Request) {
 		// Refused here, before a service is asked; a body without a length
 		// is cut at the limit while it is forwarded.

@@ -18,6 +18,11 @@ type config struct {
 	BillingURL   string `envconfig:"BILLING_URL" default:"http://127.0.0.1:8085"`
 	MsgURL       string `envconfig:"MSG_URL" default:"http://127.0.0.1:8086"`
 	CRMURL       string `envconfig:"CRM_URL" default:"http://127.0.0.1:8087"`
+
+	// The admin listeners whose /ops routes the gateway's admin listener
+	// serves under /ops/crm and /ops/billing.
+	CRMAdminURL     string `envconfig:"CRM_ADMIN_URL" default:"http://127.0.0.1:9087"`
+	BillingAdminURL string `envconfig:"BILLING_ADMIN_URL" default:"http://127.0.0.1:9085"`
 }
 
 func main() { platform.Run(context.Background(), "gateway", shop.Streams, wire) }

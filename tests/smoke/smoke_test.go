@@ -1,7 +1,7 @@
 // Package smoke brings the stack up with docker-compose.yml from a clean
 // state, as the README's run command does, and walks the original scenario
 // against 127.0.0.1:5000 (GATEWAY_PORT), with CRM stopped and started on the
-// way. It tears everything down, volumes included, even when it fails.
+// way; the gateway's admin listener is on 127.0.0.1:9000 (GATEWAY_ADMIN_PORT). It tears everything down, volumes included, even when it fails.
 package smoke
 
 import (
@@ -109,7 +109,7 @@ func waitHealthy(t *testing.T, want int) {
 		status = docker(t, append([]string{"inspect", "-f", "{{.Name}} {{.State.Health.Status}}"}, ids...)...)
 		return strings.Count(status, " healthy") == want
 	})
-	resp, err := http.Get("http://127.0.0.1:" + envOr("GATEWAY_PORT", "5000") + "/readyz")
+	resp, err := http.Get("http://127.0.0.1:" + envOr("GATEWAY_ADMIN_PORT", "9000") + "/readyz")
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("gateway not ready: %v (%s)", err, status)
 	}
