@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -152,10 +153,14 @@ func (s *system) dumpLogs() {
 // freeAddr is a free address for a service to listen on. Its port is below
 // the kernel's ephemeral range (32768 and up), where the test's own outgoing
 // connections take theirs: a port picked there may be taken by one of them
-// before the service binds it.
+// before the service binds it. It is never handed out twice: the tests
+// running side by side pick over a hundred, and bind them only later.
 func freeAddr(t *testing.T) string {
 	for range 100 {
 		addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))
+		if _, dup := picked.LoadOrStore(addr, true); dup {
+			continue
+		}
 		if l, err := net.Listen("tcp", addr); err == nil {
 			l.Close()
 			return addr
@@ -164,3 +169,5 @@ func freeAddr(t *testing.T) string {
 	t.Fatal("no free port from 20000 to 32000")
 	return ""
 }
+
+var picked sync.Map // addresses freeAddr handed out
