@@ -3,9 +3,14 @@ package main
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/httprate"
 
 	"github.com/ordershop/ordershop/internal/platform"
 	"github.com/ordershop/ordershop/internal/shop"
@@ -17,6 +22,9 @@ func wire(app *platform.App, cfg config) error {
 		shop.Orders.Many: cfg.OrderURL, shop.Billings.Many: cfg.BillingURL,
 	}
 	r := app.Router
+	if cfg.RateLimit > 0 {
+		r.Use(rateLimit(cfg.RateLimit, cfg.RateWindow))
+	}
 	for _, res := range shop.Collections {
 		res.Queries(r, app.Cache)
 		owner, err := proxy(app, owners[res.Plural()], "")
@@ -49,6 +57,18 @@ func wire(app *platform.App, cfg config) error {
 		app.Admin.Handle(path+"/*", h)
 	}
 	return nil
+}
+
+// rateLimit answers a client address that sent more than limit requests in
+// the last window with 429 and Retry-After. The address is the connection's,
+// never X-Forwarded-For, which any client can write.
+func rateLimit(limit int, window time.Duration) func(http.Handler) http.Handler {
+	retry := strconv.Itoa(int(math.Ceil(window.Seconds())))
+	return httprate.Limit(limit, window, httprate.WithKeyFuncs(httprate.KeyByIP),
+		httprate.WithLimitHandler(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Retry-After", retry) // whole seconds, at least 1
+			platform.WriteError(w, r, platform.Errorf(http.StatusTooManyRequests, "more than %d requests in %v, try again later", limit, window))
+		}))
 }
 
 // proxy forwards requests to a service, without the prefix strip. A service

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ordershop/ordershop/internal/platform"
 	"github.com/ordershop/ordershop/internal/platform/platformtest"
@@ -157,4 +159,25 @@ func TestTheAPIAnswers404ForEveryAdminPath(t *testing.T) {
 		}
 	}
 	platformtest.Rejected(t, "POST", srv.URL+"/ops/crm/deadletters/customer/1-0/replay", nil, http.StatusNotFound)
+}
+
+func TestOverTheRateLimitIs429WithRetryAfter(t *testing.T) {
+	t.Parallel()
+	_, srv := startWith(t, platformtest.Config(t), nil, func(c *config) { c.RateLimit, c.RateWindow = 3, time.Minute })
+	for range 3 {
+		platformtest.JSON(t, "GET", srv.URL+"/customers", nil, http.StatusOK, nil)
+	}
+	resp, err := http.Get(srv.URL + "/customers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var e struct{ Error string }
+	if err := json.NewDecoder(resp.Body).Decode(&e); err != nil || resp.StatusCode != http.StatusTooManyRequests ||
+		resp.Header.Get("Retry-After") != "60" || e.Error == "" || resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("over the limit: %d, Retry-After %q, %q, error %q (%v); want 429, 60 and a JSON error",
+			resp.StatusCode, resp.Header.Get("Retry-After"), resp.Header.Get("Content-Type"), e.Error, err)
+	}
+	// The admin listener is not limited: probes must get through.
+	platformtest.JSON(t, "GET", srv.Admin.URL+"/healthz", nil, http.StatusOK, nil)
 }
