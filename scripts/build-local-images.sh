@@ -2,6 +2,8 @@
 # Builds the images for docker-compose --env-file local.env without any registry:
 #   ordershop/redis:local   Debian's Redis binaries plus the host libraries they link
 #   ordershop/<svc>:local   the service binaries built here, on scratch (Dockerfile.local)
+# ORDERSHOP_TAG (default local) tags the service images otherwise, so that trees built side
+# by side on one Docker do not replace each other's images.
 # Unchanged inputs give the same images, so a rerun takes seconds and changes nothing.
 # Network: apt only (redis-tools if missing, the two .debs once), and Go modules if not
 # cached. BUILD_BINARIES=0 packs bin/ as it is instead of running go build.
@@ -13,6 +15,7 @@ exec 9>.build/lock
 flock 9
 
 services=(customer product inventory order billing crm msg gateway)
+tag=${ORDERSHOP_TAG:-local}
 work=.build/redis
 redis_uid=999
 
@@ -87,8 +90,8 @@ redis_image() {
 service_image() {
   local out
   if ! out=$(tar -c Dockerfile.local "bin/$1" |
-    docker build -q -f Dockerfile.local --build-arg SERVICE="$1" -t "ordershop/$1:local" - 2>&1); then
-    printf 'ordershop/%s:local failed:\n%s\n' "$1" "$out" >&2
+    docker build -q -f Dockerfile.local --build-arg SERVICE="$1" -t "ordershop/$1:$tag" - 2>&1); then
+    printf 'ordershop/%s:%s failed:\n%s\n' "$1" "$tag" "$out" >&2
     return 1
   fi
 }
@@ -107,9 +110,9 @@ service_images() {
   ((!failed)) || exit 1
   # The images these builds replaced, unless a container still uses them.
   docker image prune -f --filter label=ordershop.image=service >/dev/null
-  echo "built ordershop/{$(IFS=,; echo "${services[*]}")}:local"
+  echo "built ordershop/{$(IFS=,; echo "${services[*]}")}:$tag"
 }
 
 redis_image
 service_images
-docker image ls --filter 'reference=ordershop/*:local' --format 'table {{.Repository}}:{{.Tag}}\t{{.ID}}\t{{.Size}}'
+docker image ls --filter 'reference=ordershop/redis:local' --filter "reference=ordershop/*:$tag" --format 'table {{.Repository}}:{{.Tag}}\t{{.ID}}\t{{.Size}}'

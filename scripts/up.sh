@@ -44,4 +44,5 @@ while :; do
   sleep 2
 done
 port=$("${compose[@]}" port gateway 5000)
-echo "OrderShop is up: http://127.0.0.1:${port##*:}"
+admin=$("${compose[@]}" port gateway 9000)
+echo "OrderShop is up: http://127.0.0.1:${port##*:} (operators: http://127.0.0.1:${admin##*:}, this machine only)"

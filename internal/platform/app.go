@@ -3,6 +3,7 @@ package platform
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -16,9 +17,11 @@ import (
 )
 
 // App is what a service's wiring gets: its Redis, event store and cache, an
-// HTTP client for the services it calls, and a router that already answers
-// /healthz and /readyz. Wiring adds routes, readiness checks and background
-// work such as a consumer.
+// HTTP client for the services it calls, and two routers: Router, the API on
+// Config.Addr, and Admin, for operators on Config.AdminAddr, which is never
+// public; it already answers /healthz, /readyz and /debug/pprof/, and takes
+// the /ops routes. Wiring adds routes, readiness checks and background work
+// such as a consumer.
 type App struct {
 	Name   string
 	Config Config
@@ -28,6 +31,7 @@ type App struct {
 	Cache  *entitycache.Cache
 	HTTP   *http.Client
 	Router chi.Router
+	Admin  chi.Router
 
 	ready      []func(context.Context) error
 	background []func(context.Context) error
@@ -38,27 +42,40 @@ func NewApp(name string, cfg Config, rdb redis.UniversalClient, log *slog.Logger
 	store := eventstore.New(rdb, cfg.KeyPrefix, eventstore.WithMeta(TraceMeta))
 	a := &App{
 		Name: name, Config: cfg, Log: log, Redis: rdb, Store: store, Cache: entitycache.New(store),
-		HTTP:   &http.Client{Timeout: cfg.RequestTimeout},
-		Router: chi.NewRouter(),
+		HTTP:   &http.Client{Timeout: cfg.RequestTimeout, Transport: Transport(cfg.RequestTimeout)},
+		Router: newRouter(cfg, log),
+		Admin:  newRouter(cfg, log),
 	}
-	a.Router.Use(middleware.Recoverer, middleware.RequestSize(cfg.MaxBodyBytes), Traced)
-	a.Router.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		WriteError(w, r, Errorf(http.StatusNotFound, "no route %s %s", r.Method, r.URL.Path))
-	})
-	a.Router.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		WriteError(w, r, Errorf(http.StatusMethodNotAllowed, "method %s not allowed on %s", r.Method, r.URL.Path))
-	})
-	a.Router.Get("/healthz", Handle(func(*http.Request) (any, error) { return map[string]string{"status": "alive"}, nil }))
-	a.Router.Get("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		if err := a.Ready(r.Context()); err != nil { // not logged: probes ask often
-			WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "not ready: " + err.Error()})
+	a.Admin.Use(adminOnly(cfg.AdminToken))
+	a.Admin.Get("/healthz", Handle(func(*http.Request) (any, error) { return map[string]string{"status": "alive"}, nil }))
+	a.Admin.Get("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := a.Ready(r.Context()); err != nil {
+			// The prober sees our words only; what Redis said goes to the log.
+			msg := "not ready"
+			var e *Error
+			if errors.As(err, &e) {
+				msg = e.Msg
+			}
+			a.Log.WarnContext(r.Context(), "not ready", "err", err)
+			WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": msg})
 			return
 		}
 		WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
-	a.OnReady(func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
+	a.Admin.Mount("/debug", middleware.Profiler())
+	a.OnReady(func(ctx context.Context) error {
+		if err := rdb.Ping(ctx).Err(); err != nil {
+			return fmt.Errorf("%w: %w", errRedisUnreachable, err)
+		}
+		return nil
+	})
 	return a
 }
+
+var (
+	errRedisUnreachable = &Error{Status: http.StatusServiceUnavailable, Msg: "redis unreachable"}
+	errNotReading       = &Error{Status: http.StatusServiceUnavailable, Msg: "consumer not reading"}
+)
 
 // OnReady adds a readiness check.
 func (a *App) OnReady(check func(context.Context) error) { a.ready = append(a.ready, check) }
@@ -94,32 +111,38 @@ func (a *App) Start(ctx context.Context) (wait func()) {
 	return wg.Wait
 }
 
-// Serve serves HTTP and runs the background work until ctx ends, then shuts
-// down gracefully within the configured deadline.
+// Serve serves the API and the admin listener and runs the background work
+// until ctx ends, then shuts both down gracefully within the configured
+// deadline. If one listener fails, the other is stopped too.
 func (a *App) Serve(ctx context.Context) error {
-	srv := &http.Server{
-		Addr: a.Config.Addr, Handler: a.Router,
-		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second,
-		WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second,
-	}
+	servers := []*http.Server{server(a.Config.Addr, a.Router), server(a.Config.AdminAddr, a.Admin)}
 	work, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	wait := a.Start(work)
-	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
-	a.Log.Info("serving", "addr", a.Config.Addr)
+	errc := make(chan error, len(servers))
+	for _, srv := range servers {
+		go func() { errc <- srv.ListenAndServe() }()
+	}
+	a.Log.Info("serving", "addr", a.Config.Addr, "admin_addr", a.Config.AdminAddr)
 	var err error
 	select {
 	case err = <-errc:
 	case <-ctx.Done():
 		a.Log.Info("shutting down")
-		shutdown, cancel := context.WithTimeout(context.Background(), a.Config.ShutdownTimeout)
-		defer cancel()
-		err = srv.Shutdown(shutdown)
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), a.Config.ShutdownTimeout)
+	defer cancel()
+	for _, srv := range servers {
+		err = errors.Join(err, srv.Shutdown(shutdown))
 	}
 	stopWork()
 	wait()
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
-	}
 	return err
+}
+
+func server(addr string, h http.Handler) *http.Server {
+	return &http.Server{
+		Addr: addr, Handler: h,
+		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second,
+	}
 }

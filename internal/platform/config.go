@@ -11,9 +11,14 @@ import (
 // uses. Services embed it in their own config struct.
 type Config struct {
 	Addr            string        `envconfig:"ADDR" default:":8080"`
+	AdminAddr       string        `envconfig:"ADMIN_ADDR" default:"127.0.0.1:9000"` // probes, pprof, /ops: never public
+	AdminToken      string        `envconfig:"ADMIN_TOKEN"`                         // when set, admin routes but the probes need it
 	RedisURL        string        `envconfig:"REDIS_URL" default:"redis://127.0.0.1:6379/0"`
 	RedisPassword   string        `envconfig:"REDIS_PASSWORD"` // overrides the URL's password
-	KeyPrefix       string        `envconfig:"KEY_PREFIX"`     // in front of every Redis key; for tests
+	RedisDial       time.Duration `envconfig:"REDIS_DIAL_TIMEOUT" default:"5s"`
+	RedisRead       time.Duration `envconfig:"REDIS_READ_TIMEOUT" default:"3s"` // blocking reads get their block time on top
+	RedisWrite      time.Duration `envconfig:"REDIS_WRITE_TIMEOUT" default:"3s"`
+	KeyPrefix       string        `envconfig:"KEY_PREFIX"` // in front of every Redis key; for tests
 	RequestTimeout  time.Duration `envconfig:"REQUEST_TIMEOUT" default:"5s"`
 	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"10s"`
 	MaxBodyBytes    int64         `envconfig:"MAX_BODY_BYTES" default:"1048576"`

@@ -31,8 +31,8 @@ type Consuming struct {
 // handing each event to the router behind the middleware every consumer
 // shares (its trace, a log line per failure, panics as failures). It keeps
 // the app unready while it is not reading, and adds the routes an operator
-// needs: GET /stats, GET /deadletters and
-// POST /deadletters/{stream}/{id}/replay.
+// needs to the admin listener: GET /ops/stats, GET /ops/deadletters and
+// POST /ops/deadletters/{stream}/{id}/replay.
 func Consume(app *App, c Consuming, group string, streams []string, router *eventstore.Router) error {
 	name, err := consumerName(c.ConsumerName, group)
 	if err != nil {
@@ -50,12 +50,12 @@ func Consume(app *App, c Consuming, group string, streams []string, router *even
 	app.Go(consumer.Run)
 	app.OnReady(func(context.Context) error {
 		if !consumer.Running() {
-			return errors.New("the consumer is not reading its streams")
+			return errNotReading
 		}
 		return nil
 	})
-	app.Router.Get("/stats", Handle(func(r *http.Request) (any, error) { return consumer.Stats(r.Context()) }))
-	app.Router.Get("/deadletters", Handle(func(r *http.Request) (any, error) {
+	app.Admin.Get("/ops/stats", Handle(func(r *http.Request) (any, error) { return consumer.Stats(r.Context()) }))
+	app.Admin.Get("/ops/deadletters", Handle(func(r *http.Request) (any, error) {
 		out := []eventstore.DeadLetter{}
 		for _, s := range streams {
 			dls, err := app.Store.DeadLetters(r.Context(), s, group, 100)
@@ -66,7 +66,7 @@ func Consume(app *App, c Consuming, group string, streams []string, router *even
 		}
 		return out, nil
 	}))
-	app.Router.Post("/deadletters/{stream}/{id}/replay", Handle(func(r *http.Request) (any, error) {
+	app.Admin.Post("/ops/deadletters/{stream}/{id}/replay", Handle(func(r *http.Request) (any, error) {
 		stream, id := chi.URLParam(r, "stream"), chi.URLParam(r, "id")
 		if !slices.Contains(streams, stream) {
 			return nil, Errorf(http.StatusBadRequest, "unknown stream %q, want one of %s", stream, strings.Join(streams, ", "))

@@ -54,7 +54,9 @@ func StatusOf(err error) (int, string, bool) {
 		return http.StatusConflict, err.Error(), false
 	case errors.Is(err, eventstore.ErrConflict):
 		return http.StatusConflict, "the entity was changed meanwhile, try again", false
-	case unavailable(err):
+	case unavailable(err), redis.IsAuthError(err), redis.IsPermissionError(err):
+		// A Redis that refuses our credentials is a fault of the deployment,
+		// not of the request: the client may try again once it is fixed.
 		return http.StatusServiceUnavailable, ErrUnavailable.Msg, true
 	default:
 		return http.StatusInternalServerError, "internal error", true

@@ -22,11 +22,12 @@ type NoConfig struct{}
 // Run runs a service binary, the same way for all of them: it reads Config
 // and the service's own config C from the environment, connects to Redis,
 // lets wire add the service's routes and work to the app, and serves until
-// SIGTERM. With -healthcheck it only asks the running service's /healthz, so
-// that images need no shell; with -rebuild it rebuilds the entity cache of
-// the streams (each a list of the kinds that live in it) and exits.
+// SIGTERM. With -healthcheck it only asks the /healthz of the running
+// service's admin listener, so that images need no shell; with -rebuild it
+// rebuilds the entity cache of the streams (each a list of the kinds that
+// live in it) and exits.
 func Run[C any](ctx context.Context, name string, streams [][]entitycache.Projection, wire func(*App, C) error) {
-	check := flag.Bool("healthcheck", false, "ask the running service's /healthz and exit 0 if alive")
+	check := flag.Bool("healthcheck", false, "ask the running service's admin /healthz and exit 0 if alive")
 	rebuild := flag.Bool("rebuild", false, "drop the entity cache, build it again from the streams, and exit")
 	flag.Parse()
 	log := slog.New(slog.NewJSONHandler(os.Stdout, nil)).With("service", name)
@@ -42,7 +43,7 @@ func Run[C any](ctx context.Context, name string, streams [][]entitycache.Projec
 		os.Exit(1)
 	}
 	if *check {
-		os.Exit(healthcheck(base.Addr))
+		os.Exit(healthcheck(base.AdminAddr))
 	}
 	err := connect(base, log, func(rdb redis.UniversalClient) error {
 		app := NewApp(name, base, rdb, log)
@@ -72,7 +73,9 @@ func connect(cfg Config, log *slog.Logger, do func(redis.UniversalClient) error)
 		opt.Password = cfg.RedisPassword
 	}
 	redis.SetLogger(redisLog{log})
-	log.Info("starting", "addr", cfg.Addr, "redis", opt.Addr, "redis_password", Mask(opt.Password),
+	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = cfg.RedisDial, cfg.RedisRead, cfg.RedisWrite
+	log.Info("starting", "addr", cfg.Addr, "admin_addr", cfg.AdminAddr, "admin_token", Mask(cfg.AdminToken),
+		"redis", opt.Addr, "redis_password", Mask(opt.Password), "redis_timeouts", fmt.Sprintf("dial %v, read %v, write %v", opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout),
 		"request_timeout", cfg.RequestTimeout, "max_body_bytes", cfg.MaxBodyBytes, "key_prefix", cfg.KeyPrefix)
 	rdb := redis.NewClient(opt)
 	defer rdb.Close()

@@ -29,6 +29,14 @@ func TraceParent(ctx context.Context) string {
 	return tp
 }
 
+// TraceID is the trace id of the traceparent a context carries, or "".
+func TraceID(ctx context.Context) string {
+	if tp := TraceParent(ctx); len(tp) == 55 {
+		return tp[3:35]
+	}
+	return ""
+}
+
 // TraceMeta is the event metadata that carries a context's trace: every
 // event a command appends carries the command's.
 func TraceMeta(ctx context.Context) map[string]string {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -22,7 +21,7 @@ func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
 const maxDeliveries = 3
 
 // start runs billing, mailing to a peer that stands in for msg.
-func start(t *testing.T) (*platformtest.MailPeer, *platform.App, *httptest.Server) {
+func start(t *testing.T) (*platformtest.MailPeer, *platform.App, *platformtest.Server) {
 	p := platformtest.NewMailPeer(t)
 	cfg := platform.Consuming{MsgURL: p.URL, ConsumerName: "billing-1",
 		ClaimIdle: 50 * time.Millisecond, MaxDeliveries: maxDeliveries, Batch: 50}
@@ -157,17 +156,17 @@ func TestPaymentRequestAndReceiptMails(t *testing.T) {
 		}
 	}
 	var st eventstore.ConsumerStats
-	platformtest.JSON(t, "GET", srv.URL+"/stats", nil, 200, &st)
+	platformtest.JSON(t, "GET", srv.Admin.URL+"/ops/stats", nil, 200, &st)
 	if st.Group != "billing" || st.Consumer != "billing-1" || st.Counters.Succeeded < 2 || len(st.Streams) != 2 {
 		t.Fatalf("stats %+v", st)
 	}
 	var dead []eventstore.DeadLetter
-	platformtest.JSON(t, "GET", srv.URL+"/deadletters", nil, 200, &dead)
+	platformtest.JSON(t, "GET", srv.Admin.URL+"/ops/deadletters", nil, 200, &dead)
 	if dead == nil || len(dead) != 0 {
 		t.Fatalf("dead letters %+v", dead)
 	}
-	platformtest.Rejected(t, "POST", srv.URL+"/deadletters/customer/1-0/replay", nil, 400)
-	platformtest.Rejected(t, "POST", srv.URL+"/deadletters/order/1-0/replay", nil, 404)
+	platformtest.Rejected(t, "POST", srv.Admin.URL+"/ops/deadletters/customer/1-0/replay", nil, 400)
+	platformtest.Rejected(t, "POST", srv.Admin.URL+"/ops/deadletters/order/1-0/replay", nil, 404)
 }
 
 func TestReceiptForAnUnknownOrderIsDeadLettered(t *testing.T) {
@@ -176,14 +175,14 @@ func TestReceiptForAnUnknownOrderIsDeadLettered(t *testing.T) {
 	orphan := platformtest.Created(t, app.Cache, shop.Billings.Kind, shop.Billing{OrderID: uuid.NewString(), Done: false})
 	var dead []eventstore.DeadLetter
 	redistest.Eventually(t, 10*time.Second, "billing of no order dead-lettered", func() bool {
-		platformtest.JSON(t, "GET", srv.URL+"/deadletters", nil, 200, &dead)
+		platformtest.JSON(t, "GET", srv.Admin.URL+"/ops/deadletters", nil, 200, &dead)
 		return len(dead) == 1
 	})
 	d := dead[0]
 	if d.Stream != "billing" || d.Values["event_id"] != orphan.ID || d.Deliveries != maxDeliveries || !strings.Contains(d.Error, "unknown") {
 		t.Fatalf("dead letter %+v", d)
 	}
-	if msg := platformtest.Rejected(t, "POST", srv.URL+"/deadletters/billing/"+d.ID+"/replay", nil, 409); !strings.Contains(msg, "unknown") {
+	if msg := platformtest.Rejected(t, "POST", srv.Admin.URL+"/ops/deadletters/billing/"+d.ID+"/replay", nil, 409); !strings.Contains(msg, "unknown") {
 		t.Fatalf("replay said %q", msg)
 	}
 }

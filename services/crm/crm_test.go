@@ -132,7 +132,7 @@ func TestFailingEventsAreDeadLetteredAndReplayed(t *testing.T) {
 
 	var dead []eventstore.DeadLetter
 	redistest.Eventually(t, 10*time.Second, "two dead letters", func() bool {
-		platformtest.JSON(t, "GET", srv.URL+"/deadletters", nil, 200, &dead)
+		platformtest.JSON(t, "GET", srv.Admin.URL+"/ops/deadletters", nil, 200, &dead)
 		return len(dead) == 2
 	})
 	byEvent := map[string]eventstore.DeadLetter{}
@@ -146,12 +146,14 @@ func TestFailingEventsAreDeadLetteredAndReplayed(t *testing.T) {
 		t.Fatalf("dead letters %+v", byEvent)
 	}
 	var st eventstore.ConsumerStats
-	platformtest.JSON(t, "GET", srv.URL+"/stats", nil, 200, &st)
+	platformtest.JSON(t, "GET", srv.Admin.URL+"/ops/stats", nil, 200, &st)
 	if !st.Running || st.Counters.DeadLettered != 2 || len(st.Streams) != 2 || st.Streams[0].Groups[0].DeadLetters != 2 {
 		t.Fatalf("stats %+v", st)
 	}
 
-	replay := func(d eventstore.DeadLetter) string { return srv.URL + "/deadletters/customer/" + d.ID + "/replay" }
+	replay := func(d eventstore.DeadLetter) string {
+		return srv.Admin.URL + "/ops/deadletters/customer/" + d.ID + "/replay"
+	}
 	platformtest.Rejected(t, "POST", replay(byEvent[stuck.ID]), nil, 409)
 	p.FailFor("stuck@example.com", false)
 	var ok bool
@@ -163,10 +165,10 @@ func TestFailingEventsAreDeadLetteredAndReplayed(t *testing.T) {
 		t.Fatalf("poison replay said %q", msg)
 	}
 	platformtest.Rejected(t, "POST", replay(byEvent[stuck.ID]), nil, 404)
-	platformtest.Rejected(t, "POST", srv.URL+"/deadletters/billing/"+byEvent[poison.ID].ID+"/replay", nil, 400)
-	platformtest.Rejected(t, "POST", srv.URL+"/deadletters/customer/nope/replay", nil, 400)
+	platformtest.Rejected(t, "POST", srv.Admin.URL+"/ops/deadletters/billing/"+byEvent[poison.ID].ID+"/replay", nil, 400)
+	platformtest.Rejected(t, "POST", srv.Admin.URL+"/ops/deadletters/customer/nope/replay", nil, 400)
 	platformtest.Rejected(t, "GET", replay(byEvent[poison.ID]), nil, 405)
-	platformtest.JSON(t, "GET", srv.URL+"/deadletters", nil, 200, &dead)
+	platformtest.JSON(t, "GET", srv.Admin.URL+"/ops/deadletters", nil, 200, &dead)
 	if len(dead) != 1 || dead[0].Values["event_id"] != poison.ID {
 		t.Fatalf("dead letters after the replays: %+v", dead)
 	}

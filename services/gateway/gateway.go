@@ -3,9 +3,14 @@ package main
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/httprate"
 
 	"github.com/ordershop/ordershop/internal/platform"
 	"github.com/ordershop/ordershop/internal/shop"
@@ -17,6 +22,9 @@ func wire(app *platform.App, cfg config) error {
 		shop.Orders.Many: cfg.OrderURL, shop.Billings.Many: cfg.BillingURL,
 	}
 	r := app.Router
+	if cfg.RateLimit > 0 {
+		r.Use(rateLimit(cfg.RateLimit, cfg.RateWindow))
+	}
 	for _, res := range shop.Collections {
 		res.Queries(r, app.Cache)
 		owner, err := proxy(app, owners[res.Plural()], "")
@@ -32,20 +40,35 @@ func wire(app *platform.App, cfg config) error {
 		}
 	}
 	r.Get("/report", platform.Handle(func(r *http.Request) (any, error) { return report(r, app) }))
-	for path, target := range map[string]struct{ url, strip string }{
-		"/orders/unbilled": {cfg.OrderURL, ""},
-		"/emails":          {cfg.MsgURL, ""},
-		"/emails/*":        {cfg.MsgURL, ""},
-		"/ops/crm/*":       {cfg.CRMURL, "/ops/crm"},
-		"/ops/billing/*":   {cfg.BillingURL, "/ops/billing"},
-	} {
-		h, err := proxy(app, target.url, target.strip)
+	for path, target := range map[string]string{"/orders/unbilled": cfg.OrderURL, "/emails": cfg.MsgURL, "/emails/*": cfg.MsgURL} {
+		h, err := proxy(app, target, "")
 		if err != nil {
 			return err
 		}
 		r.Handle(path, h)
 	}
+	// The consumers' operator routes, on the admin listener only. The
+	// Authorization header goes along: each service checks the token too.
+	for path, target := range map[string]string{"/ops/crm": cfg.CRMAdminURL, "/ops/billing": cfg.BillingAdminURL} {
+		h, err := proxy(app, target+"/ops", path) // /ops/crm/stats is crm's /ops/stats
+		if err != nil {
+			return err
+		}
+		app.Admin.Handle(path+"/*", h)
+	}
 	return nil
+}
+
+// rateLimit answers a client address that sent more than limit requests in
+// the last window with 429 and Retry-After. The address is the connection's,
+// never X-Forwarded-For, which any client can write.
+func rateLimit(limit int, window time.Duration) func(http.Handler) http.Handler {
+	retry := strconv.Itoa(int(math.Ceil(window.Seconds())))
+	return httprate.Limit(limit, window, httprate.WithKeyFuncs(httprate.KeyByIP),
+		httprate.WithLimitHandler(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Retry-After", retry) // whole seconds, at least 1
+			platform.WriteError(w, r, platform.Errorf(http.StatusTooManyRequests, "more than %d requests in %v, try again later", limit, window))
+		}))
 }
 
 // proxy forwards requests to a service, without the prefix strip. A service
@@ -60,7 +83,7 @@ func proxy(app *platform.App, target, strip string) (http.HandlerFunc, error) {
 			pr.SetURL(u)
 			pr.SetXForwarded()
 		},
-		Transport: &http.Transport{ResponseHeaderTimeout: app.Config.RequestTimeout, MaxIdleConnsPerHost: 64},
+		Transport: platform.Transport(app.Config.RequestTimeout),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			var tooBig *http.MaxBytesError
 			if errors.As(err, &tooBig) {
@@ -70,10 +93,7 @@ func proxy(app *platform.App, target, strip string) (http.HandlerFunc, error) {
 			platform.WriteError(w, r, fmt.Errorf("%w: %s: %v", platform.ErrUnavailable, target, err))
 		},
 	}
-	h := http.Handler(p)
-	if strip != "" {
-		h = http.StripPrefix(strip, p)
-	}
+	h := http.StripPrefix(strip, p)
 	return func(w http.ResponseWriter, r *http.Request) {
 		// Refused here, before a service is asked; a body without a length
 		// is cut at the limit while it is forwarded.

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"encoding/json"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/ordershop/ordershop/internal/platform"
 	"github.com/ordershop/ordershop/internal/platform/platformtest"
@@ -19,6 +22,13 @@ func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
 // start runs the gateway with every service behind it at an address where
 // nothing listens, except those given.
 func start(t *testing.T, up map[string]string) (*platform.App, string) {
+	app, srv := startWith(t, platformtest.Config(t), up, func(*config) {})
+	return app, srv.URL
+}
+
+// startWith is start with the platform's config base and a change to the
+// gateway's own.
+func startWith(t *testing.T, base platform.Config, up map[string]string, change func(*config)) (*platform.App, *platformtest.Server) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -32,9 +42,10 @@ func start(t *testing.T, up map[string]string) (*platform.App, string) {
 		return down
 	}
 	cfg := config{CustomerURL: or("customer"), ProductURL: or("product"),
-		InventoryURL: or("inventory"), OrderURL: or("order"), BillingURL: or("billing"), MsgURL: or("msg"), CRMURL: or("crm")}
-	app, srv := platformtest.Start(t, "gateway", platformtest.Config(t), cfg, wire)
-	return app, srv.URL
+		InventoryURL: or("inventory"), OrderURL: or("order"), BillingURL: or("billing"), MsgURL: or("msg"), CRMURL: or("crm"),
+		CRMAdminURL: or("crm-admin"), BillingAdminURL: or("billing-admin")}
+	change(&cfg)
+	return platformtest.Start(t, "gateway", base, cfg, wire)
 }
 
 func TestQueriesReadTheCacheWithEveryServiceDown(t *testing.T) {
@@ -70,12 +81,11 @@ func TestCommandsGoToTheirOwner(t *testing.T) {
 	}))
 	t.Cleanup(owner.Close)
 	id := "2b0ac0b0-8c43-4e5a-9a3f-6a3b7f1e0c11"
-	_, url := start(t, map[string]string{"order": owner.URL, "crm": owner.URL})
+	_, url := start(t, map[string]string{"order": owner.URL})
 	platformtest.JSON(t, "PUT", url+"/order/"+id, `{}`, 200, nil)
 	platformtest.JSON(t, "DELETE", url+"/orders/"+id, nil, 200, nil)
 	platformtest.JSON(t, "GET", url+"/orders/unbilled", nil, 200, nil)
-	platformtest.JSON(t, "GET", url+"/ops/crm/stats", nil, 200, nil)
-	want := "PUT /order/" + id + ",DELETE /orders/" + id + ",GET /orders/unbilled,GET /stats"
+	want := "PUT /order/" + id + ",DELETE /orders/" + id + ",GET /orders/unbilled"
 	if strings.Join(got, ",") != want {
 		t.Fatalf("the owner got %v, want %s", got, want)
 	}
@@ -90,4 +100,84 @@ func TestBadInputAtTheGateway(t *testing.T) {
 	platformtest.Rejected(t, "GET", url+"/nothing", nil, http.StatusNotFound)
 	big := `[` + strings.Repeat(`{"name": "x", "email": "a@b.c"},`, 3000) + `{}]`
 	platformtest.Rejected(t, "POST", url+"/customers", big, http.StatusRequestEntityTooLarge)
+}
+
+// The consumers' operator routes are on the gateway's admin listener, sent
+// to theirs with the operator's token; they need it at the gateway too.
+func TestOpsGoToTheConsumersAdminListenersWithTheToken(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var got []string
+	admin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got = append(got, r.Method+" "+r.URL.Path+" "+r.Header.Get("Authorization"))
+		mu.Unlock()
+		platform.WriteJSON(w, http.StatusOK, true)
+	}))
+	t.Cleanup(admin.Close)
+	base := platformtest.Config(t)
+	base.AdminToken = "s3cret"
+	_, srv := startWith(t, base, map[string]string{"crm-admin": admin.URL, "billing-admin": admin.URL}, func(*config) {})
+	send := func(method, path, token string) int {
+		req, _ := http.NewRequest(method, srv.Admin.URL+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, c := range []struct{ method, path string }{{"GET", "/ops/crm/stats"}, {"GET", "/ops/billing/deadletters"},
+		{"POST", "/ops/crm/deadletters/customer/1-0/replay"}} {
+		if status := send(c.method, c.path, "s3cret"); status != http.StatusOK {
+			t.Errorf("%s %s with the token: %d", c.method, c.path, status)
+		}
+		if status := send(c.method, c.path, ""); status != http.StatusUnauthorized {
+			t.Errorf("%s %s without the token: %d, want 401", c.method, c.path, status)
+		}
+	}
+	want := "GET /ops/stats Bearer s3cret,GET /ops/deadletters Bearer s3cret,POST /ops/deadletters/customer/1-0/replay Bearer s3cret"
+	if strings.Join(got, ",") != want {
+		t.Fatalf("the admin listeners got %v, want %s", got, want)
+	}
+}
+
+// Nothing for operators is on the public port, not even through a proxy.
+func TestTheAPIAnswers404ForEveryAdminPath(t *testing.T) {
+	t.Parallel()
+	admin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { platform.WriteJSON(w, http.StatusOK, true) }))
+	t.Cleanup(admin.Close)
+	_, srv := startWith(t, platformtest.Config(t), map[string]string{"crm": admin.URL, "billing": admin.URL, "crm-admin": admin.URL, "billing-admin": admin.URL}, func(*config) {})
+	for _, path := range []string{"/healthz", "/readyz", "/debug/pprof/", "/debug/pprof/heap", "/ops/crm/stats", "/ops/billing/stats",
+		"/ops/crm/deadletters", "/ops/billing/deadletters", "/ops/stats", "/ops/deadletters", "/stats", "/deadletters"} {
+		platformtest.Rejected(t, "GET", srv.URL+path, nil, http.StatusNotFound)
+		if strings.HasPrefix(path, "/ops/crm/") || strings.HasPrefix(path, "/ops/billing/") || path == "/healthz" || path == "/readyz" || path == "/debug/pprof/" {
+			platformtest.JSON(t, "GET", srv.Admin.URL+path, nil, http.StatusOK, nil)
+		}
+	}
+	platformtest.Rejected(t, "POST", srv.URL+"/ops/crm/deadletters/customer/1-0/replay", nil, http.StatusNotFound)
+}
+
+func TestOverTheRateLimitIs429WithRetryAfter(t *testing.T) {
+	t.Parallel()
+	_, srv := startWith(t, platformtest.Config(t), nil, func(c *config) { c.RateLimit, c.RateWindow = 3, time.Minute })
+	for range 3 {
+		platformtest.JSON(t, "GET", srv.URL+"/customers", nil, http.StatusOK, nil)
+	}
+	resp, err := http.Get(srv.URL + "/customers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var e struct{ Error string }
+	if err := json.NewDecoder(resp.Body).Decode(&e); err != nil || resp.StatusCode != http.StatusTooManyRequests ||
+		resp.Header.Get("Retry-After") != "60" || e.Error == "" || resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("over the limit: %d, Retry-After %q, %q, error %q (%v); want 429, 60 and a JSON error",
+			resp.StatusCode, resp.Header.Get("Retry-After"), resp.Header.Get("Content-Type"), e.Error, err)
+	}
+	// The admin listener is not limited: probes must get through.
+	platformtest.JSON(t, "GET", srv.Admin.URL+"/healthz", nil, http.StatusOK, nil)
 }

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"time"
 
 	"github.com/ordershop/ordershop/internal/platform"
 	"github.com/ordershop/ordershop/internal/shop"
@@ -18,6 +19,15 @@ type config struct {
 	BillingURL   string `envconfig:"BILLING_URL" default:"http://127.0.0.1:8085"`
 	MsgURL       string `envconfig:"MSG_URL" default:"http://127.0.0.1:8086"`
 	CRMURL       string `envconfig:"CRM_URL" default:"http://127.0.0.1:8087"`
+
+	// The admin listeners whose /ops routes the gateway's admin listener
+	// serves under /ops/crm and /ops/billing.
+	CRMAdminURL     string `envconfig:"CRM_ADMIN_URL" default:"http://127.0.0.1:9087"`
+	BillingAdminURL string `envconfig:"BILLING_ADMIN_URL" default:"http://127.0.0.1:9085"`
+
+	// Requests per client address and window on the API; 0 is no limit.
+	RateLimit  int           `envconfig:"RATE_LIMIT" default:"100"`
+	RateWindow time.Duration `envconfig:"RATE_WINDOW" default:"1s"`
 }
 
 func main() { platform.Run(context.Background(), "gateway", shop.Streams, wire) }

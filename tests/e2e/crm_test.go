@@ -39,7 +39,7 @@ func TestStoppedCRMCatchesUp(t *testing.T) {
 
 	s.Start("crm")
 	// Settled, nothing is left to come: exactly one mail of each.
-	s.settled(string(g)+"/ops/crm/stats", 60*time.Second)
+	s.settled(s.Admin+"/ops/crm/stats", 60*time.Second)
 	expectMails(t, g, "Welcome", emails)
 	expectMails(t, g, "Thank you", emails[:100])
 	// One thank-you per order, which it names.
@@ -101,7 +101,7 @@ func TestKilledCRMLosesNothing(t *testing.T) {
 	s.refresh("crm") // its port may have changed
 	s.waitReady("crm")
 
-	st := s.settled(string(g)+"/ops/crm/stats", 90*time.Second)
+	st := s.settled(s.Admin+"/ops/crm/stats", 90*time.Second)
 	expectMails(t, g, "Welcome", emails)
 	if n := sent(); n != 1000 {
 		t.Fatalf("%d mails sent, want 1000", n)
@@ -120,10 +120,10 @@ func TestCRMReplicasShareTheWork(t *testing.T) {
 		_, e := g.Customers(t, "replicas", 30)
 		emails = append(emails, e...)
 	}
-	s.settled(s.URL("crm")+"/stats", 60*time.Second)
+	s.settled(s.AdminURL("crm")+"/ops/stats", 60*time.Second)
 	expectMails(t, g, "Welcome", emails)
 
-	one, two := consumerStats(t, s.URL("crm")+"/stats"), consumerStats(t, s.URL("crm-2")+"/stats")
+	one, two := consumerStats(t, s.AdminURL("crm")+"/ops/stats"), consumerStats(t, s.AdminURL("crm-2")+"/ops/stats")
 	t.Logf("crm-1 handled %d events, crm-2 %d", one.Counters.Succeeded, two.Counters.Succeeded)
 	if one.Consumer != "crm-1" || two.Consumer != "crm-2" {
 		t.Fatalf("the replicas are consumers %q and %q, want crm-1 and crm-2", one.Consumer, two.Consumer)

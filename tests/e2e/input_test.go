@@ -31,19 +31,20 @@ func TestBadInputIsRejectedAndWritesNothing(t *testing.T) {
 	for _, prefix := range []string{"Welcome", "Thank you", "Please pay", "Receipt"} {
 		g.WaitMails(t, 30*time.Second, prefix, emails)
 	}
-	s.settled(string(g)+"/ops/crm/stats", 30*time.Second)
-	s.settled(string(g)+"/ops/billing/stats", 30*time.Second)
+	s.settled(s.Admin+"/ops/crm/stats", 30*time.Second)
+	s.settled(s.Admin+"/ops/billing/stats", 30*time.Second)
 
 	unknown := uuid.NewString()
 	customer := `{"name": "A", "email": "a@example.com"}`
 	big := `[` + strings.Repeat(customer+`,`, (1<<20)/len(customer)+100) + customer + `]`
 	overBatch := `[` + strings.Repeat(customer+`,`, 1000) + customer + `]` // MAX_BATCH is 1000
-	cases := []struct {
+	type request struct {
 		name         string
 		method, path string
 		body         any
 		want         int
-	}{
+	}
+	cases := []request{
 		{"malformed JSON", "POST", "/customer", `{"name": "A", "email": `, 400},
 		{"empty body", "POST", "/customer", ``, 400},
 		{"a string, not an object", "POST", "/customer", `"A"`, 400},
@@ -105,6 +106,11 @@ func TestBadInputIsRejectedAndWritesNothing(t *testing.T) {
 		{"POST on the unbilled orders", "POST", "/orders/unbilled", `{}`, 405},
 		{"POST on the mails", "POST", "/emails", `{"to": "a@example.com", "msg": "hi", "key": "k"}`, 405},
 		{"unknown route", "GET", "/nothing", nil, 404},
+		{"an operator route on the public port", "POST", "/ops/crm/deadletters/customer/1-0/replay", nil, 404},
+		{"the probes on the public port", "GET", "/readyz", nil, 404},
+	}
+	// The same for the operator's routes, on the gateway's admin listener.
+	adminCases := []request{
 		{"replay of an unknown dead letter", "POST", "/ops/crm/deadletters/customer/1-0/replay", nil, 404},
 		{"replay on an unknown stream", "POST", "/ops/crm/deadletters/nothing/1-0/replay", nil, 400},
 		{"replay of a malformed id", "POST", "/ops/crm/deadletters/customer/xyz/replay", nil, 400},
@@ -112,15 +118,21 @@ func TestBadInputIsRejectedAndWritesNothing(t *testing.T) {
 	// Refused after part of their stock was reserved and given back: these
 	// write events that cancel out.
 	compensated := map[string]bool{"batch with one order out of stock": true, "update of an order out of stock": true}
-	for _, tc := range cases {
+	check := func(base string, tc request) {
 		pre := s.streamLengths()
-		status, body := platformtest.Do(t, tc.method, string(g)+tc.path, tc.body)
+		status, body := platformtest.Do(t, tc.method, base+tc.path, tc.body)
 		if post := s.streamLengths(); fmt.Sprint(post) != fmt.Sprint(pre) && !compensated[tc.name] {
 			t.Errorf("%s: streams changed from %v to %v", tc.name, pre, post)
 		}
 		if status != tc.want || !isJSONError(string(body)) {
 			t.Errorf("%s: %s %s answered %d %.200s, want %d with a JSON error", tc.name, tc.method, tc.path, status, body, tc.want)
 		}
+	}
+	for _, tc := range cases {
+		check(string(g), tc)
+	}
+	for _, tc := range adminCases {
+		check(s.Admin, tc)
 	}
 
 	if amount := g.Get(t, "/inventory/"+stock)["amount"]; amount != float64(4) {

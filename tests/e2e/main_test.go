@@ -4,8 +4,9 @@
 // containers.
 //
 // The images are ordershop/*:local from scripts/build-local-images.sh; TestMain
-// builds them when one is missing. E2E_IMAGE_<SERVICE> (e.g. E2E_IMAGE_CRM)
-// runs another image of a service instead. Without Docker the package is
+// builds them when one is missing. ORDERSHOP_TAG runs (and builds) the
+// services' images of another tag, as the script does; E2E_IMAGE_<SERVICE>
+// (e.g. E2E_IMAGE_CRM) runs another image of a service instead. Without Docker the package is
 // skipped, or fails with CI=true; -short skips it too.
 package e2e
 
@@ -57,7 +58,11 @@ func image(service string) string {
 	if v := os.Getenv("E2E_IMAGE_" + strings.ToUpper(service)); v != "" {
 		return v
 	}
-	return "ordershop/" + service + ":local"
+	tag := os.Getenv("ORDERSHOP_TAG")
+	if tag == "" || service == "redis" { // one Redis image for every tag
+		tag = "local"
+	}
+	return "ordershop/" + service + ":" + tag
 }
 
 func missingImages() []string {

@@ -26,7 +26,7 @@ type deadLetter struct {
 func (s *stack) deadLetters() []deadLetter {
 	s.t.Helper()
 	var out []deadLetter
-	platformtest.JSON(s.t, "GET", string(s.Gateway)+"/ops/crm/deadletters", nil, 200, &out)
+	platformtest.JSON(s.t, "GET", s.Admin+"/ops/crm/deadletters", nil, 200, &out)
 	return out
 }
 
@@ -43,7 +43,7 @@ func (s *stack) deadLetter(match func(deadLetter) bool) *deadLetter {
 
 func (s *stack) replay(d *deadLetter) (int, string) {
 	s.t.Helper()
-	status, body := platformtest.Do(s.t, "POST", string(s.Gateway)+"/ops/crm/deadletters/"+d.Stream+"/"+d.ID+"/replay", nil)
+	status, body := platformtest.Do(s.t, "POST", s.Admin+"/ops/crm/deadletters/"+d.Stream+"/"+d.ID+"/replay", nil)
 	return status, string(body)
 }
 
@@ -77,7 +77,7 @@ func TestPoisonEventIsDeadLetteredAndReplayed(t *testing.T) {
 	if err != nil || len(raw) != 1 || raw[0].ID != dl.ID || raw[0].Values["dl.stream_id"] != poison {
 		t.Fatalf("events:{customer}:dead:crm holds %v (%v), want the poison entry only", raw, err)
 	}
-	st := consumerStats(t, string(g)+"/ops/crm/stats")
+	st := consumerStats(t, s.Admin+"/ops/crm/stats")
 	if n := groupOf(st, "events:{customer}").DeadLetters; n != 1 || st.Counters.DeadLettered != 1 {
 		t.Fatalf("stats: %d dead letters on events:{customer}, %d dead-lettered, want 1 and 1", n, st.Counters.DeadLettered)
 	}
@@ -118,7 +118,7 @@ func TestPoisonEventIsDeadLetteredAndReplayed(t *testing.T) {
 	if s.deadLetter(isPoison) == nil {
 		t.Fatal("the poison is gone from the dead letters")
 	}
-	st = consumerStats(t, string(g)+"/ops/crm/stats")
+	st = consumerStats(t, s.Admin+"/ops/crm/stats")
 	if n := groupOf(st, "events:{customer}").DeadLetters; n != 1 || st.Counters.Replayed != 1 {
 		t.Fatalf("stats: %d dead letters, %d replayed, want 1 and 1", n, st.Counters.Replayed)
 	}

@@ -70,9 +70,9 @@ func TestRedisRestart(t *testing.T) {
 		t.Fatalf("%d customers after the restart, want 20", n)
 	}
 	_, newEmails := g.Customers(t, "after", 20)
-	s.settled(string(g)+"/ops/crm/stats", 60*time.Second)
+	s.settled(s.Admin+"/ops/crm/stats", 60*time.Second)
 	expectMails(t, g, "Welcome", append(oldEmails, newEmails...))
-	if st := consumerStats(t, string(g)+"/ops/crm/stats"); st.Counters.Reconnections == 0 {
+	if st := consumerStats(t, s.Admin+"/ops/crm/stats"); st.Counters.Reconnections == 0 {
 		t.Fatalf("CRM's consumer reports no reconnection: %+v", st.Counters)
 	}
 }

@@ -35,9 +35,14 @@ type node struct {
 	name    string // its alias on the stack's network: "crm", "crm-2"
 	id      string
 	port    docker.Port
-	service bool // answers /readyz
-	addr    string
+	service bool   // has an admin listener, which answers /readyz
+	addr    string // where port is published
+	admin   string // where the admin port is published
 }
+
+// adminPort is every service's admin listener in its container, as in
+// docker-compose.yml.
+const adminPort = docker.Port("9000/tcp")
 
 // stack is Redis and the services of one test, on a network of their own.
 type stack struct {
@@ -50,6 +55,7 @@ type stack struct {
 	rdb     *redis.Client
 
 	Gateway scenario.Gateway
+	Admin   string // the gateway's admin listener
 }
 
 type config struct {
@@ -116,6 +122,7 @@ func newStack(t *testing.T, opts ...option) *stack {
 	}
 	s.waitReady(append([]string{"redis"}, names...)...)
 	s.Gateway = scenario.Gateway("http://" + s.addr("gateway"))
+	s.Admin = s.AdminURL("gateway")
 	t.Logf("stack %s ready in %v", s.tag, time.Since(begin).Round(time.Millisecond))
 	return s
 }
@@ -129,7 +136,7 @@ func portOf(service string) string {
 
 // serviceEnv is what docker-compose.yml gives a service, plus extra.
 func serviceEnv(name, service string, extra []string) []string {
-	env := map[string]string{"REDIS_URL": "redis://redis:6379/0"}
+	env := map[string]string{"REDIS_URL": "redis://redis:6379/0", "ADMIN_ADDR": ":9000"}
 	for _, svc := range services {
 		if svc != "gateway" {
 			env[strings.ToUpper(svc)+"_URL"] = "http://" + svc + ":8080"
@@ -138,6 +145,8 @@ func serviceEnv(name, service string, extra []string) []string {
 	switch service {
 	case "gateway":
 		env["ADDR"] = ":5000"
+		env["CRM_ADMIN_URL"], env["BILLING_ADMIN_URL"] = "http://crm:9000", "http://billing:9000"
+		env["RATE_LIMIT"] = "0" // the tests send hundreds of requests at once from one address
 	case "crm", "billing":
 		env["CONSUMER_NAME"] = name + "-1"
 		if name != service {
@@ -155,18 +164,26 @@ func serviceEnv(name, service string, extra []string) []string {
 	return out
 }
 
-// run creates and starts a container on the stack's network, with its port
-// published on a random port of 127.0.0.1.
+// run creates and starts a container on the stack's network, with its port,
+// and a service's admin port, published on random ports of 127.0.0.1.
 func (s *stack) run(name, img string, env, cmd []string, port string) {
 	s.t.Helper()
 	p := docker.Port(port)
+	ports := []docker.Port{p}
+	if name != "redis" {
+		ports = append(ports, adminPort)
+	}
 	conf := &docker.Config{
 		Image: img, Env: env, Cmd: cmd, Labels: labels(), StopSignal: "SIGTERM",
-		ExposedPorts: map[docker.Port]struct{}{p: {}},
+		ExposedPorts: map[docker.Port]struct{}{},
 	}
 	host := &docker.HostConfig{
-		PortBindings: map[docker.Port][]docker.PortBinding{p: {{HostIP: "127.0.0.1"}}},
+		PortBindings: map[docker.Port][]docker.PortBinding{},
 		CapDrop:      []string{"ALL"}, SecurityOpt: []string{"no-new-privileges:true"},
+	}
+	for _, p := range ports {
+		conf.ExposedPorts[p] = struct{}{}
+		host.PortBindings[p] = []docker.PortBinding{{HostIP: "127.0.0.1"}}
 	}
 	if name == "redis" {
 		conf.Volumes = map[string]struct{}{"/data": {}} // anonymous: removed with the container
@@ -209,8 +226,16 @@ func (s *stack) addr(name string) string {
 	return ""
 }
 
-// URL is the base URL of a service's own port, e.g. a CRM replica's /stats.
-func (s *stack) URL(name string) string { return "http://" + s.addr(name) }
+// AdminURL is the base URL of a service's admin listener, e.g. for a CRM
+// replica's /ops/stats.
+func (s *stack) AdminURL(name string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := s.nodes[name]; n != nil {
+		return "http://" + n.admin
+	}
+	return ""
+}
 
 // launch starts a container and reads its published port, which may be a
 // new one after a restart.
@@ -220,20 +245,24 @@ func (s *stack) launch(name string) {
 	s.refresh(name)
 }
 
-// refresh reads the host port a running container's port is published on.
+// refresh reads the host ports a running container's ports are published on.
 func (s *stack) refresh(name string) {
 	s.t.Helper()
 	n := s.node(name)
-	var addr string
-	s.waitFor(10*time.Second, 50*time.Millisecond, name+"'s published port", func() bool {
+	var addr, admin string
+	s.waitFor(10*time.Second, 50*time.Millisecond, name+"'s published ports", func() bool {
 		c := s.inspect(name)
-		if b := c.NetworkSettings.Ports[n.port]; len(b) > 0 && b[0].HostPort != "" {
-			addr = net.JoinHostPort(b[0].HostIP, b[0].HostPort)
+		published := func(p docker.Port) string {
+			if b := c.NetworkSettings.Ports[p]; len(b) > 0 && b[0].HostPort != "" {
+				return net.JoinHostPort(b[0].HostIP, b[0].HostPort)
+			}
+			return ""
 		}
-		return addr != ""
+		addr, admin = published(n.port), published(adminPort)
+		return addr != "" && (admin != "" || !n.service)
 	})
 	s.mu.Lock()
-	n.addr = addr
+	n.addr, n.admin = addr, admin
 	s.mu.Unlock()
 }
 
@@ -264,7 +293,7 @@ func (s *stack) Ready(name string) bool {
 		return s.rdb.Ping(ctx).Err() == nil
 	}
 	c := http.Client{Timeout: time.Second}
-	resp, err := c.Get(s.URL(name) + "/readyz")
+	resp, err := c.Get(s.AdminURL(name) + "/readyz")
 	if err != nil {
 		return false
 	}

@@ -1,7 +1,7 @@
 // Package smoke brings the stack up with docker-compose.yml from a clean
 // state, as the README's run command does, and walks the original scenario
 // against 127.0.0.1:5000 (GATEWAY_PORT), with CRM stopped and started on the
-// way. It tears everything down, volumes included, even when it fails.
+// way; the gateway's admin listener is on 127.0.0.1:9000 (GATEWAY_ADMIN_PORT). It tears everything down, volumes included, even when it fails.
 package smoke
 
 import (
@@ -17,13 +17,25 @@ import (
 	"github.com/ordershop/ordershop/tests/scenario"
 )
 
-const project = "ordershop-smoke"
+// project is the smoke test's compose project; with ORDERSHOP_TAG (the tag of
+// the images it runs, which wins over local.env's) it is one of that tag's
+// own, so that trees tested side by side do not take each other down.
+var project = "ordershop-smoke" + suffix(os.Getenv("ORDERSHOP_TAG"))
+
+func suffix(tag string) string {
+	if tag == "" || tag == "local" {
+		return ""
+	}
+	return "-" + tag
+}
 
 // compose runs scripts/compose.sh on the smoke project with the local images.
 func compose(t *testing.T, args ...string) string {
 	t.Helper()
 	cmd := exec.Command("scripts/compose.sh", append([]string{"-p", project, "--env-file", "local.env"}, args...)...)
 	cmd.Dir = "../.."
+	// The scenario's polls from one address would go over the gateway's limit.
+	cmd.Env = append(os.Environ(), "RATE_LIMIT=0")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("compose %s: %v\n%s", strings.Join(args, " "), err, out)
@@ -99,7 +111,7 @@ func waitHealthy(t *testing.T, want int) {
 		status = docker(t, append([]string{"inspect", "-f", "{{.Name}} {{.State.Health.Status}}"}, ids...)...)
 		return strings.Count(status, " healthy") == want
 	})
-	resp, err := http.Get("http://127.0.0.1:" + envOr("GATEWAY_PORT", "5000") + "/readyz")
+	resp, err := http.Get("http://127.0.0.1:" + envOr("GATEWAY_ADMIN_PORT", "9000") + "/readyz")
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("gateway not ready: %v (%s)", err, status)
 	}

@@ -169,3 +169,26 @@ func TestTheCacheIsRebuiltFromTheStreams(t *testing.T) {
 	product := after["products"].([]any)[0].(map[string]any)
 	g.Do(t, "PUT", "/product/"+product["id"].(string), map[string]any{"name": "After", "price": 2})
 }
+
+// Every service's API port answers 404 in JSON for every admin path; its
+// admin listener answers them, and -healthcheck asks it.
+func TestAdminRoutesAreOnlyOnTheAdminListeners(t *testing.T) {
+	t.Parallel()
+	s := startSystem(t)
+	paths := []string{"/healthz", "/readyz", "/debug/pprof/", "/metrics", "/ops/stats", "/ops/deadletters", "/stats", "/deadletters",
+		"/ops/crm/stats", "/ops/billing/stats", "/ops/crm/deadletters", "/ops/billing/deadletters"}
+	for _, name := range services {
+		for _, path := range paths {
+			platformtest.Rejected(t, "GET", "http://"+s.addr[name]+path, nil, http.StatusNotFound)
+		}
+		platformtest.Rejected(t, "POST", "http://"+s.addr[name]+"/ops/deadletters/customer/1-0/replay", nil, http.StatusNotFound)
+		for _, path := range []string{"/healthz", "/readyz"} {
+			platformtest.JSON(t, "GET", "http://"+s.admin[name]+path, nil, http.StatusOK, nil)
+		}
+		s.Run(name, "-healthcheck")
+	}
+	for _, path := range []string{"/ops/crm/stats", "/ops/billing/stats", "/ops/crm/deadletters"} {
+		platformtest.JSON(t, "GET", s.Admin+path, nil, http.StatusOK, nil)
+	}
+	platformtest.JSON(t, "GET", "http://"+s.admin["crm"]+"/ops/stats", nil, http.StatusOK, nil)
+}

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -54,20 +55,23 @@ type system struct {
 	prefix string
 	env    []string
 	addr   map[string]string
+	admin  map[string]string // the admin listeners
 	procs  map[string]*exec.Cmd
 	logs   map[string]string
 	URL    string // the gateway
+	Admin  string // the gateway's admin listener
 }
 
 func startSystem(t *testing.T) *system {
 	t.Helper()
-	s := &system{t: t, addr: map[string]string{}, procs: map[string]*exec.Cmd{}, logs: map[string]string{}}
+	s := &system{t: t, addr: map[string]string{}, admin: map[string]string{}, procs: map[string]*exec.Cmd{}, logs: map[string]string{}}
 	s.prefix = redistest.Prefix(t)
 	s.env = append(os.Environ(), "REDIS_URL="+redistest.URL(t), "KEY_PREFIX="+s.prefix,
-		"CLAIM_IDLE=300ms", "MAX_DELIVERIES=3", "REQUEST_TIMEOUT=10s")
+		"CLAIM_IDLE=300ms", "MAX_DELIVERIES=3", "REQUEST_TIMEOUT=10s",
+		"RATE_LIMIT=0") // the tests send hundreds of requests at once from one address
 	for _, name := range services {
-		s.addr[name] = freeAddr(t)
-		s.env = append(s.env, strings.ToUpper(name)+"_URL=http://"+s.addr[name])
+		s.addr[name], s.admin[name] = freeAddr(t), freeAddr(t)
+		s.env = append(s.env, strings.ToUpper(name)+"_URL=http://"+s.addr[name], strings.ToUpper(name)+"_ADMIN_URL=http://"+s.admin[name])
 	}
 	logDir := t.TempDir()
 	for _, name := range services {
@@ -82,7 +86,7 @@ func startSystem(t *testing.T) *system {
 			s.dumpLogs()
 		}
 	})
-	s.URL = "http://" + s.addr["gateway"]
+	s.URL, s.Admin = "http://"+s.addr["gateway"], "http://"+s.admin["gateway"]
 	return s
 }
 
@@ -95,7 +99,7 @@ func (s *system) Start(name string) {
 	}
 	defer log.Close()
 	cmd := exec.Command(filepath.Join(binDir, name))
-	cmd.Env = append(s.env, "ADDR="+s.addr[name], "CONSUMER_NAME="+name+"-1")
+	cmd.Env = append(s.env, "ADDR="+s.addr[name], "ADMIN_ADDR="+s.admin[name], "CONSUMER_NAME="+name+"-1")
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -103,7 +107,7 @@ func (s *system) Start(name string) {
 	}
 	s.procs[name] = cmd
 	redistest.Eventually(s.t, 20*time.Second, name+" ready", func() bool {
-		resp, err := http.Get("http://" + s.addr[name] + "/readyz")
+		resp, err := http.Get("http://" + s.admin[name] + "/readyz")
 		if err != nil {
 			return false
 		}
@@ -116,7 +120,7 @@ func (s *system) Start(name string) {
 func (s *system) Run(name string, args ...string) {
 	s.t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, name), args...)
-	cmd.Env = append(s.env, "ADDR="+s.addr[name])
+	cmd.Env = append(s.env, "ADDR="+s.addr[name], "ADMIN_ADDR="+s.admin[name])
 	if out, err := cmd.CombinedOutput(); err != nil {
 		s.t.Fatalf("%s %v: %v\n%s", name, args, err, out)
 	}
@@ -150,10 +154,14 @@ func (s *system) dumpLogs() {
 // freeAddr is a free address for a service to listen on. Its port is below
 // the kernel's ephemeral range (32768 and up), where the test's own outgoing
 // connections take theirs: a port picked there may be taken by one of them
-// before the service binds it.
+// before the service binds it. It is never handed out twice: the tests
+// running side by side pick over a hundred, and bind them only later.
 func freeAddr(t *testing.T) string {
 	for range 100 {
 		addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))
+		if _, dup := picked.LoadOrStore(addr, true); dup {
+			continue
+		}
 		if l, err := net.Listen("tcp", addr); err == nil {
 			l.Close()
 			return addr
@@ -162,3 +170,5 @@ func freeAddr(t *testing.T) string {
 	t.Fatal("no free port from 20000 to 32000")
 	return ""
 }
+
+var picked sync.Map // addresses freeAddr handed out

@@ -31,10 +31,16 @@ func Config(t testing.TB) platform.Config {
 // fits in their body limit.
 const MaxBatch = 100
 
+// Server is a service under test: its API, and its admin listener beside.
+type Server struct {
+	*httptest.Server // the API
+	Admin            *httptest.Server
+}
+
 // Start wires a service on the shared test Redis with the platform's config
 // base and its own cfg, as platform.Run does, serves it and runs its
 // background work until the test ends. It returns once the service is ready.
-func Start[C any](t testing.TB, name string, base platform.Config, cfg C, wire func(*platform.App, C) error) (*platform.App, *httptest.Server) {
+func Start[C any](t testing.TB, name string, base platform.Config, cfg C, wire func(*platform.App, C) error) (*platform.App, *Server) {
 	t.Helper()
 	app, srv, _ := Stoppable(t, name, base, cfg, wire)
 	return app, srv
@@ -42,21 +48,21 @@ func Start[C any](t testing.TB, name string, base platform.Config, cfg C, wire f
 
 // Stoppable is Start with a stop that the test may call before it ends, e.g.
 // to start the service again on the same keys.
-func Stoppable[C any](t testing.TB, name string, base platform.Config, cfg C, wire func(*platform.App, C) error) (*platform.App, *httptest.Server, func()) {
+func Stoppable[C any](t testing.TB, name string, base platform.Config, cfg C, wire func(*platform.App, C) error) (*platform.App, *Server, func()) {
 	t.Helper()
 	rdb, _ := redistest.Client(t)
 	app := platform.NewApp(name, base, rdb, slog.Default().With("service", name))
 	if err := wire(app, cfg); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(app.Router)
+	srv := &Server{Server: httptest.NewServer(app.Router), Admin: httptest.NewServer(app.Admin)}
 	ctx, cancel := context.WithCancel(context.Background())
 	wait := app.Start(ctx)
 	var once sync.Once
-	stop := func() { once.Do(func() { cancel(); wait(); srv.Close() }) }
+	stop := func() { once.Do(func() { cancel(); wait(); srv.Close(); srv.Admin.Close() }) }
 	t.Cleanup(stop)
 	redistest.Eventually(t, 10*time.Second, name+" ready", func() bool {
-		status, _ := Do(t, "GET", srv.URL+"/readyz", nil)
+		status, _ := Do(t, "GET", srv.Admin.URL+"/readyz", nil)
 		return status == http.StatusOK
 	})
 	return app, srv, stop
