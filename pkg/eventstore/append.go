@@ -221,7 +221,7 @@ for i, e in ipairs(batch) do
   for _, w in ipairs(e.writes) do redis.call(unpack(w)) end
   out[i] = {id, e.version}
 end
--- Ten minutes: far longer than go-redis goes on retrying.
+-- A minute: far longer than go-redis goes on retrying.
 redis.call('SET', KEYS[3], cjson.encode(out), 'EX', 60)
 return out
 `)
