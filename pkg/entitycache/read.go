@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"reflect"
-	"slices"
 	"strconv"
 
 	"github.com/redis/go-redis/v9"
@@ -45,17 +44,49 @@ func (k Kind[T]) GetMany(ctx context.Context, c *Cache, ids ...string) ([]*T, []
 	return ents, vs, nil
 }
 
+// Page asks for part of a list: at most Limit entities (all when 0), those
+// whose ids sort after After (from the first when "").
+type Page struct {
+	After string
+	Limit int
+}
+
 // List returns every entity of a kind, sorted by id. Two round trips,
 // whatever the number of entities.
 func (k Kind[T]) List(ctx context.Context, c *Cache) ([]T, error) {
-	ids, err := c.store.Redis().SMembers(ctx, c.idsKey(k.kind())).Result()
-	if err != nil {
-		return nil, err
+	ents, _, err := k.ListPage(ctx, c, Page{})
+	return ents, err
+}
+
+// ListPage returns a page of a kind's entities, sorted by id, and the After
+// of the next page: "" when this one is the last. Two round trips, which
+// read the page's entities and no others.
+func (k Kind[T]) ListPage(ctx context.Context, c *Cache, p Page) ([]T, string, error) {
+	return k.listIn(ctx, c, c.sortedIDsKey(k.kind()), p)
+}
+
+// ListBy is ListPage of the entities whose Index field holds value.
+func (k Kind[T]) ListBy(ctx context.Context, c *Cache, value string, p Page) ([]T, string, error) {
+	if k.Index == "" {
+		panic("entitycache: ListBy of " + k.Name + ", which has no Index")
 	}
-	slices.Sort(ids)
+	return k.listIn(ctx, c, c.indexKey(k.kind(), value), p)
+}
+
+// listIn lists a page of the ids in a sorted set, read by range: all scores
+// are 0, so the set is in id order and an id past After is found in O(log n).
+func (k Kind[T]) listIn(ctx context.Context, c *Cache, key string, p Page) ([]T, string, error) {
+	from := "-"
+	if p.After != "" {
+		from = "(" + p.After
+	}
+	ids, err := c.store.Redis().ZRangeByLex(ctx, key, &redis.ZRangeBy{Min: from, Max: "+", Count: int64(p.Limit)}).Result()
+	if err != nil {
+		return nil, "", err
+	}
 	ents, err := k.read(ctx, c, ids, nil)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	out := make([]T, 0, len(ents))
 	for _, e := range ents {
@@ -63,7 +94,11 @@ func (k Kind[T]) List(ctx context.Context, c *Cache) ([]T, error) {
 			out = append(out, *e)
 		}
 	}
-	return out, nil
+	next := ""
+	if p.Limit > 0 && len(ids) == p.Limit {
+		next = ids[len(ids)-1]
+	}
+	return out, next, nil
 }
 
 // read reads entities in one pipeline, after whatever reads first queues;
