@@ -43,11 +43,12 @@ func (res Resource[T]) ListAll(ctx context.Context, cache *entitycache.Cache) (a
 }
 
 // Queries adds the read routes of a resource, answered from the entity cache:
-// GET /customers lists them, GET /customer/{id} answers the entity or null
-// (as the original API did), GET /customers/{id} the entity or 404.
+// GET /customers lists them (all, or a page: see List), GET /customer/{id}
+// answers the entity or null (as the original API did), GET /customers/{id}
+// the entity or 404.
 func (res Resource[T]) Queries(r chi.Router, cache *entitycache.Cache) {
-	r.Get("/"+res.Many, Handle(func(r *http.Request) (any, error) {
-		return res.List(r.Context(), cache)
+	r.Get("/"+res.Many, List(func(r *http.Request, p entitycache.Page) ([]T, string, error) {
+		return res.ListPage(r.Context(), cache, p)
 	}))
 	for _, p := range res.Paths("/{id}") {
 		plural := res.One != res.Many && strings.HasPrefix(p, "/"+res.Many+"/")

@@ -51,7 +51,9 @@ var (
 		Created: OrderCreated, Updated: OrderUpdated, Deleted: OrderDeleted}, One: "order", Many: "orders"}
 	Billings = platform.Resource[Billing]{Kind: entitycache.Kind[Billing]{Name: "billing",
 		Created: BillingCreated, Updated: BillingUpdated, Deleted: BillingDeleted}, One: "billing", Many: "billings"}
-	Emails = platform.Resource[Email]{Kind: entitycache.Kind[Email]{Name: "email", Created: EmailSent}, One: "email", Many: "emails"}
+	// Mails are indexed by recipient, for GET /emails?to=.
+	Emails = platform.Resource[Email]{Kind: entitycache.Kind[Email]{Name: "email", Created: EmailSent, Index: "to"},
+		One: "email", Many: "emails"}
 
 	// Reservations live in the inventory's stream, so that stock and
 	// reservation change in one step. Clients do not reach them.

@@ -9,12 +9,15 @@
 // (stream "order"):
 //
 //	{order}:order_ids                          set of ids
+//	{order}:order_sorted_ids                   the same ids, sorted (score 0)
 //	{order}:order_entity:<id>                  hash of the scalar fields
 //	{order}:order_entity:<id>:product_ids      list field
 //	{order}:order_versions                     hash: id -> version applied
+//	{email}:email_by_to:<value>                sorted ids by an Index field
 //
 // The versions hash keeps the versions of deleted entities too, so applying
-// an event again, or an older one, changes nothing.
+// an event again, or an older one, changes nothing. The sorted sets exist so
+// that a page of a list (read.go) is a range of ids, not a read of all.
 package entitycache
 
 import (
@@ -37,6 +40,10 @@ type Kind[T any] struct {
 	Created string // event types, e.g. "order_created"
 	Updated string
 	Deleted string
+	// Index names a string field, e.g. "to", whose values are indexed for
+	// ListBy. Its entry is made on create and update and removed on delete,
+	// from the entity the event carries, so the field must never change.
+	Index string
 }
 
 // StreamName is the stream of the kind.
@@ -62,10 +69,12 @@ func (k Kind[T]) WithID(ent T, id string) T {
 type kind struct {
 	name, stream, deleted string
 	codec                 *codec
+	index                 int // of the Index field in codec.scalars; -1 without one
 }
 
 func (k Kind[T]) kind() kind {
-	return kind{name: k.Name, stream: k.StreamName(), deleted: k.Deleted, codec: codecOf[T]()}
+	c := codecOf[T]()
+	return kind{name: k.Name, stream: k.StreamName(), deleted: k.Deleted, codec: c, index: c.stringField(k.Index)}
 }
 
 // Cache reads and writes the entity cache next to an event store.
@@ -79,10 +88,16 @@ func New(store *eventstore.Store) *Cache { return &Cache{store: store} }
 // Store is the event store the cache projects.
 func (c *Cache) Store() *eventstore.Store { return c.store }
 
-func (c *Cache) idsKey(k kind) string      { return c.store.Key(k.stream, k.name+"_ids") }
-func (c *Cache) versionsKey(k kind) string { return c.store.Key(k.stream, k.name+"_versions") }
+func (c *Cache) idsKey(k kind) string       { return c.store.Key(k.stream, k.name+"_ids") }
+func (c *Cache) sortedIDsKey(k kind) string { return c.store.Key(k.stream, k.name+"_sorted_ids") }
+func (c *Cache) versionsKey(k kind) string  { return c.store.Key(k.stream, k.name+"_versions") }
 func (c *Cache) entityKey(k kind, id string) string {
 	return c.store.Key(k.stream, k.name+"_entity:"+id)
+}
+
+// indexKey is the sorted set of the ids whose Index field holds value.
+func (c *Cache) indexKey(k kind, value string) string {
+	return c.store.Key(k.stream, k.name+"_by_"+k.codec.scalars[k.index].name+":"+value)
 }
 
 // Change is what a command does to one entity: an event of a type, with the
@@ -133,8 +148,18 @@ func (c *Cache) writes(k kind, id string, ent reflect.Value, deleted bool, versi
 	for _, f := range k.codec.lists {
 		ws = append(ws, eventstore.Write{Cmd: "DEL", Key: key + ":" + f.name})
 	}
+	// The id is in the set of ids and in sorted sets, where every member
+	// has score 0, so that they sort by id alone: the kind's, and its
+	// Index's for the entity's value.
+	sorted := []string{c.sortedIDsKey(k)}
+	if k.index >= 0 {
+		sorted = append(sorted, c.indexKey(k, k.codec.text(ent, k.index)))
+	}
 	if deleted {
 		ws = append(ws, eventstore.Write{Cmd: "SREM", Key: c.idsKey(k), Args: []any{id}})
+		for _, s := range sorted {
+			ws = append(ws, eventstore.Write{Cmd: "ZREM", Key: s, Args: []any{id}})
+		}
 	} else {
 		for i, f := range k.codec.lists {
 			if items := k.codec.list(ent, i); len(items) > 0 {
@@ -148,6 +173,9 @@ func (c *Cache) writes(k kind, id string, ent reflect.Value, deleted bool, versi
 		ws = append(ws,
 			eventstore.Write{Cmd: "HSET", Key: key, Args: k.codec.hash(ent)},
 			eventstore.Write{Cmd: "SADD", Key: c.idsKey(k), Args: []any{id}})
+		for _, s := range sorted {
+			ws = append(ws, eventstore.Write{Cmd: "ZADD", Key: s, Args: []any{"0", id}})
+		}
 	}
 	return append(ws, eventstore.Write{Cmd: "HSET", Key: c.versionsKey(k), Args: []any{id, version}})
 }

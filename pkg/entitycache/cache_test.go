@@ -257,7 +257,7 @@ func dump(t testing.TB, c *entitycache.Cache) map[string]any {
 	ctx := context.Background()
 	rdb := c.Store().Redis()
 	out := map[string]any{}
-	for _, stream := range []string{"inventory", "order", "billing"} {
+	for _, stream := range []string{"inventory", "order", "billing", "email"} {
 		keys, err := rdb.Keys(ctx, c.Store().Key(stream, "*_*")).Result()
 		if err != nil {
 			t.Fatal(err)
@@ -272,6 +272,8 @@ func dump(t testing.TB, c *entitycache.Cache) map[string]any {
 				out[k] = rdb.HGetAll(ctx, k).Val()
 			case "list":
 				out[k] = rdb.LRange(ctx, k, 0, -1).Val()
+			case "zset":
+				out[k] = rdb.ZRangeWithScores(ctx, k, 0, -1).Val()
 			}
 		}
 	}

@@ -66,7 +66,24 @@ func codecOf[T any]() *codec {
 }
 
 // id is the entity's id.
-func (c *codec) idOf(v reflect.Value) string { return v.Field(c.scalars[c.id].index).String() }
+func (c *codec) idOf(v reflect.Value) string { return c.text(v, c.id) }
+
+// text is the value of the i-th scalar field, a string field.
+func (c *codec) text(v reflect.Value, i int) string { return v.Field(c.scalars[i].index).String() }
+
+// stringField is the index in scalars of the string field named name, -1 for
+// no name; a name that is no string field is a programming error and panics.
+func (c *codec) stringField(name string) int {
+	if name == "" {
+		return -1
+	}
+	for i, f := range c.scalars {
+		if f.name == name && f.kind == reflect.String {
+			return i
+		}
+	}
+	panic(fmt.Sprintf("entitycache: no string field %q to index", name))
+}
 
 // hash is the HSET arguments of the scalar fields: name, value, name, value…
 func (c *codec) hash(v reflect.Value) []any {

@@ -45,8 +45,17 @@ func (k Kind[T]) GetMany(ctx context.Context, c *Cache, ids ...string) ([]*T, []
 	return ents, vs, nil
 }
 
+// Page asks for part of a list: at most Limit entities (all when 0), those
+// whose ids sort after After (from the first when "").
+type Page struct {
+	After string
+	Limit int
+}
+
 // List returns every entity of a kind, sorted by id. Two round trips,
-// whatever the number of entities.
+// whatever the number of entities. It reads the set of ids, which a cache
+// written before pages existed has too, so that whole lists answer as they
+// did on such a Redis before -rebuild gave it the sorted ids pages read.
 func (k Kind[T]) List(ctx context.Context, c *Cache) ([]T, error) {
 	ids, err := c.store.Redis().SMembers(ctx, c.idsKey(k.kind())).Result()
 	if err != nil {
@@ -54,16 +63,55 @@ func (k Kind[T]) List(ctx context.Context, c *Cache) ([]T, error) {
 	}
 	slices.Sort(ids)
 	ents, err := k.read(ctx, c, ids, nil)
-	if err != nil {
-		return nil, err
+	return present(ents), err
+}
+
+// ListPage returns a page of a kind's entities, sorted by id, and the After
+// of the next page: "" when this one is the last. Two round trips, which
+// read the page's entities and no others.
+func (k Kind[T]) ListPage(ctx context.Context, c *Cache, p Page) ([]T, string, error) {
+	return k.listIn(ctx, c, c.sortedIDsKey(k.kind()), p)
+}
+
+// ListBy is ListPage of the entities whose Index field holds value.
+func (k Kind[T]) ListBy(ctx context.Context, c *Cache, value string, p Page) ([]T, string, error) {
+	if k.Index == "" {
+		panic("entitycache: ListBy of " + k.Name + ", which has no Index")
 	}
+	return k.listIn(ctx, c, c.indexKey(k.kind(), value), p)
+}
+
+// listIn lists a page of the ids in a sorted set, read by range: all scores
+// are 0, so the set is in id order and an id past After is found in O(log n).
+func (k Kind[T]) listIn(ctx context.Context, c *Cache, key string, p Page) ([]T, string, error) {
+	from := "-"
+	if p.After != "" {
+		from = "(" + p.After
+	}
+	ids, err := c.store.Redis().ZRangeByLex(ctx, key, &redis.ZRangeBy{Min: from, Max: "+", Count: int64(p.Limit)}).Result()
+	if err != nil {
+		return nil, "", err
+	}
+	ents, err := k.read(ctx, c, ids, nil)
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if p.Limit > 0 && len(ids) == p.Limit {
+		next = ids[len(ids)-1]
+	}
+	return present(ents), next, nil
+}
+
+// present are the entities that exist, of those read.
+func present[T any](ents []*T) []T {
 	out := make([]T, 0, len(ents))
 	for _, e := range ents {
 		if e != nil {
 			out = append(out, *e)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // read reads entities in one pipeline, after whatever reads first queues;

@@ -87,7 +87,7 @@ func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
 // HSET of the entity cache. Its key must be in the stream's hash slot. The
 // script checks every write before it runs the first, so a Write is one of
 // the commands it knows the key type of: DEL (of Key alone), HSET, HDEL,
-// SADD, SREM, RPUSH or LPUSH.
+// SADD, SREM, ZADD (score, member pairs), ZREM, RPUSH or LPUSH.
 type Write struct {
 	Cmd  string
 	Key  string
@@ -172,7 +172,8 @@ end
 -- takes its key alone, HSET pairs.
 local commands = {
   DEL = {'none', 0}, HSET = {'hash', 2}, HDEL = {'hash', 1},
-  SADD = {'set', 1}, SREM = {'set', 1}, RPUSH = {'list', 1}, LPUSH = {'list', 1},
+  SADD = {'set', 1}, SREM = {'set', 1}, ZADD = {'zset', 2}, ZREM = {'zset', 1},
+  RPUSH = {'list', 1}, LPUSH = {'list', 1},
 }
 
 -- put sets the version in place of the placeholder, the object

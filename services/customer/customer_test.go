@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -56,6 +57,45 @@ func TestCustomerLifecycle(t *testing.T) {
 	platformtest.JSON(t, "GET", srv.URL+"/customers", nil, 200, &all)
 	if want := 4 + platformtest.MaxBatch; len(all) != want {
 		t.Fatalf("%d customers listed, want %d", len(all), want)
+	}
+}
+
+// A list comes whole, as the original client reads it, or page by page in
+// id order with ?limit=N, each page linking to the next.
+func TestListsComeWholeOrPageByPage(t *testing.T) {
+	t.Parallel()
+	_, srv := platformtest.Start(t, "customer", platformtest.Config(t), platform.NoConfig{}, wire)
+	platformtest.JSON(t, "POST", srv.URL+"/customers", slices.Repeat([]map[string]string{{"name": "x", "email": "x@example.com"}}, 7), 200, nil)
+	var all []map[string]any
+	platformtest.JSON(t, "GET", srv.URL+"/customers", nil, 200, &all)
+	ids := make([]string, len(all))
+	for i, c := range all {
+		ids[i] = c["id"].(string)
+	}
+	if len(all) != 7 || !slices.IsSorted(ids) {
+		t.Fatalf("whole list %v, want 7 in id order", ids)
+	}
+	for _, tc := range []struct {
+		url   string
+		sizes []int
+	}{
+		{"/customers?limit=3", []int{3, 3, 1}},
+		{"/customers?limit=7", []int{7, 0}},
+		{"/customers?limit=1000", []int{7}},
+		{"/customers?limit=2&after=" + ids[2], []int{2, 2, 0}},
+	} {
+		var got []map[string]any
+		var sizes []int
+		for _, page := range platformtest.Pages(t, srv.URL+tc.url) {
+			got, sizes = append(got, page...), append(sizes, len(page))
+		}
+		want := all
+		if _, after, ok := strings.Cut(tc.url, "after="); ok {
+			want = all[slices.Index(ids, after)+1:]
+		}
+		if !reflect.DeepEqual(got, want) || !slices.Equal(sizes, tc.sizes) {
+			t.Fatalf("%s: pages of %v, %d customers, want pages of %v, %d", tc.url, sizes, len(got), tc.sizes, len(want))
+		}
 	}
 }
 
@@ -123,6 +163,13 @@ func TestBadInputIsRejectedAndWritesNothing(t *testing.T) {
 		platformtest.Bad("DELETE unknown id", "DELETE", "/customer/"+unknown, nil, 404),
 		platformtest.Bad("DELETE non-UUID id", "DELETE", "/customers/x", nil, 400),
 		platformtest.Bad("GET non-UUID id", "GET", "/customer/x", nil, 400),
+		platformtest.Bad("limit 0", "GET", "/customers?limit=0", nil, 400),
+		platformtest.Bad("negative limit", "GET", "/customers?limit=-1", nil, 400),
+		platformtest.Bad("limit not a number", "GET", "/customers?limit=ten", nil, 400),
+		platformtest.Bad("empty limit", "GET", "/customers?limit=", nil, 400),
+		platformtest.Bad("limit over the most", "GET", "/customers?limit=1001", nil, 400),
+		platformtest.Bad("after not a UUID", "GET", "/customers?limit=2&after=x", nil, 400),
+		platformtest.Bad("after without a limit", "GET", "/customers?after="+id, nil, 400),
 		platformtest.Bad("wrong method", "PATCH", "/customer/"+id, `{}`, 405),
 		platformtest.Bad("no such route", "GET", "/nothing", nil, 404),
 	}

@@ -57,19 +57,12 @@ func wire(app *platform.App, _ platform.NoConfig) error {
 		}
 		return send(r.Context(), app.Cache, app.Log, mail)
 	}))
-	app.Router.Get("/emails", platform.Handle(func(r *http.Request) (any, error) {
-		all, err := shop.Emails.List(r.Context(), app.Cache)
-		to := r.URL.Query().Get("to")
-		if err != nil || to == "" {
-			return all, err
+	// ?to= reads the recipient's index, not every mail.
+	app.Router.Get("/emails", platform.List(func(r *http.Request, p entitycache.Page) ([]shop.Email, string, error) {
+		if to := r.URL.Query().Get("to"); to != "" {
+			return shop.Emails.ListBy(r.Context(), app.Cache, to, p)
 		}
-		out := []shop.Email{}
-		for _, m := range all {
-			if m.To == to {
-				out = append(out, m)
-			}
-		}
-		return out, nil
+		return shop.Emails.ListPage(r.Context(), app.Cache, p)
 	}))
 	app.Router.Get("/emails/{id}", platform.Handle(func(r *http.Request) (any, error) {
 		id, err := platform.ParseID(r)

@@ -1,16 +1,19 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/ordershop/ordershop/internal/platform"
 	"github.com/ordershop/ordershop/internal/platform/platformtest"
 	"github.com/ordershop/ordershop/internal/redistest"
 	"github.com/ordershop/ordershop/internal/shop"
+	"github.com/redis/go-redis/v9"
 )
 
 func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
@@ -43,6 +46,58 @@ func TestSendListAndGet(t *testing.T) {
 	platformtest.JSON(t, "GET", srv.URL+"/emails?to=cy@example.com", nil, 200, &none)
 	if len(all) != 2 || len(ada) != 1 || ada[0].Key != "e1:welcome" || none == nil || len(none) != 0 {
 		t.Fatalf("all %v, to ada %v, to cy %v", all, ada, none)
+	}
+}
+
+// ?to= answers one recipient's mails from an index: with 2,000 mails to
+// others in the cache it reads the index and the recipient's mails, one
+// command each, and nothing else. It pages as every list does.
+func TestMailsToOneRecipientReadOnlyTheirs(t *testing.T) {
+	t.Parallel()
+	app, srv := platformtest.Start(t, "msg", platformtest.Config(t), platform.NoConfig{}, wire)
+	for i := range 2000 {
+		m, err := shop.NewEmail(fmt.Sprint("x", i%50, "@example.com"), "hi", fmt.Sprint("other:", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		platformtest.Created(t, app.Cache, shop.Emails.Kind, m)
+	}
+	want := map[string]bool{}
+	for i := range 3 {
+		var s sent
+		platformtest.JSON(t, "POST", srv.URL+"/email", body{To: "ada@example.com", Msg: "hi", Key: fmt.Sprint("ada:", i)}, 200, &s)
+		want[s.ID] = true
+	}
+	var commands atomic.Int64
+	app.Store.Redis().AddHook(commandsSent{&commands})
+	var ada []email
+	platformtest.JSON(t, "GET", srv.URL+"/emails?to=ada@example.com", nil, 200, &ada)
+	if len(ada) != 3 || !want[ada[0].ID] || !want[ada[1].ID] || !want[ada[2].ID] || ada[0].To != "ada@example.com" {
+		t.Fatalf("ada's mails %v, want the 3 sent to her", ada)
+	}
+	if n := commands.Load(); n > 4 {
+		t.Fatalf("?to= sent %d commands among 2,003 mails, want 4: the index and ada's 3 mails", n)
+	}
+	pages := platformtest.Pages(t, srv.URL+"/emails?to=ada@example.com&limit=2")
+	if len(pages) != 2 || len(pages[0]) != 2 || len(pages[1]) != 1 || pages[0][0]["id"] != ada[0].ID || pages[1][0]["id"] != ada[2].ID {
+		t.Fatalf("ada's mails in pages of 2: %v", pages)
+	}
+}
+
+// commandsSent counts the commands a client sends.
+type commandsSent struct{ n *atomic.Int64 }
+
+func (commandsSent) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h commandsSent) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+func (h commandsSent) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.n.Add(int64(len(cmds)))
+		return next(ctx, cmds)
 	}
 }
 

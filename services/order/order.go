@@ -35,7 +35,7 @@ type orders struct {
 func routes(app *platform.App, o orders) {
 	r := app.Router
 	o.batch = app.Config.MaxBatch
-	r.Get("/orders/unbilled", platform.Handle(o.unbilled))
+	r.Get("/orders/unbilled", platform.List(o.unbilled))
 	shop.Orders.Queries(r, app.Cache)
 	for _, p := range shop.Orders.Paths("") {
 		r.Post(p, platform.Handle(o.create))
@@ -171,25 +171,28 @@ func (o orders) restore(ctx context.Context, ids ...string) {
 	}
 }
 
-// unbilled lists the orders that have no billing yet.
-func (o orders) unbilled(r *http.Request) (any, error) {
-	all, err := shop.Orders.List(r.Context(), o.cache)
+// unbilled lists the orders of a page that have no billing yet. A billing's
+// id derives from its order's, so it is looked up, not searched for: a page
+// costs what its orders cost, however many billings there are. It may hold
+// fewer orders than its limit, even none, and still have a next one.
+func (o orders) unbilled(r *http.Request, p entitycache.Page) ([]shop.Order, string, error) {
+	page, next, err := shop.Orders.ListPage(r.Context(), o.cache, p)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	billings, err := shop.Billings.List(r.Context(), o.cache)
+	ids := make([]string, len(page))
+	for i, ord := range page {
+		ids[i] = shop.BillingID(ord.ID)
+	}
+	billings, _, err := shop.Billings.GetMany(r.Context(), o.cache, ids...)
 	if err != nil {
-		return nil, err
-	}
-	billed := map[string]bool{}
-	for _, b := range billings {
-		billed[b.OrderID] = true
+		return nil, "", err
 	}
 	out := []shop.Order{}
-	for _, ord := range all {
-		if !billed[ord.ID] {
+	for i, ord := range page {
+		if billings[i] == nil {
 			out = append(out, ord)
 		}
 	}
-	return out, nil
+	return out, next, nil
 }

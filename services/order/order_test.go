@@ -69,19 +69,46 @@ func TestBadOrdersAreRejectedAndWriteNothing(t *testing.T) {
 	platformtest.RejectAll(t, app, url, "order", cases)
 }
 
+// Unbilled orders come whole or page by page; a page reads only its own
+// orders and their billings, so it may hold fewer than its limit.
 func TestUnbilledListsOrdersWithoutBilling(t *testing.T) {
 	t.Parallel()
 	app, url := start(t)
 	var orders []string
-	for range 3 {
+	for range 5 {
 		orders = append(orders, add(t, app, shop.Orders.Kind, shop.Order{CustomerID: uuid.NewString(), ProductIDs: []string{uuid.NewString()}}))
 	}
-	add(t, app, shop.Billings.Kind, shop.Billing{OrderID: orders[1], Done: false})
+	slices.Sort(orders)
+	for _, billed := range []string{orders[1], orders[2]} {
+		b, err := shop.NewBilling(billed, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		add(t, app, shop.Billings.Kind, b)
+	}
+	want := []string{orders[0], orders[3], orders[4]}
 	var unbilled []map[string]any
 	platformtest.JSON(t, "GET", url+"/orders/unbilled", nil, 200, &unbilled)
-	if len(unbilled) != 2 || unbilled[0]["id"] == orders[1] || unbilled[1]["id"] == orders[1] {
-		t.Fatalf("unbilled %v, billed order %s", unbilled, orders[1])
+	if ids := idsOf(unbilled); !slices.Equal(ids, want) {
+		t.Fatalf("unbilled %v, want %v", ids, want)
 	}
+	var ids []string
+	var sizes []int
+	for _, page := range platformtest.Pages(t, url+"/orders/unbilled?limit=2") {
+		ids, sizes = append(ids, idsOf(page)...), append(sizes, len(page))
+	}
+	if !slices.Equal(ids, want) || !slices.Equal(sizes, []int{1, 1, 1}) {
+		t.Fatalf("unbilled in pages of 2: %v in pages of %v, want %v in pages of [1 1 1]", ids, sizes, want)
+	}
+	platformtest.Rejected(t, "GET", url+"/orders/unbilled?limit=0", nil, 400)
+}
+
+func idsOf(ents []map[string]any) []string {
+	ids := make([]string, len(ents))
+	for i, e := range ents {
+		ids[i] = e["id"].(string)
+	}
+	return ids
 }
 
 // heldStock is Stock in memory: what each order holds, and a product that is

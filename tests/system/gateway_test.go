@@ -192,3 +192,37 @@ func TestAdminRoutesAreOnlyOnTheAdminListeners(t *testing.T) {
 	}
 	platformtest.JSON(t, "GET", "http://"+s.admin["crm"]+"/ops/stats", nil, http.StatusOK, nil)
 }
+
+// Every list pages through the gateway, also those it forwards (mails,
+// unbilled orders): the next links hold there, and the pages add up to the
+// whole list.
+func TestListsPageThroughTheGateway(t *testing.T) {
+	t.Parallel()
+	s := startSystem(t)
+	g := scenario.Gateway(s.URL)
+	product := g.Create(t, "/product", map[string]any{"name": "Tea", "price": 1})[0]
+	g.Create(t, "/inventory", map[string]any{"product_id": product, "amount": 10})
+	customers, emails := g.Customers(t, "pages", 5)
+	for _, c := range customers {
+		g.Create(t, "/order", map[string]any{"customer_id": c, "product_ids": []string{product}})
+	}
+	g.WaitMails(t, 30*time.Second, "Welcome", emails)
+	g.WaitMails(t, 30*time.Second, "Thank you", emails)
+	for _, path := range []string{"/customers?", "/emails?", "/orders/unbilled?", "/emails?to=" + emails[2] + "&"} {
+		got := []map[string]any{}
+		pages := platformtest.Pages(t, s.URL+path+"limit=2")
+		for _, page := range pages {
+			got = append(got, page...)
+		}
+		var all []map[string]any
+		platformtest.JSON(t, "GET", s.URL+path, nil, 200, &all)
+		if len(pages) < 2 && len(all) > 2 || !reflect.DeepEqual(got, all) {
+			t.Fatalf("%s in %d pages of 2: %v, whole: %v", path, len(pages), got, all)
+		}
+	}
+	for _, m := range g.List(t, "/emails?to="+emails[2]) {
+		if m["to"] != emails[2] {
+			t.Fatalf("a mail to %v among those to %s", m["to"], emails[2])
+		}
+	}
+}

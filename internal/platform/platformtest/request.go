@@ -129,3 +129,34 @@ func Concurrently(t testing.TB, n int, req func() (method, url string, body any)
 	}
 	return statuses, answers
 }
+
+// Pages GETs a list page by page, as a client does: it follows each answer's
+// Link rel="next" (RFC 8288, here relative to the request) until one has
+// none, and answers the pages.
+func Pages(t testing.TB, url string) [][]map[string]any {
+	t.Helper()
+	var pages [][]map[string]any
+	for url != "" {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var page []map[string]any
+		err = json.NewDecoder(resp.Body).Decode(&page)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || err != nil {
+			t.Fatalf("GET %s: status %d (%v)", url, resp.StatusCode, err)
+		}
+		pages = append(pages, page)
+		url = ""
+		if link := resp.Header.Get("Link"); link != "" {
+			target, rel, ok := strings.Cut(link, ">; ")
+			next, err := resp.Request.URL.Parse(strings.TrimPrefix(target, "<"))
+			if !ok || rel != `rel="next"` || err != nil {
+				t.Fatalf("GET %s: Link %q", resp.Request.URL, link)
+			}
+			url = next.String()
+		}
+	}
+	return pages
+}
