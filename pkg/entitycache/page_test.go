@@ -79,8 +79,8 @@ func TestPagesWalkTheListInIDOrder(t *testing.T) {
 	}
 }
 
-// A cache from before the sorted sets has only the set of ids: a rebuild
-// fills them.
+// A cache from before the sorted sets has only the set of ids: whole lists
+// read that, pages wait for a rebuild to fill the sorted ids.
 func TestARebuildFillsTheSortedIDs(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -89,14 +89,17 @@ func TestARebuildFillsTheSortedIDs(t *testing.T) {
 		commit(t, c, create(stock, item{ID: fmt.Sprint("i", i), ProductID: "p"}))
 	}
 	c.Store().Redis().Del(ctx, c.Store().Key("inventory", "inventory_sorted_ids"))
-	if all, _ := stock.List(ctx, c); len(all) != 0 {
-		t.Fatalf("%d listed without the sorted ids", len(all))
+	if all, _ := stock.List(ctx, c); len(all) != 5 {
+		t.Fatalf("%d listed without the sorted ids, want 5", len(all))
+	}
+	if page, _, _ := stock.ListPage(ctx, c, entitycache.Page{Limit: 10}); len(page) != 0 {
+		t.Fatalf("%d paged without the sorted ids", len(page))
 	}
 	if err := c.Rebuild(ctx, stock, reservations); err != nil {
 		t.Fatal(err)
 	}
-	if all, err := stock.List(ctx, c); err != nil || len(all) != 5 {
-		t.Fatalf("%d listed after a rebuild (%v), want 5", len(all), err)
+	if page, _, err := stock.ListPage(ctx, c, entitycache.Page{Limit: 10}); err != nil || len(page) != 5 {
+		t.Fatalf("%d paged after a rebuild (%v), want 5", len(page), err)
 	}
 }
 
