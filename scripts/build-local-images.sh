@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Builds the images for docker-compose --env-file local.env without any registry:
-#   ordershop/redis:local   Debian's Redis binaries plus the host libraries they link
-#   ordershop/<svc>:local   the service binaries built here, on scratch (Dockerfile.local)
-# ORDERSHOP_TAG (default local) tags the service images otherwise, so that trees built side
-# by side on one Docker do not replace each other's images.
+#   ordershop/redis:local   Debian's Redis binaries plus the host libraries they link, and
+#                           busybox's sh and awk for deploy/redis/entrypoint.sh
+#   ordershop/<svc>:local   the service binaries built here, on scratch (Dockerfile.local),
+#                           with the host's CA certificates (Debian's ca-certificates)
+# ORDERSHOP_TAG (default local) tags the images otherwise, so that trees built side by
+# side on one Docker do not replace each other's images.
 # Unchanged inputs give the same images, so a rerun takes seconds and changes nothing.
-# Network: apt only (redis-tools if missing, the two .debs once), and Go modules if not
+# Network: apt only (redis-tools and ca-certificates if missing, three .debs once), and Go modules if not
 # cached. BUILD_BINARIES=0 packs bin/ as it is instead of running go build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +39,10 @@ redis_image() {
     (cd "$debs" && apt-get download -qq -o APT::Sandbox::User="$(id -un)" \
       "redis-server=$version" "redis-tools=$version")
   fi
+  # The entrypoint's shell: a static busybox, fetched once (its version is the first seen).
+  if ! compgen -G "$debs/busybox-static_*.deb" >/dev/null; then
+    (cd "$debs" && apt-get download -qq -o APT::Sandbox::User="$(id -un)" busybox-static)
+  fi
 
   root=$work/rootfs x=$work/x
   rm -rf "$root" "$x"
@@ -45,8 +51,14 @@ redis_image() {
   # redis-server is a link to redis-check-rdb; the binary picks its role from argv[0].
   cp -a "$x/usr/bin/redis-check-rdb" "$x/usr/bin/redis-server" "$x/usr/bin/redis-cli" "$root/usr/bin/"
   ln -s redis-check-rdb "$root/usr/bin/redis-check-aof"
+  mkdir -p "$root/bin"
+  cp -a "$x/bin/busybox" "$root/bin/"
+  ln -s busybox "$root/bin/sh"
+  ln -s busybox "$root/bin/awk"
   mkdir -p "$root/usr/share/doc/redis"
   cp "$x/usr/share/doc/redis-server/copyright" "$root/usr/share/doc/redis/"
+  mkdir -p "$root/usr/share/doc/busybox"
+  cp "$x/usr/share/doc/busybox-static/copyright" "$root/usr/share/doc/busybox/"
 
   local libs
   libs=$(ldd "$root/usr/bin/redis-check-rdb" "$root/usr/bin/redis-cli")
@@ -68,28 +80,40 @@ redis_image() {
   tar -C "$root" "${tar_opts[@]}" --owner=0 --group=0 --exclude=./data -cf "$tarball" .
   tar -C "$root" "${tar_opts[@]}" --owner="$redis_uid" --group="$redis_uid" -rf "$tarball" ./data
   sum=$(sha256sum "$tarball" | cut -c1-64)
-  current=$(docker image inspect -f '{{index .Config.Labels "ordershop.rootfs"}}' ordershop/redis:local 2>/dev/null || true)
+  current=$(docker image inspect -f '{{index .Config.Labels "ordershop.rootfs"}}' "ordershop/redis:$tag" 2>/dev/null || true)
   if [[ $current == "$sum" ]]; then
-    echo "ordershop/redis:local is up to date (redis $version)"
+    echo "ordershop/redis:$tag is up to date (redis $version)"
     return
   fi
   # No ENTRYPOINT: compose's "command: [redis-server, ...]" then works as with redis:7-alpine.
+  # Protected mode stays on (Redis's default); compose runs it with the ACL.
   docker import \
-    --change 'ENV PATH=/usr/bin' \
+    --change 'ENV PATH=/usr/bin:/bin' \
     --change 'WORKDIR /data' \
     --change "USER $redis_uid:$redis_uid" \
     --change 'EXPOSE 6379' \
-    --change 'CMD ["redis-server", "--protected-mode", "no"]' \
+    --change 'CMD ["redis-server"]' \
     --change "LABEL ordershop.rootfs=$sum org.opencontainers.image.version=$version" \
-    "$tarball" ordershop/redis:local >/dev/null
-  echo "built ordershop/redis:local (redis $version)"
+    "$tarball" "ordershop/redis:$tag" >/dev/null
+  echo "built ordershop/redis:$tag (redis $version)"
 }
 
-# The context is just the Dockerfile and one binary, not the repository. Output only on
-# failure: the legacy builder warns on every build that it is deprecated.
+# For rediss:// URLs: the host's CA bundle, from Debian's ca-certificates.
+ca_certificates() {
+  local ca=/etc/ssl/certs/ca-certificates.crt
+  if [[ ! -s $ca ]]; then
+    as_root apt-get update -qq
+    as_root apt-get install -y -qq --no-install-recommends ca-certificates
+  fi
+  mkdir -p .build/certs
+  cp "$ca" .build/certs/ca-certificates.crt
+}
+
+# The context is just the Dockerfile, one binary and the CA bundle, not the repository.
+# Output only on failure: the legacy builder warns on every build that it is deprecated.
 service_image() {
   local out
-  if ! out=$(tar -c Dockerfile.local "bin/$1" |
+  if ! out=$(tar -c Dockerfile.local "bin/$1" -C .build certs/ca-certificates.crt |
     docker build -q -f Dockerfile.local --build-arg SERVICE="$1" -t "ordershop/$1:$tag" - 2>&1); then
     printf 'ordershop/%s:%s failed:\n%s\n' "$1" "$tag" "$out" >&2
     return 1
@@ -114,5 +138,6 @@ service_images() {
 }
 
 redis_image
+ca_certificates
 service_images
-docker image ls --filter 'reference=ordershop/redis:local' --filter "reference=ordershop/*:$tag" --format 'table {{.Repository}}:{{.Tag}}\t{{.ID}}\t{{.Size}}'
+docker image ls --filter "reference=ordershop/*:$tag" --format 'table {{.Repository}}:{{.Tag}}\t{{.ID}}\t{{.Size}}'

@@ -3,9 +3,22 @@
 # With a reachable registry: builds with Dockerfile and the Docker Hub images.
 # Without one: builds local images (scripts/build-local-images.sh) and uses local.env.
 # ORDERSHOP_LOCAL=1 or 0 skips the guess; UP_TIMEOUT (seconds, default 180) bounds the wait.
+# The Redis passwords, one per user of deploy/redis/users.acl, are in .env (git-ignored):
+# a missing one is generated, an existing one is never replaced.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 compose=(scripts/compose.sh)
+
+# Adds a line KEY=value to .env unless .env sets KEY already.
+env_default() {
+  grep -q "^$1=" .env || printf '%s=%s\n' "$1" "$2" >>.env
+}
+touch .env
+chmod 600 .env
+[[ ! -s .env || -z $(tail -c1 .env) ]] || echo >>.env
+for user in ops gateway customer product inventory order msg billing crm; do
+  env_default "REDIS_PASSWORD_${user^^}" "$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"
+done
 
 have() { docker image inspect "$1" >/dev/null 2>&1; }
 if [[ -z ${ORDERSHOP_LOCAL:-} ]]; then
@@ -18,9 +31,13 @@ fi
 if [[ $ORDERSHOP_LOCAL == 1 ]]; then
   echo "No registry: building local images."
   scripts/build-local-images.sh
-  # As .env, local.env also serves the compose commands that follow (stop, start, run,
-  # logs); a .env of the user's own is left alone.
-  if [[ ! -e .env ]] || cmp -s .env local.env; then cp local.env .env; else compose+=(--env-file local.env); fi
+  # local.env's settings go to .env too, so that the compose commands that follow (stop,
+  # start, run, logs) see them; what .env sets already stays. ORDERSHOP_TAG in the shell
+  # wins, and picks the Redis image the script built with it.
+  while IFS='=' read -r key value; do
+    [[ $key =~ ^[A-Z_]+$ ]] && env_default "$key" "$value"
+  done <local.env
+  if [[ -n ${ORDERSHOP_TAG:-} ]]; then export REDIS_IMAGE=${REDIS_IMAGE:-ordershop/redis:$ORDERSHOP_TAG}; fi
   "${compose[@]}" up -d --no-build --remove-orphans
 else
   "${compose[@]}" up -d --build --remove-orphans

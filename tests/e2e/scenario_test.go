@@ -1,14 +1,38 @@
 package e2e
 
 import (
+	"context"
+	"strings"
 	"testing"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/ordershop/ordershop/tests/scenario"
 )
 
-// The original client's scenario, through the gateway of the containers.
+// The original client's scenario, through the gateway of the containers,
+// whose Redis knows each service by its own user and nobody else.
 func TestOriginalScenario(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
 	scenario.Original(t, s.Gateway)
+
+	ctx := context.Background()
+	for _, who := range []struct{ user, password, want string }{
+		{"", "", "NOAUTH"}, {"customer", s.passwords["order"], "WRONGPASS"},
+	} {
+		rdb := redis.NewClient(&redis.Options{Addr: s.addr("redis"), Username: who.user, Password: who.password, MaxRetries: -1})
+		if err := rdb.Ping(ctx).Err(); err == nil || !strings.Contains(err.Error(), who.want) {
+			t.Errorf("PING as %q: %v, want %s", who.user, err, who.want)
+		}
+		rdb.Close()
+	}
+	gw := redis.NewClient(&redis.Options{Addr: s.addr("redis"), Username: "gateway", Password: s.passwords["gateway"], MaxRetries: -1})
+	defer gw.Close()
+	if n, err := gw.SCard(ctx, "{customer}:customer_ids").Result(); err == nil || !strings.HasPrefix(err.Error(), "NOPERM") {
+		t.Errorf("the gateway's SCARD (not among its commands): %d, %v", n, err)
+	}
+	if err := gw.SAdd(ctx, "{customer}:customer_ids", "x").Err(); err == nil || !strings.HasPrefix(err.Error(), "NOPERM") {
+		t.Errorf("the gateway's SADD: %v, want NOPERM", err)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -53,6 +54,8 @@ type stack struct {
 	nodes   map[string]*node
 	order   []string
 	rdb     *redis.Client
+	// passwords of the Redis users, one per service and ops, the stack's own
+	passwords map[string]string
 
 	Gateway scenario.Gateway
 	Admin   string // the gateway's admin listener
@@ -90,7 +93,12 @@ func newStack(t *testing.T, opts ...option) *stack {
 	}
 	b := make([]byte, 4)
 	rand.Read(b)
-	s := &stack{t: t, tag: "e2e-" + hex.EncodeToString(b), nodes: map[string]*node{}}
+	s := &stack{t: t, tag: "e2e-" + hex.EncodeToString(b), nodes: map[string]*node{}, passwords: map[string]string{}}
+	for _, user := range append([]string{"ops"}, services...) {
+		pw := make([]byte, 16)
+		rand.Read(pw)
+		s.passwords[user] = hex.EncodeToString(pw)
+	}
 	network, err := pool.CreateNetwork(s.tag, func(o *docker.CreateNetworkOptions) { o.Labels = labels() })
 	if err != nil {
 		t.Fatalf("create network: %v", err)
@@ -103,11 +111,12 @@ func newStack(t *testing.T, opts ...option) *stack {
 			var d net.Dialer
 			return d.DialContext(ctx, network, s.addr("redis"))
 		},
+		Username: "ops", Password: s.passwords["ops"],
 		MaxRetries: 5,
 	})
 
 	begin := time.Now()
-	s.run("redis", image("redis"), nil, []string{"redis-server", "--appendonly", "yes", "--protected-mode", "no"}, "6379/tcp")
+	s.run("redis", image("redis"), s.redisEnv(), []string{"redis-server", "--appendonly", "yes"}, "6379/tcp")
 	names := append([]string{}, services...)
 	kinds := map[string]string{}
 	for _, svc := range services {
@@ -118,7 +127,8 @@ func newStack(t *testing.T, opts ...option) *stack {
 		kinds[r[0]] = r[1]
 	}
 	for _, name := range names {
-		s.run(name, image(kinds[name]), serviceEnv(name, kinds[name], cfg.env[name]), nil, portOf(kinds[name]))
+		env := append([]string{"REDIS_URL=redis://" + kinds[name] + ":" + s.passwords[kinds[name]] + "@redis:6379/0"}, cfg.env[name]...)
+		s.run(name, image(kinds[name]), serviceEnv(name, kinds[name], env), nil, portOf(kinds[name]))
 	}
 	s.waitReady(append([]string{"redis"}, names...)...)
 	s.Gateway = scenario.Gateway("http://" + s.addr("gateway"))
@@ -134,9 +144,20 @@ func portOf(service string) string {
 	return "8080/tcp"
 }
 
-// serviceEnv is what docker-compose.yml gives a service, plus extra.
+// redisEnv is what docker-compose.yml gives Redis: the passwords its
+// entrypoint renders the ACL with.
+func (s *stack) redisEnv() []string {
+	env := []string{"REDISCLI_AUTH=" + s.passwords["ops"]}
+	for user, pw := range s.passwords {
+		env = append(env, "REDIS_PASSWORD_"+strings.ToUpper(user)+"="+pw)
+	}
+	return env
+}
+
+// serviceEnv is what docker-compose.yml gives a service (REDIS_URL with the
+// service's own user is among extra), plus extra.
 func serviceEnv(name, service string, extra []string) []string {
-	env := map[string]string{"REDIS_URL": "redis://redis:6379/0", "ADMIN_ADDR": ":9000"}
+	env := map[string]string{"ADMIN_ADDR": ":9000"}
 	for _, svc := range services {
 		if svc != "gateway" {
 			env[strings.ToUpper(svc)+"_URL"] = "http://" + svc + ":8080"
@@ -187,6 +208,13 @@ func (s *stack) run(name, img string, env, cmd []string, port string) {
 	}
 	if name == "redis" {
 		conf.Volumes = map[string]struct{}{"/data": {}} // anonymous: removed with the container
+		// As in docker-compose.yml: the ACL and the entrypoint that renders it.
+		deploy, err := filepath.Abs("../../deploy/redis")
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		conf.Entrypoint = []string{"/bin/sh", "/etc/ordershop/redis/entrypoint.sh"}
+		host.Binds = []string{deploy + ":/etc/ordershop/redis:ro"}
 	} else {
 		host.ReadonlyRootfs = true
 	}

@@ -5,7 +5,12 @@
 package smoke
 
 import (
+	"archive/tar"
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -29,13 +34,29 @@ func suffix(tag string) string {
 	return "-" + tag
 }
 
+// env is what compose gets beside local.env: the Redis passwords, which
+// scripts/up.sh keeps in .env, of the test's own.
+var env = func() []string {
+	env := []string{
+		"RATE_LIMIT=0", // the scenario's polls from one address would go over the gateway's limit
+	}
+	if tag := os.Getenv("ORDERSHOP_TAG"); tag != "" {
+		env = append(env, "REDIS_IMAGE=ordershop/redis:"+tag) // the script builds it with the tag
+	}
+	for _, user := range []string{"ops", "gateway", "customer", "product", "inventory", "order", "msg", "billing", "crm"} {
+		b := make([]byte, 16)
+		rand.Read(b)
+		env = append(env, "REDIS_PASSWORD_"+strings.ToUpper(user)+"="+hex.EncodeToString(b))
+	}
+	return env
+}()
+
 // compose runs scripts/compose.sh on the smoke project with the local images.
 func compose(t *testing.T, args ...string) string {
 	t.Helper()
 	cmd := exec.Command("scripts/compose.sh", append([]string{"-p", project, "--env-file", "local.env"}, args...)...)
 	cmd.Dir = "../.."
-	// The scenario's polls from one address would go over the gateway's limit.
-	cmd.Env = append(os.Environ(), "RATE_LIMIT=0")
+	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("compose %s: %v\n%s", strings.Join(args, " "), err, out)
@@ -86,6 +107,7 @@ func TestComposeStackRunsTheOriginalScenario(t *testing.T) {
 	compose(t, "up", "-d", "--no-build")
 	waitHealthy(t, 9)
 	t.Logf("stack healthy %v after up", time.Since(start).Round(time.Second))
+	checkContainers(t)
 
 	g := scenario.Gateway("http://127.0.0.1:" + port)
 	scenario.Original(t, g)
@@ -97,6 +119,69 @@ func TestComposeStackRunsTheOriginalScenario(t *testing.T) {
 	}
 	compose(t, "start", "crm")
 	g.WaitMails(t, time.Minute, "Welcome", emails)
+}
+
+// checkContainers checks what compose gives every container: memory, CPU and
+// process limits; the services' images carry the CA certificates that
+// rediss:// needs; Redis runs as its own user and answers nobody unknown.
+func checkContainers(t *testing.T) {
+	t.Helper()
+	ids := strings.Fields(docker(t, "ps", "-q", "--filter", "label=com.docker.compose.project="+project))
+	var redis string
+	for _, id := range ids {
+		info := strings.Fields(docker(t, "inspect", "-f",
+			`{{index .Config.Labels "com.docker.compose.service"}} {{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{if .HostConfig.PidsLimit}}{{.HostConfig.PidsLimit}}{{else}}0{{end}} {{.Config.User}}`, id))
+		if len(info) < 4 {
+			t.Fatalf("inspect %s: %q", id, info)
+		}
+		service := info[0]
+		for i, what := range []string{"memory", "CPU", "pids"} {
+			if info[i+1] == "0" || strings.HasPrefix(info[i+1], "-") {
+				t.Errorf("%s has no %s limit: %v", service, what, info)
+			}
+		}
+		if service == "redis" {
+			redis = id
+			if len(info) < 5 || info[4] != "redis" {
+				t.Errorf("redis runs as %v, want the redis user", info[4:])
+			}
+			continue
+		}
+		out, err := exec.Command("docker", "cp", id+":/etc/ssl/certs/ca-certificates.crt", "-").Output()
+		if err != nil {
+			t.Errorf("%s has no CA certificates: %v", service, err)
+			continue
+		}
+		tr := tar.NewReader(bytes.NewReader(out))
+		if h, err := tr.Next(); err != nil || h.Size < 1000 {
+			t.Errorf("%s's CA certificates: %v %v", service, h, err)
+		} else if pem, _ := io.ReadAll(tr); !bytes.Contains(pem, []byte("BEGIN CERTIFICATE")) {
+			t.Errorf("%s's CA certificates are no PEM", service)
+		}
+	}
+	if redis == "" {
+		t.Fatal("no redis container")
+	}
+	// As the gateway: reads are fine, writes are refused. Without a user: nothing.
+	cli := func(args ...string) string {
+		out, _ := exec.Command("docker", append([]string{"exec", "-e", "REDISCLI_AUTH=", redis, "redis-cli"}, args...)...).CombinedOutput()
+		return strings.TrimSpace(string(out))
+	}
+	var gw string
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "REDIS_PASSWORD_GATEWAY="); ok {
+			gw = v
+		}
+	}
+	if out := cli("--user", "gateway", "--pass", gw, "--no-auth-warning", "smembers", "{customer}:customer_ids"); strings.Contains(out, "ERR") || strings.Contains(out, "NOPERM") {
+		t.Errorf("the gateway's SMEMBERS: %s", out)
+	}
+	if out := cli("--user", "gateway", "--pass", gw, "--no-auth-warning", "sadd", "{customer}:customer_ids", "x"); !strings.Contains(out, "NOPERM") {
+		t.Errorf("the gateway's SADD: %s, want NOPERM", out)
+	}
+	if out := cli("ping"); !strings.Contains(out, "NOAUTH") {
+		t.Errorf("PING without a user: %s, want NOAUTH", out)
+	}
 }
 
 // waitHealthy polls docker's health status of the project's containers.

@@ -1,0 +1,306 @@
+// Package acl_test starts a redis-server through entrypoint.sh, on users.acl
+// rendered with passwords of the test's own, and shows what each service's
+// user may and may not do.
+package acl_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/ordershop/ordershop/internal/redistest"
+	"github.com/ordershop/ordershop/internal/shop"
+	"github.com/ordershop/ordershop/pkg/entitycache"
+	"github.com/ordershop/ordershop/pkg/eventstore"
+)
+
+var users = []string{"ops", "gateway", "customer", "product", "inventory", "order", "msg", "billing", "crm"}
+
+// server is a redis-server on the ACL, with each user's password, and its
+// AOF on, as in docker-compose.yml.
+type server struct {
+	addr      string
+	dir       string
+	passwords map[string]string
+	cmd       *exec.Cmd
+	exited    chan struct{} // closed when cmd has exited
+}
+
+func start(t *testing.T) *server {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &server{addr: l.Addr().String(), dir: t.TempDir(), passwords: map[string]string{}}
+	l.Close()
+	for _, u := range users {
+		s.passwords[u] = strings.ReplaceAll(uuid.NewString(), "-", "")
+	}
+	s.start(t)
+	t.Cleanup(s.stop)
+	return s
+}
+
+// start starts the server (again) on its address and folder.
+func (s *server) start(t *testing.T) {
+	t.Helper()
+	_, port, _ := net.SplitHostPort(s.addr)
+	cmd := exec.Command("sh", "entrypoint.sh", "redis-server", "--bind", "127.0.0.1", "--port", port,
+		"--dir", s.dir, "--save", "", "--appendonly", "yes", "--appendfsync", "always")
+	cmd.Env = append(os.Environ(), "REDIS_ACL_FILE="+filepath.Join(s.dir, "users.acl"))
+	for u, pw := range s.passwords {
+		cmd.Env = append(cmd.Env, "REDIS_PASSWORD_"+strings.ToUpper(u)+"="+pw)
+	}
+	log, err := os.OpenFile(filepath.Join(s.dir, "redis.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s.cmd = cmd
+	exited := make(chan struct{})
+	s.exited = exited
+	go func() { cmd.Wait(); close(exited) }()
+	ops := redis.NewClient(&redis.Options{Addr: s.addr, Username: "ops", Password: s.passwords["ops"], MaxRetries: -1})
+	defer ops.Close()
+	up := false
+	redistest.Eventually(t, 10*time.Second, "redis-server up", func() bool {
+		select {
+		case <-exited:
+			return true
+		default:
+		}
+		up = ops.Ping(context.Background()).Err() == nil
+		return up
+	})
+	if !up {
+		out, _ := os.ReadFile(log.Name())
+		t.Fatalf("redis-server did not start:\n%s", out)
+	}
+}
+
+// stop stops the server as docker stop does; it writes its AOF first.
+func (s *server) stop() {
+	if s.cmd != nil {
+		s.cmd.Process.Signal(os.Interrupt)
+		<-s.exited
+		s.cmd = nil
+	}
+}
+
+func (s *server) client(t *testing.T, user string) *redis.Client {
+	rdb := redis.NewClient(&redis.Options{Addr: s.addr, Username: user, Password: s.passwords[user], MaxRetries: -1})
+	t.Cleanup(func() { rdb.Close() })
+	return rdb
+}
+
+// refused: NOPERM, or what a script's refused command answers.
+func refused(t *testing.T, err error, what string) {
+	t.Helper()
+	if err == nil || !strings.HasPrefix(err.Error(), "NOPERM") && !strings.Contains(err.Error(), "can't access") {
+		t.Errorf("%s: got %v, want NOPERM", what, err)
+	}
+}
+
+func allowed(t *testing.T, err error, what string) {
+	t.Helper()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		t.Errorf("%s: %v", what, err)
+	}
+}
+
+func TestTheDefaultUserIsOff(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	ctx := context.Background()
+	anon := redis.NewClient(&redis.Options{Addr: s.addr, MaxRetries: -1})
+	defer anon.Close()
+	if err := anon.Ping(ctx).Err(); err == nil || !strings.HasPrefix(err.Error(), "NOAUTH") {
+		t.Errorf("PING without a user: %v, want NOAUTH", err)
+	}
+	if err := anon.Do(ctx, "AUTH", "default", "").Err(); err == nil {
+		t.Error("AUTH as default succeeded")
+	}
+	wrong := redis.NewClient(&redis.Options{Addr: s.addr, Username: "customer", Password: s.passwords["order"], MaxRetries: -1})
+	defer wrong.Close()
+	if err := wrong.Ping(ctx).Err(); err == nil {
+		t.Error("customer logged in with order's password")
+	}
+}
+
+func TestAServiceWritesOnlyItsOwnKeys(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	ctx := context.Background()
+	customer := s.client(t, "customer")
+	allowed(t, customer.HSet(ctx, "{customer}:customer_entity:1", "name", "Ada").Err(), "customer HSET {customer}")
+	refused(t, customer.HSet(ctx, "{order}:order_entity:1", "customer_id", "1").Err(), "customer HSET {order}")
+	refused(t, customer.XAdd(ctx, &redis.XAddArgs{Stream: "events:{order}", Values: []any{"a", "b"}}).Err(), "customer XADD events:{order}")
+	refused(t, customer.HGet(ctx, "{order}:order_versions", "1").Err(), "customer HGET {order}")
+	refused(t, customer.Set(ctx, "other", "x", 0).Err(), "customer SET other")
+	refused(t, customer.FlushAll(ctx).Err(), "customer FLUSHALL")
+	refused(t, customer.ConfigSet(ctx, "appendonly", "no").Err(), "customer CONFIG SET")
+	refused(t, customer.Keys(ctx, "*").Err(), "customer KEYS")
+
+	order := s.client(t, "order")
+	allowed(t, order.HGet(ctx, "{customer}:customer_entity:1", "name").Err(), "order HGET {customer}")
+	refused(t, order.HSet(ctx, "{customer}:customer_entity:1", "name", "Eve").Err(), "order HSET {customer}")
+}
+
+func TestTheGatewayOnlyReads(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	ctx := context.Background()
+	gw := s.client(t, "gateway")
+	for _, kind := range []string{"customer", "product", "inventory", "order", "billing"} {
+		allowed(t, gw.SMembers(ctx, "{"+kind+"}:"+kind+"_ids").Err(), "gateway SMEMBERS "+kind)
+		allowed(t, gw.HMGet(ctx, "{"+kind+"}:"+kind+"_entity:1", "id").Err(), "gateway HMGET "+kind)
+		refused(t, gw.HSet(ctx, "{"+kind+"}:"+kind+"_entity:1", "id", "1").Err(), "gateway HSET "+kind)
+		refused(t, gw.SAdd(ctx, "{"+kind+"}:"+kind+"_ids", "1").Err(), "gateway SADD "+kind)
+		refused(t, gw.Del(ctx, "{"+kind+"}:"+kind+"_ids").Err(), "gateway DEL "+kind)
+		refused(t, gw.XAdd(ctx, &redis.XAddArgs{Stream: "events:{" + kind + "}", Values: []any{"a", "b"}}).Err(), "gateway XADD "+kind)
+		refused(t, gw.Eval(ctx, "return 1", []string{"{" + kind + "}:x"}).Err(), "gateway EVAL "+kind)
+	}
+	refused(t, gw.Set(ctx, "x", "y", 0).Err(), "gateway SET")
+	refused(t, gw.FlushDB(ctx).Err(), "gateway FLUSHDB")
+	refused(t, gw.XRange(ctx, "events:{order}", "-", "+").Err(), "gateway XRANGE")
+}
+
+// The event store's own paths: an owner appends with its cache update in one
+// script, and nobody else can.
+func TestOwnersAppendThroughTheEventStore(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	ctx := context.Background()
+	cacheOf := func(user string) *entitycache.Cache {
+		return entitycache.New(eventstore.New(s.client(t, user), ""))
+	}
+	customers := cacheOf("customer")
+	c := shop.Customer{ID: uuid.NewString(), Name: "Ada", Email: "ada@example.com"}
+	if _, err := customers.Commit(ctx, shop.Customers.Kind.Change(shop.CustomerCreated, c, eventstore.NoEntity)); err != nil {
+		t.Fatalf("customer appends a customer: %v", err)
+	}
+	got, _, err := shop.Customers.Get(ctx, cacheOf("gateway"), c.ID)
+	if err != nil || got == nil || got.Name != "Ada" {
+		t.Fatalf("the gateway reads %v, %v", got, err)
+	}
+	o := shop.Order{ID: uuid.NewString(), CustomerID: c.ID, ProductIDs: []string{uuid.NewString()}}
+	_, err = customers.Commit(ctx, shop.Orders.Kind.Change(shop.OrderCreated, o, eventstore.NoEntity))
+	refused(t, err, "customer appends an order")
+	if _, err := cacheOf("order").Commit(ctx, shop.Orders.Kind.Change(shop.OrderCreated, o, eventstore.NoEntity)); err != nil {
+		t.Fatalf("order appends an order: %v", err)
+	}
+	n, err := s.client(t, "ops").XLen(ctx, "events:{order}").Result()
+	if err != nil || n != 1 {
+		t.Fatalf("events:{order} has %d entries (%v), want 1", n, err)
+	}
+}
+
+// Redis replays its AOF, where a script's writes are a MULTI/EXEC, with the
+// rights of the default user: what the services wrote must come back whole
+// after a restart, though nobody may log in as default.
+func TestARestartKeepsWhatTheUsersWrote(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	ctx := context.Background()
+	customers := entitycache.New(eventstore.New(s.client(t, "customer"), ""))
+	c := shop.Customer{ID: uuid.NewString(), Name: "Ada", Email: "ada@example.com"}
+	if _, err := customers.Commit(ctx, shop.Customers.Kind.Change(shop.CustomerCreated, c, eventstore.NoEntity)); err != nil {
+		t.Fatal(err)
+	}
+	s.stop()
+	s.start(t)
+	got, _, err := shop.Customers.Get(ctx, entitycache.New(eventstore.New(s.client(t, "gateway"), "")), c.ID)
+	if err != nil || got == nil || got.Name != "Ada" {
+		t.Fatalf("after the restart the gateway reads %v, %v", got, err)
+	}
+	if n, err := s.client(t, "ops").XLen(ctx, "events:{customer}").Result(); err != nil || n != 1 {
+		t.Fatalf("events:{customer} has %d entries (%v), want 1", n, err)
+	}
+	anon := redis.NewClient(&redis.Options{Addr: s.addr, MaxRetries: -1})
+	defer anon.Close()
+	if err := anon.Get(ctx, "{customer}:customer_ids").Err(); err == nil || !strings.HasPrefix(err.Error(), "NOAUTH") {
+		t.Errorf("GET without a user after the restart: %v, want NOAUTH", err)
+	}
+}
+
+// CRM reads both its streams through its group, dead-letters what keeps
+// failing, and writes nothing else.
+func TestCRMWorksItsGroupAndWritesNothingElse(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	customers := entitycache.New(eventstore.New(s.client(t, "customer"), ""))
+	orders := entitycache.New(eventstore.New(s.client(t, "order"), ""))
+	c := shop.Customer{ID: uuid.NewString(), Name: "Ada", Email: "ada@example.com"}
+	o := shop.Order{ID: uuid.NewString(), CustomerID: c.ID, ProductIDs: []string{uuid.NewString()}}
+	if _, err := customers.Commit(ctx, shop.Customers.Kind.Change(shop.CustomerCreated, c, eventstore.NoEntity)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := orders.Commit(ctx, shop.Orders.Kind.Change(shop.OrderCreated, o, eventstore.NoEntity)); err != nil {
+		t.Fatal(err)
+	}
+
+	crm := s.client(t, "crm")
+	var handled atomic.Int64
+	consumer, err := eventstore.New(crm, "").NewConsumer(eventstore.ConsumerConfig{
+		Group: "crm", Name: "crm-1", Streams: []string{"customer", "order"}, Block: 50 * time.Millisecond,
+		MaxDeliveries: 1, RetryDelay: time.Millisecond,
+		Handler: func(_ context.Context, e eventstore.Event) error {
+			handled.Add(1)
+			if e.Type == shop.OrderCreated {
+				return errors.New("poison")
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- consumer.Run(ctx) }()
+	ops := s.client(t, "ops")
+	redistest.Eventually(t, 10*time.Second, "the customer event acked and the order event dead-lettered", func() bool {
+		dead, _ := ops.XLen(ctx, "events:{order}:dead:crm").Result()
+		pending, _ := ops.XPending(ctx, "events:{customer}", "crm").Result()
+		return dead == 1 && pending != nil && pending.Count == 0 && handled.Load() >= 2
+	})
+	if st, err := consumer.Stats(ctx); err != nil || len(st.Streams) != 2 {
+		t.Errorf("crm's stats: %+v, %v", st, err)
+	}
+	cancel()
+	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+		t.Errorf("crm's consumer: %v", err)
+	}
+
+	bg := context.Background()
+	refused(t, crm.XAdd(bg, &redis.XAddArgs{Stream: "events:{order}", Values: []any{"a", "b"}}).Err(), "crm XADD events:{order}")
+	refused(t, crm.XAdd(bg, &redis.XAddArgs{Stream: "events:{order}:dead:billing", Values: []any{"a", "b"}}).Err(), "crm XADD billing's dead letters")
+	refused(t, crm.HSet(bg, "{order}:order_ids", "x", "1").Err(), "crm HSET {order} cache")
+	refused(t, crm.XGroupDestroy(bg, "events:{order}", "billing").Err(), "crm XGROUP DESTROY")
+	refused(t, crm.Eval(bg, "return redis.call('XADD', KEYS[1], '*', 'a', 'b')", []string{"events:{order}"}).Err(), "crm XADD from a script")
+	billing := s.client(t, "billing")
+	refused(t, billing.XAdd(bg, &redis.XAddArgs{Stream: "events:{order}", Values: []any{"a", "b"}}).Err(), "billing XADD events:{order}")
+	refused(t, billing.XAdd(bg, &redis.XAddArgs{Stream: "events:{order}:dead:crm", Values: []any{"a", "b"}}).Err(), "billing XADD crm's dead letters")
+}
