@@ -204,6 +204,9 @@ func TestOwnersAppendThroughTheEventStore(t *testing.T) {
 	if err != nil || got == nil || got.Name != "Ada" {
 		t.Fatalf("the gateway reads %v, %v", got, err)
 	}
+	if page, _, err := shop.Customers.ListPage(ctx, cacheOf("gateway"), entitycache.Page{Limit: 10}); err != nil || len(page) != 1 {
+		t.Fatalf("the gateway pages %v, %v", page, err)
+	}
 	o := shop.Order{ID: uuid.NewString(), CustomerID: c.ID, ProductIDs: []string{uuid.NewString()}}
 	_, err = customers.Commit(ctx, shop.Orders.Kind.Change(shop.OrderCreated, o, eventstore.NoEntity))
 	refused(t, err, "customer appends an order")
