@@ -47,16 +47,14 @@ func (c *Cache) Apply(ctx context.Context, events []eventstore.Event, kinds ...P
 func (c *Cache) apply(ctx context.Context, events []eventstore.Event, kinds []Projection, mode string) error {
 	_, err := c.store.Redis().Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, e := range events {
-			i := slices.IndexFunc(kinds, func(k Projection) bool { return k.kind().name == e.EntityType })
-			if i < 0 {
-				continue
-			}
-			k := kinds[i].kind()
-			ent, err := kinds[i].decodeEvent(e)
+			k, ws, err := c.writesOf(e, kinds)
 			if err != nil {
 				return err
 			}
-			writes, keys := eventstore.EncodeWrites(c.writes(k, e.EntityID, ent, e.Type == k.deleted, strconv.FormatInt(e.Version, 10)))
+			if ws == nil {
+				continue
+			}
+			writes, keys := eventstore.EncodeWrites(ws)
 			arg, err := json.Marshal(writes)
 			if err != nil {
 				return err
@@ -66,6 +64,21 @@ func (c *Cache) apply(ctx context.Context, events []eventstore.Event, kinds []Pr
 		return nil
 	})
 	return err
+}
+
+// writesOf are the cache writes that apply an event, and its kind; none for
+// an event of none of the kinds.
+func (c *Cache) writesOf(e eventstore.Event, kinds []Projection) (kind, []eventstore.Write, error) {
+	i := slices.IndexFunc(kinds, func(k Projection) bool { return k.kind().name == e.EntityType })
+	if i < 0 {
+		return kind{}, nil, nil
+	}
+	k := kinds[i].kind()
+	ent, err := kinds[i].decodeEvent(e)
+	if err != nil {
+		return k, nil, err
+	}
+	return k, c.writes(k, e.EntityID, ent, e.Type == k.deleted, strconv.FormatInt(e.Version, 10)), nil
 }
 
 // Rebuild builds the cache of the kinds, which all live in one stream, again
