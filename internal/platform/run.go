@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -25,10 +26,12 @@ type NoConfig struct{}
 // SIGTERM. With -healthcheck it only asks the /healthz of the running
 // service's admin listener, so that images need no shell; with -rebuild it
 // rebuilds the entity cache of the streams (each a list of the kinds that
-// live in it) and exits.
+// live in it) and exits; with -verify it checks them (see Verify), prints
+// what it found, and exits 1 on any finding.
 func Run[C any](ctx context.Context, name string, streams [][]entitycache.Projection, wire func(*App, C) error) {
 	check := flag.Bool("healthcheck", false, "ask the running service's admin /healthz and exit 0 if alive")
 	rebuild := flag.Bool("rebuild", false, "drop the entity cache, build it again from the streams, and exit")
+	verify := flag.Bool("verify", false, "check the cache against the streams and the shop's invariants, report, and exit 1 on any finding")
 	flag.Parse()
 	log := slog.New(slog.NewJSONHandler(os.Stdout, nil)).With("service", name)
 	slog.SetDefault(log)
@@ -49,6 +52,9 @@ func Run[C any](ctx context.Context, name string, streams [][]entitycache.Projec
 		app := NewApp(name, base, rdb, log)
 		if *rebuild {
 			return Rebuild(ctx, app, streams)
+		}
+		if *verify {
+			return Verify(ctx, app.Cache, streams, os.Stdout)
 		}
 		if err := wire(app, cfg); err != nil {
 			return err
@@ -126,4 +132,46 @@ func Rebuild(ctx context.Context, app *App, streams [][]entitycache.Projection) 
 		app.Log.Info("cache rebuilt", "stream", app.Store.StreamKey(stream))
 	}
 	return nil
+}
+
+// invariants are the checks of the domain that Verify runs: the platform
+// knows no shop, and the shop's catalog adds its own (internal/shop) in every
+// binary, which imports it for its streams.
+var invariants []func(context.Context, *entitycache.Cache) ([]string, error)
+
+// AddInvariants adds checks to Verify; each returns one line per finding.
+func AddInvariants(checks ...func(context.Context, *entitycache.Cache) ([]string, error)) {
+	invariants = append(invariants, checks...)
+}
+
+// Verify checks that the cache of every stream equals what applying the
+// stream gives, key for key, and that the invariants added hold. It writes
+// one line per finding and their count, or one line "ok", and fails if it
+// found anything. It reads the streams and the cache one after the other, so
+// it runs on a quiet system: a command in flight may be a finding.
+func Verify(ctx context.Context, cache *entitycache.Cache, streams [][]entitycache.Projection, out io.Writer) error {
+	var findings []string
+	for _, kinds := range streams {
+		diffs, err := cache.Diff(ctx, kinds...)
+		if err != nil {
+			return fmt.Errorf("compare the cache of %s: %w", entitycache.StreamOf(kinds[0]), err)
+		}
+		findings = append(findings, diffs...)
+	}
+	for _, check := range invariants {
+		found, err := check(ctx, cache)
+		if err != nil {
+			return err
+		}
+		findings = append(findings, found...)
+	}
+	if len(findings) == 0 {
+		fmt.Fprintf(out, "ok: the cache of %d streams equals their projection, and %d invariant checks hold\n", len(streams), len(invariants))
+		return nil
+	}
+	for _, f := range findings {
+		fmt.Fprintln(out, f)
+	}
+	fmt.Fprintf(out, "%d findings\n", len(findings))
+	return fmt.Errorf("verify: %d findings", len(findings))
 }
