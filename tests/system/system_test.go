@@ -82,6 +82,11 @@ func startSystem(t *testing.T) *system {
 		for _, name := range services {
 			s.Stop(name)
 		}
+		// Every test leaves a shop that agrees with itself: quiet now, the
+		// cache and the invariants must hold.
+		if out, err := s.command("gateway", "-verify").CombinedOutput(); err != nil {
+			t.Errorf("gateway -verify at the end: %v\n%s", err, out)
+		}
 		if t.Failed() {
 			s.dumpLogs()
 		}
@@ -119,11 +124,15 @@ func (s *system) Start(name string) {
 // Run runs a service binary with args to its end, e.g. gateway -rebuild.
 func (s *system) Run(name string, args ...string) {
 	s.t.Helper()
-	cmd := exec.Command(filepath.Join(binDir, name), args...)
-	cmd.Env = append(s.env, "ADDR="+s.addr[name], "ADMIN_ADDR="+s.admin[name])
-	if out, err := cmd.CombinedOutput(); err != nil {
+	if out, err := s.command(name, args...).CombinedOutput(); err != nil {
 		s.t.Fatalf("%s %v: %v\n%s", name, args, err, out)
 	}
+}
+
+func (s *system) command(name string, args ...string) *exec.Cmd {
+	cmd := exec.Command(filepath.Join(binDir, name), args...)
+	cmd.Env = append(s.env, "ADDR="+s.addr[name], "ADMIN_ADDR="+s.admin[name])
+	return cmd
 }
 
 // Stop stops a service with SIGTERM, as docker stop does, and waits for it.
