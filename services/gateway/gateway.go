@@ -17,9 +17,13 @@ import (
 )
 
 func wire(app *platform.App, cfg config) error {
-	owners := map[string]string{
-		shop.Customers.Many: cfg.CustomerURL, shop.Products.Many: cfg.ProductURL, shop.Inventories.Many: cfg.InventoryURL,
-		shop.Orders.Many: cfg.OrderURL, shop.Billings.Many: cfg.BillingURL,
+	// The owner of each collection, and the stream whose hash slot holds
+	// its idempotency keys.
+	type owner struct{ url, stream string }
+	owners := map[string]owner{
+		shop.Customers.Many: {cfg.CustomerURL, shop.Customers.Kind.StreamName()}, shop.Products.Many: {cfg.ProductURL, shop.Products.Kind.StreamName()},
+		shop.Inventories.Many: {cfg.InventoryURL, shop.Inventories.Kind.StreamName()},
+		shop.Orders.Many:      {cfg.OrderURL, shop.Orders.Kind.StreamName()}, shop.Billings.Many: {cfg.BillingURL, shop.Billings.Kind.StreamName()},
 	}
 	r := app.Router
 	if cfg.RateLimit > 0 {
@@ -27,21 +31,27 @@ func wire(app *platform.App, cfg config) error {
 	}
 	for _, res := range shop.Collections {
 		res.Queries(r, app.Cache)
-		owner, err := proxy(app, owners[res.Plural()], "")
+		o := owners[res.Plural()]
+		now, err := proxy(app, o.url, "", app.Config.RequestTimeout)
 		if err != nil {
 			return err
 		}
+		patient, err := proxy(app, o.url, "", cfg.CommandTimeout)
+		if err != nil {
+			return err
+		}
+		command := idempotent(app, o.stream, cfg.CommandTimeout, now, patient)
 		for _, p := range res.Paths("") {
-			r.Post(p, owner)
+			r.Post(p, command)
 		}
 		for _, p := range res.Paths("/{id}") {
-			r.Put(p, owner)
-			r.Delete(p, owner)
+			r.Put(p, command)
+			r.Delete(p, command)
 		}
 	}
 	r.Get("/report", platform.Handle(func(r *http.Request) (any, error) { return report(r, app) }))
 	for path, target := range map[string]string{"/orders/unbilled": cfg.OrderURL, "/emails": cfg.MsgURL, "/emails/*": cfg.MsgURL} {
-		h, err := proxy(app, target, "")
+		h, err := proxy(app, target, "", app.Config.RequestTimeout)
 		if err != nil {
 			return err
 		}
@@ -50,7 +60,7 @@ func wire(app *platform.App, cfg config) error {
 	// The consumers' operator routes, on the admin listener only. The
 	// Authorization header goes along: each service checks the token too.
 	for path, target := range map[string]string{"/ops/crm": cfg.CRMAdminURL, "/ops/billing": cfg.BillingAdminURL} {
-		h, err := proxy(app, target+"/ops", path) // /ops/crm/stats is crm's /ops/stats
+		h, err := proxy(app, target+"/ops", path, app.Config.RequestTimeout) // /ops/crm/stats is crm's /ops/stats
 		if err != nil {
 			return err
 		}
@@ -72,8 +82,8 @@ func rateLimit(limit int, window time.Duration) func(http.Handler) http.Handler 
 }
 
 // proxy forwards requests to a service, without the prefix strip. A service
-// that is down or slow is a 503 JSON error, never a hang.
-func proxy(app *platform.App, target, strip string) (http.HandlerFunc, error) {
+// that is down, or slower than timeout, is a 503 JSON error, never a hang.
+func proxy(app *platform.App, target, strip string, timeout time.Duration) (http.HandlerFunc, error) {
 	u, err := url.Parse(target)
 	if err != nil {
 		return nil, err
@@ -83,7 +93,7 @@ func proxy(app *platform.App, target, strip string) (http.HandlerFunc, error) {
 			pr.SetURL(u)
 			pr.SetXForwarded()
 		},
-		Transport: platform.Transport(app.Config.RequestTimeout),
+		Transport: platform.Transport(timeout),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			var tooBig *http.MaxBytesError
 			if errors.As(err, &tooBig) {

@@ -25,6 +25,12 @@ type config struct {
 	CRMAdminURL     string `envconfig:"CRM_ADMIN_URL" default:"http://127.0.0.1:9087"`
 	BillingAdminURL string `envconfig:"BILLING_ADMIN_URL" default:"http://127.0.0.1:9085"`
 
+	// How long the owner of a command with an Idempotency-Key may take: its
+	// answer is kept for the client's next try with the key, also when the
+	// client was answered 503 at REQUEST_TIMEOUT. The services answer within
+	// their 30 s write timeout or never.
+	CommandTimeout time.Duration `envconfig:"COMMAND_TIMEOUT" default:"30s"`
+
 	// Requests per client address and window on the API; 0 is no limit.
 	RateLimit  int           `envconfig:"RATE_LIMIT" default:"100"`
 	RateWindow time.Duration `envconfig:"RATE_WINDOW" default:"1s"`

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/ordershop/ordershop/internal/platform"
+	"github.com/ordershop/ordershop/internal/platform/platformtest"
+	"github.com/ordershop/ordershop/internal/redistest"
+)
+
+// orderService answers each POST after slow with the ids of new orders, as
+// the order service does once its batch has committed, and counts them.
+func orderService(t *testing.T, slow time.Duration, status ...int) (url string, created *atomic.Int64) {
+	created = &atomic.Int64{}
+	owner := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		time.Sleep(slow)
+		n := created.Add(1)
+		code := http.StatusOK
+		if int(n) <= len(status) {
+			code = status[n-1]
+		}
+		platform.WriteJSON(w, code, []string{uuid.NewString()})
+	}))
+	t.Cleanup(owner.Close)
+	return owner.URL, created
+}
+
+// send sends a command with an Idempotency-Key and returns the answer.
+func send(t *testing.T, method, url, key, body string) (int, string, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header.Get("Content-Type"), string(b)
+}
+
+// gatewayTo starts the gateway with the order service at url, waiting for
+// answers for wait.
+func gatewayTo(t *testing.T, url string, wait time.Duration) string {
+	base := platformtest.Config(t)
+	base.RequestTimeout = wait
+	_, srv := startWith(t, base, map[string]string{"order": url}, func(c *config) { c.CommandTimeout = 5 * time.Second })
+	return srv.URL
+}
+
+const batch = `[{"customer_id":"2b0ac0b0-8c43-4e5a-9a3f-6a3b7f1e0c11","product_ids":["9b0ac0b0-8c43-4e5a-9a3f-6a3b7f1e0c11"]}]`
+
+// A batch that commits after the gateway stopped waiting is a 503; the
+// client's retry with the same key gets the batch's ids and orders nothing.
+func TestARetryWithTheSameKeyGetsTheFirstAnswerAndOrdersNothingNew(t *testing.T) {
+	t.Parallel()
+	owner, created := orderService(t, 400*time.Millisecond)
+	url := gatewayTo(t, owner, 200*time.Millisecond)
+	key := uuid.NewString()
+	if status, _, body := send(t, "POST", url+"/orders", key, batch); status != http.StatusServiceUnavailable {
+		t.Fatalf("the slow batch: %d %s, want 503", status, body)
+	}
+	var first string
+	redistest.Eventually(t, 10*time.Second, "the retry answered", func() bool {
+		status, ctype, body := send(t, "POST", url+"/orders", key, batch) // 409 while the batch runs
+		first = body
+		return status == http.StatusOK && ctype == "application/json"
+	})
+	status, _, again := send(t, "POST", url+"/orders", key, batch)
+	if status != http.StatusOK || again != first || created.Load() != 1 {
+		t.Fatalf("retries answered %d %s and %s; %d batches ordered, want 1 and the same ids", status, first, again, created.Load())
+	}
+	// Another key is another batch.
+	send(t, "POST", url+"/orders", uuid.NewString(), batch)
+	redistest.Eventually(t, 10*time.Second, "another key ordered", func() bool { return created.Load() == 2 })
+}
+
+func TestTheSameKeyWithAnotherBodyIs422(t *testing.T) {
+	t.Parallel()
+	owner, created := orderService(t, 0)
+	url := gatewayTo(t, owner, 5*time.Second)
+	key := uuid.NewString()
+	send(t, "POST", url+"/orders", key, batch)
+	for _, c := range []struct{ method, path, body string }{
+		{"POST", "/orders", strings.Replace(batch, "9b0", "8b0", 1)}, {"POST", "/order", batch},
+		{"PUT", "/orders/2b0ac0b0-8c43-4e5a-9a3f-6a3b7f1e0c11", batch},
+	} {
+		status, ctype, body := send(t, c.method, url+c.path, key, c.body)
+		if status != http.StatusUnprocessableEntity || ctype != "application/json" || !strings.Contains(body, `"error"`) {
+			t.Errorf("%s %s with a used key: %d %s %s, want 422 in JSON", c.method, c.path, status, ctype, body)
+		}
+	}
+	if created.Load() != 1 {
+		t.Fatalf("%d batches ordered, want 1", created.Load())
+	}
+}
+
+// Requests with one key at once: the first runs, the others wait for its
+// answer.
+func TestConcurrentRequestsWithOneKeyRunOnce(t *testing.T) {
+	t.Parallel()
+	owner, created := orderService(t, 300*time.Millisecond)
+	url := gatewayTo(t, owner, 5*time.Second)
+	key := uuid.NewString()
+	var wg sync.WaitGroup
+	answers := make([]string, 8)
+	for i := range answers {
+		wg.Go(func() {
+			status, _, body := send(t, "DELETE", url+"/orders/2b0ac0b0-8c43-4e5a-9a3f-6a3b7f1e0c11", key, "")
+			answers[i] = http.StatusText(status) + " " + body
+		})
+	}
+	wg.Wait()
+	for _, a := range answers {
+		if a != answers[0] || !strings.HasPrefix(a, "OK [") {
+			t.Fatalf("answers %q, want one 200 for all", answers)
+		}
+	}
+	if created.Load() != 1 {
+		t.Fatalf("the owner ran %d times, want 1", created.Load())
+	}
+}
+
+// A 5xx is not kept: the client may try again, and this time it runs.
+func TestA5xxIsNotKept(t *testing.T) {
+	t.Parallel()
+	owner, created := orderService(t, 0, http.StatusServiceUnavailable, http.StatusConflict)
+	url := gatewayTo(t, owner, 5*time.Second)
+	key := uuid.NewString()
+	for i, want := range []int{503, 409, 409} { // the 409 is kept
+		if status, _, body := send(t, "POST", url+"/orders", key, batch); status != want {
+			t.Fatalf("try %d: %d %s, want %d", i+1, status, body, want)
+		}
+	}
+	if created.Load() != 2 {
+		t.Fatalf("the owner ran %d times, want 2", created.Load())
+	}
+}
+
+func TestABadIdempotencyKeyIs400(t *testing.T) {
+	t.Parallel()
+	owner, created := orderService(t, 0)
+	url := gatewayTo(t, owner, 5*time.Second)
+	for _, key := range []string{"", strings.Repeat("k", 201), "tab\tbed", "é"} {
+		if status, _, body := send(t, "POST", url+"/orders", key, batch); status != http.StatusBadRequest {
+			t.Errorf("key %q: %d %s, want 400", key, status, body)
+		}
+	}
+	if status, _, _ := send(t, "POST", url+"/orders", strings.Repeat("k", 200), batch); status != http.StatusOK || created.Load() != 1 {
+		t.Fatalf("a key of 200 characters: %d", status)
+	}
+}
