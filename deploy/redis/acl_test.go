@@ -167,7 +167,7 @@ func TestAServiceWritesOnlyItsOwnKeys(t *testing.T) {
 	refused(t, order.HSet(ctx, "{customer}:customer_entity:1", "name", "Eve").Err(), "order HSET {customer}")
 }
 
-func TestTheGatewayOnlyReads(t *testing.T) {
+func TestTheGatewayOnlyReadsAndWritesIdempotencyKeys(t *testing.T) {
 	t.Parallel()
 	s := start(t)
 	ctx := context.Background()
@@ -181,6 +181,17 @@ func TestTheGatewayOnlyReads(t *testing.T) {
 		refused(t, gw.XAdd(ctx, &redis.XAddArgs{Stream: "events:{" + kind + "}", Values: []any{"a", "b"}}).Err(), "gateway XADD "+kind)
 		refused(t, gw.Eval(ctx, "return 1", []string{"{" + kind + "}:x"}).Err(), "gateway EVAL "+kind)
 	}
+	for _, kind := range []string{"customer", "product", "inventory", "order", "billing"} {
+		key := "{" + kind + "}:idempotency:k"
+		allowed(t, gw.SetNX(ctx, key, "running", time.Minute).Err(), "gateway SET NX PX "+key)
+		allowed(t, gw.Get(ctx, key).Err(), "gateway GET "+key)
+		allowed(t, gw.Set(ctx, key, "answer", 24*time.Hour).Err(), "gateway SET EX "+key)
+		allowed(t, gw.Del(ctx, key).Err(), "gateway DEL "+key)
+		refused(t, gw.Set(ctx, "{"+kind+"}:appended:k", "y", 0).Err(), "gateway SET "+kind+" outside idempotency")
+		refused(t, gw.HSet(ctx, key, "a", "b").Err(), "gateway HSET "+key)
+		refused(t, gw.Eval(ctx, "return 1", []string{key}).Err(), "gateway EVAL "+key)
+	}
+	refused(t, gw.Set(ctx, "{email}:idempotency:k", "y", 0).Err(), "gateway SET {email}:idempotency")
 	refused(t, gw.Set(ctx, "x", "y", 0).Err(), "gateway SET")
 	refused(t, gw.FlushDB(ctx).Err(), "gateway FLUSHDB")
 	refused(t, gw.XRange(ctx, "events:{order}", "-", "+").Err(), "gateway XRANGE")
