@@ -59,7 +59,13 @@ type stack struct {
 
 	Gateway scenario.Gateway
 	Admin   string // the gateway's admin listener
+	// why the test leaves a shop that -verify would refuse; "" for none
+	noVerify string
 }
+
+// NoVerify skips the -verify that ends every test, for a test that leaves
+// the shop inconsistent on purpose, and says why.
+func (s *stack) NoVerify(reason string) { s.noVerify = reason }
 
 type config struct {
 	env      map[string][]string // extra environment per container
@@ -418,6 +424,9 @@ func (s *stack) logs(name string, since time.Time) string {
 // a failure it first shows the end of each container's log.
 func (s *stack) teardown() {
 	s.rdb.Close()
+	if s.noVerify == "" {
+		s.verify()
+	}
 	if s.t.Failed() {
 		for _, name := range s.order {
 			var out bytes.Buffer
@@ -439,6 +448,43 @@ func (s *stack) teardown() {
 	}
 	if err := pool.RemoveNetwork(s.network); err != nil {
 		s.t.Errorf("remove network %s: %v", s.tag, err)
+	}
+}
+
+// verify stops the services, runs the gateway's image once with -verify as
+// the ops user, as the README does with compose run, and fails the test
+// unless it exits 0.
+func (s *stack) verify() {
+	s.t.Helper()
+	// A quiet system first: no consumer still sending a mail meanwhile. One
+	// stopped already answers an error, which does not matter here.
+	for _, name := range s.order {
+		if s.nodes[name].service {
+			pool.Client.StopContainer(s.nodes[name].id, 10)
+		}
+	}
+	env := serviceEnv("verify", "gateway", []string{"REDIS_URL=redis://ops:" + s.passwords["ops"] + "@redis:6379/0"})
+	c, err := pool.Client.CreateContainer(docker.CreateContainerOptions{
+		Name: s.tag + "-verify", Config: &docker.Config{Image: image("gateway"), Env: env, Cmd: []string{"-verify"}, Labels: labels()},
+		HostConfig: &docker.HostConfig{ReadonlyRootfs: true, CapDrop: []string{"ALL"}, SecurityOpt: []string{"no-new-privileges:true"}},
+		NetworkingConfig: &docker.NetworkingConfig{EndpointsConfig: map[string]*docker.EndpointConfig{
+			s.network.Network.Name: {},
+		}},
+	})
+	if err != nil {
+		s.t.Errorf("create the -verify container: %v", err)
+		return
+	}
+	defer pool.Client.RemoveContainer(docker.RemoveContainerOptions{ID: c.ID, Force: true, RemoveVolumes: true})
+	if err := pool.Client.StartContainer(c.ID, nil); err != nil {
+		s.t.Errorf("start the -verify container: %v", err)
+		return
+	}
+	code, err := pool.Client.WaitContainer(c.ID)
+	var out bytes.Buffer
+	pool.Client.Logs(docker.LogsOptions{Container: c.ID, OutputStream: &out, ErrorStream: &out, Stdout: true, Stderr: true})
+	if err != nil || code != 0 {
+		s.t.Errorf("gateway -verify at the end: exit %d (%v)\n%s", code, err, out.String())
 	}
 }
 
