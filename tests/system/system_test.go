@@ -68,6 +68,7 @@ func startSystem(t *testing.T) *system {
 	s.prefix = redistest.Prefix(t)
 	s.env = append(os.Environ(), "REDIS_URL="+redistest.URL(t), "KEY_PREFIX="+s.prefix,
 		"CLAIM_IDLE=300ms", "MAX_DELIVERIES=3", "REQUEST_TIMEOUT=10s",
+		"RESERVATION_GRACE=5s", // a reservation whose order never came is released within seconds
 		"RATE_LIMIT=0") // the tests send hundreds of requests at once from one address
 	for _, name := range services {
 		s.addr[name], s.admin[name] = freeAddr(t), freeAddr(t)
@@ -127,9 +128,15 @@ func (s *system) Run(name string, args ...string) {
 }
 
 // Stop stops a service with SIGTERM, as docker stop does, and waits for it.
-func (s *system) Stop(name string) {
+func (s *system) Stop(name string) { s.end(name, syscall.SIGTERM) }
+
+// Kill kills a service with SIGKILL, as a crash or the OOM killer does: it
+// finishes nothing it was doing.
+func (s *system) Kill(name string) { s.end(name, syscall.SIGKILL) }
+
+func (s *system) end(name string, sig os.Signal) {
 	if cmd := s.procs[name]; cmd != nil {
-		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Process.Signal(sig)
 		cmd.Wait()
 		delete(s.procs, name)
 	}
