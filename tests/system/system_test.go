@@ -68,8 +68,8 @@ func startSystem(t *testing.T) *system {
 	s.prefix = redistest.Prefix(t)
 	s.env = append(os.Environ(), "REDIS_URL="+redistest.URL(t), "KEY_PREFIX="+s.prefix,
 		"CLAIM_IDLE=300ms", "MAX_DELIVERIES=3", "REQUEST_TIMEOUT=10s",
-		"RESERVATION_GRACE=5s", // a reservation whose order never came is released within seconds
-		"RATE_LIMIT=0") // the tests send hundreds of requests at once from one address
+		"RATE_LIMIT=0",         // the tests send hundreds of requests at once from one address
+		"RESERVATION_GRACE=5s") // a reservation whose order never came is released within seconds
 	for _, name := range services {
 		s.addr[name], s.admin[name] = freeAddr(t), freeAddr(t)
 		s.env = append(s.env, strings.ToUpper(name)+"_URL=http://"+s.addr[name], strings.ToUpper(name)+"_ADMIN_URL=http://"+s.admin[name])
