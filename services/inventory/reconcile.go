@@ -87,8 +87,8 @@ func (inv inventory) sweep(ctx context.Context, log *slog.Logger, grace time.Dur
 // to what their order holds now: nothing when the order was never recorded
 // (its service crashed or lost the answer between reserving and recording)
 // or is gone, its products when a swap was left half done. It answers the
-// After of the next page ("" after the last) and the first page to read
-// again after a failure.
+// After of the next page: "" after the last page, or when this one could not
+// be read, so that the next pass starts again from the first.
 func (inv inventory) sweepOnce(ctx context.Context, after string, grace time.Duration) (string, error) {
 	page, next, err := shop.Reservations.ListPage(ctx, inv.cache, entitycache.Page{After: after, Limit: sweepPage})
 	if err != nil {
