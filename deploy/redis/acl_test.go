@@ -318,3 +318,63 @@ func TestCRMWorksItsGroupAndWritesNothingElse(t *testing.T) {
 	refused(t, billing.XAdd(bg, &redis.XAddArgs{Stream: "events:{order}", Values: []any{"a", "b"}}).Err(), "billing XADD events:{order}")
 	refused(t, billing.XAdd(bg, &redis.XAddArgs{Stream: "events:{order}:dead:crm", Values: []any{"a", "b"}}).Err(), "billing XADD crm's dead letters")
 }
+
+// Inventory follows the order events through its group: it reads the order
+// cache, dead-letters what keeps failing, and writes no order key.
+func TestInventoryWorksItsGroupOnTheOrders(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	orders := entitycache.New(eventstore.New(s.client(t, "order"), ""))
+	good := shop.Order{ID: uuid.NewString(), CustomerID: uuid.NewString(), ProductIDs: []string{uuid.NewString()}}
+	poison := shop.Order{ID: uuid.NewString(), CustomerID: uuid.NewString(), ProductIDs: []string{uuid.NewString()}}
+	for _, o := range []shop.Order{good, poison} {
+		if _, err := orders.Commit(ctx, shop.Orders.Kind.Change(shop.OrderCreated, o, eventstore.NoEntity)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	inventory := s.client(t, "inventory")
+	cache := entitycache.New(eventstore.New(inventory, ""))
+	var read atomic.Int64
+	consumer, err := eventstore.New(inventory, "").NewConsumer(eventstore.ConsumerConfig{
+		Group: "inventory", Name: "inventory-1", Streams: []string{"order"}, Block: 50 * time.Millisecond,
+		MaxDeliveries: 1, RetryDelay: time.Millisecond,
+		Handler: func(ctx context.Context, e eventstore.Event) error {
+			if o, _, err := shop.Orders.Get(ctx, cache, e.EntityID); err != nil || o == nil {
+				return errors.Join(err, errors.New("order not read"))
+			}
+			read.Add(1)
+			if e.EntityID == poison.ID {
+				return errors.New("poison")
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- consumer.Run(ctx) }()
+	ops := s.client(t, "ops")
+	redistest.Eventually(t, 10*time.Second, "one order event acked and one dead-lettered", func() bool {
+		dead, _ := ops.XLen(ctx, "events:{order}:dead:inventory").Result()
+		pending, _ := ops.XPending(ctx, "events:{order}", "inventory").Result()
+		return dead == 1 && pending != nil && pending.Count == 0 && read.Load() >= 2
+	})
+	cancel()
+	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+		t.Errorf("inventory's consumer: %v", err)
+	}
+
+	bg := context.Background()
+	r := shop.Reservation{ID: good.ID, ProductIDs: good.ProductIDs}
+	if _, err := cache.Commit(bg, shop.Reservations.Change(shop.ReservationCreated, r, eventstore.NoEntity)); err != nil {
+		t.Errorf("inventory commits a reservation: %v", err)
+	}
+	refused(t, inventory.XAdd(bg, &redis.XAddArgs{Stream: "events:{order}", Values: []any{"a", "b"}}).Err(), "inventory XADD events:{order}")
+	refused(t, inventory.XAdd(bg, &redis.XAddArgs{Stream: "events:{order}:dead:crm", Values: []any{"a", "b"}}).Err(), "inventory XADD crm's dead letters")
+	refused(t, inventory.HSet(bg, "{order}:order_ids", "x", "1").Err(), "inventory HSET {order} cache")
+	refused(t, inventory.XGroupDestroy(bg, "events:{order}", "crm").Err(), "inventory XGROUP DESTROY")
+}

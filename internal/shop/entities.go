@@ -95,10 +95,12 @@ func NewInventory(productID string, amount int64) (Inventory, error) {
 // Reservation is the stock held for one order (its id is the order's): its
 // product ids, a repeated id holding one more piece. It lives in the
 // inventory's stream, so that a reservation and the stock it takes change in
-// one atomic commit.
+// one atomic commit. Reservations are internal: clients never see them.
 type Reservation struct {
-	ID         string   `json:"id"`
-	ProductIDs []string `json:"product_ids"`
+	ChangedAt    int64    `json:"changed_at"` // Unix milliseconds of the last change, for the sweeper's grace
+	ID           string   `json:"id"`
+	OrderVersion int64    `json:"order_version"` // of the latest order event followed; older ones change nothing
+	ProductIDs   []string `json:"product_ids"`
 }
 
 // Order is what a customer ordered: a product id given twice is two pieces.

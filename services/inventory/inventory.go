@@ -38,7 +38,7 @@ func (inv inventory) check(ctx context.Context, id string, b body) (shop.Invento
 	return item, err
 }
 
-func wire(app *platform.App, _ platform.NoConfig) error {
+func wire(app *platform.App, cfg config) error {
 	inv := inventory{cache: app.Cache}
 	shop.Inventories.Queries(app.Router, app.Cache)
 	platform.Commands(app, platform.Rules[body, shop.Inventory]{Resource: shop.Inventories, Check: inv.check})
@@ -52,5 +52,5 @@ func wire(app *platform.App, _ platform.NoConfig) error {
 		res, _, err := shop.Reservations.Get(r.Context(), app.Cache, id)
 		return res, err
 	}))
-	return nil
+	return reconcile(app, inv, cfg)
 }

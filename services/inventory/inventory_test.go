@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/ordershop/ordershop/internal/platform"
@@ -20,9 +21,13 @@ import (
 func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
 
 // setup starts the service with products that each have the given stock.
+// Its sweeper waits a minute for an order: tests sweep themselves.
 func setup(t *testing.T, stock ...int64) (*platform.App, string, []string) {
 	t.Helper()
-	app, srv := platformtest.Start(t, "inventory", platformtest.Config(t), platform.NoConfig{}, wire)
+	cfg := config{Consuming: platform.Consuming{ConsumerName: "inventory-1", ClaimIdle: 50 * time.Millisecond,
+		RetryDelay: 10 * time.Millisecond, MaxRetryDelay: 50 * time.Millisecond, MaxDeliveries: 3, Batch: 50},
+		ReservationGrace: time.Minute}
+	app, srv := platformtest.Start(t, "inventory", platformtest.Config(t), cfg, wire)
 	products := make([]string, len(stock))
 	for i, n := range stock {
 		products[i] = platformtest.Created(t, app.Cache, shop.Products.Kind, shop.Product{Name: "p", Price: 1}).EntityID

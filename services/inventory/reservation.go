@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/ordershop/ordershop/internal/platform"
 	"github.com/ordershop/ordershop/internal/shop"
@@ -31,7 +32,7 @@ func (inv inventory) reserve(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return true, inv.setHeld(r.Context(), orderID, want)
+	return true, inv.setHeld(r.Context(), orderID, want, 0)
 }
 
 // release gives back all the stock held for an order (DELETE
@@ -41,30 +42,38 @@ func (inv inventory) release(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return true, inv.setHeld(r.Context(), orderID, nil)
+	return true, inv.setHeld(r.Context(), orderID, nil, 0)
 }
 
 // setHeld makes the reservation of an order hold exactly the pieces of want
 // (none: the reservation goes), moving the difference from or to the stock
-// in the same commit.
-func (inv inventory) setHeld(ctx context.Context, orderID string, want []string) error {
+// in the same commit. orderVersion is the version of the order event that
+// wants it (reconcile.go), or 0 for a call of the order service and the
+// sweeper, which follow no event: an event no newer than the one the
+// reservation followed last changes nothing.
+func (inv inventory) setHeld(ctx context.Context, orderID string, want []string, orderVersion int64) error {
 	return entitycache.Retry(ctx, func() error {
 		res, version, err := shop.Reservations.Get(ctx, inv.cache, orderID)
 		if err != nil {
 			return err
 		}
+		next := shop.Reservation{ID: orderID, ProductIDs: want, OrderVersion: orderVersion, ChangedAt: time.Now().UnixMilli()}
 		var held []string
 		if res != nil {
-			held = res.ProductIDs
+			if orderVersion != 0 && res.OrderVersion >= orderVersion {
+				return nil // it followed this event, or a later one, already
+			}
+			held, next.OrderVersion = res.ProductIDs, max(res.OrderVersion, orderVersion)
 		}
 		if slices.Equal(held, want) {
-			return nil // it holds what is wanted already
+			// It holds what is wanted already. Only a change is written, so
+			// that following an order's events doubles no reservation event.
+			return nil
 		}
 		changes, err := inv.moveStock(ctx, need(want, held))
 		if err != nil {
 			return err
 		}
-		next := shop.Reservation{ID: orderID, ProductIDs: want}
 		switch {
 		case res == nil:
 			changes = append(changes, shop.Reservations.Change(shop.ReservationCreated, next, version))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"time"
@@ -91,11 +92,13 @@ func (o orders) create(r *http.Request) (any, error) {
 	}
 	ids := make([]string, 0, len(ords))
 	for _, ord := range ords {
+		// On the list before the call: a reservation that was made but whose
+		// answer was lost is set back too.
+		ids = append(ids, ord.ID)
 		if err := o.stock.Reserve(ctx, ord.ID, ord.ProductIDs); err != nil {
 			o.restore(ctx, ids...)
 			return nil, err
 		}
-		ids = append(ids, ord.ID)
 	}
 	if _, err := o.cache.Commit(ctx, changes...); err != nil {
 		o.restore(ctx, ids...)
@@ -138,16 +141,24 @@ func (o orders) update(r *http.Request) (any, error) {
 	return true, err
 }
 
-// remove deletes an order, then releases its stock.
+// remove deletes an order, then releases its stock. Once the delete has
+// committed it answers true even if the release fails: the inventory
+// follows the order's deleted event and releases it then. An order that is
+// gone already is 404, after a release all the same, for a delete whose
+// release failed before.
 func (o orders) remove(r *http.Request) (any, error) {
 	id, err := platform.ParseID(r)
 	if err != nil {
 		return nil, err
 	}
-	if err := shop.Orders.Delete(r.Context(), o.cache, id); err != nil {
+	err = shop.Orders.Delete(r.Context(), o.cache, id)
+	if err != nil && !errors.Is(err, entitycache.ErrNotFound) {
 		return nil, err
 	}
-	return true, o.stock.Release(r.Context(), id)
+	if rerr := o.stock.Release(r.Context(), id); rerr != nil {
+		o.log.Warn("stock of a deleted order not released; the inventory releases it when it follows the deletion", "order", id, "err", rerr)
+	}
+	return true, err
 }
 
 // restore sets the stock held for orders back to what the recorded orders

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"net"
 	"os"
 	"slices"
@@ -117,7 +118,9 @@ type heldStock struct {
 	mu      sync.Mutex
 	held    map[string][]string
 	scarce  string
-	reserve int // calls of Reserve
+	reserve int  // calls of Reserve
+	lost    bool // Reserve reserves, but its answer is lost
+	down    bool // Release fails
 }
 
 func (s *heldStock) Reserve(_ context.Context, orderID string, productIDs []string) error {
@@ -128,12 +131,18 @@ func (s *heldStock) Reserve(_ context.Context, orderID string, productIDs []stri
 		return &shop.OutOfStockError{ProductID: s.scarce, Wanted: 1}
 	}
 	s.held[orderID] = productIDs
+	if s.lost {
+		return errors.New("answer lost")
+	}
 	return nil
 }
 
 func (s *heldStock) Release(_ context.Context, orderID string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.down {
+		return errors.New("inventory down")
+	}
 	delete(s.held, orderID)
 	return nil
 }
@@ -203,5 +212,45 @@ func TestOrdersKeepTheirStockInStep(t *testing.T) {
 	platformtest.JSON(t, "DELETE", srv.URL+"/order/"+ids[0], nil, 200, nil)
 	if got := stock.of(ids[0]); got != nil {
 		t.Fatalf("deleted order holds %v", got)
+	}
+}
+
+// A reservation whose answer was lost is released with the refused order; a
+// delete answers once it committed, even if the release fails (inventory
+// follows the deletion later), and a delete of an order that is gone
+// releases all the same.
+func TestLostAnswersAndFailedReleasesLeaveNoStockBehind(t *testing.T) {
+	t.Parallel()
+	stock := &heldStock{held: map[string][]string{}}
+	app, srv := platformtest.Start(t, "order", platformtest.Config(t), Stock(stock), func(app *platform.App, s Stock) error {
+		routes(app, orders{cache: app.Cache, stock: s, log: app.Log, timeout: time.Second})
+		return nil
+	})
+	customer := add(t, app, shop.Customers.Kind, shop.Customer{Name: "Ada", Email: "ada@example.com"})
+	tea := add(t, app, shop.Products.Kind, shop.Product{Name: "Tea", Price: 3})
+	order := map[string]any{"customer_id": customer, "product_ids": []string{tea}}
+
+	stock.mu.Lock()
+	stock.lost = true
+	stock.mu.Unlock()
+	platformtest.Rejected(t, "POST", srv.URL+"/order", order, 500)
+	if stock.mu.Lock(); len(stock.held) != 0 {
+		t.Fatalf("a reservation whose answer was lost stayed: %v", stock.held)
+	}
+	stock.lost, stock.down = false, true
+	stock.mu.Unlock()
+
+	var ids []string
+	platformtest.JSON(t, "POST", srv.URL+"/order", order, 200, &ids)
+	platformtest.JSON(t, "DELETE", srv.URL+"/order/"+ids[0], nil, 200, nil)
+	if ord, _, _ := shop.Orders.Get(t.Context(), app.Cache, ids[0]); ord != nil || stock.of(ids[0]) == nil {
+		t.Fatalf("after a delete whose release failed: order %v, held %v", ord, stock.of(ids[0]))
+	}
+	stock.mu.Lock()
+	stock.down = false
+	stock.mu.Unlock()
+	platformtest.Rejected(t, "DELETE", srv.URL+"/order/"+ids[0], nil, 404)
+	if got := stock.of(ids[0]); got != nil {
+		t.Fatalf("a second delete did not release: %v", got)
 	}
 }

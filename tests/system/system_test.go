@@ -68,7 +68,8 @@ func startSystem(t *testing.T) *system {
 	s.prefix = redistest.Prefix(t)
 	s.env = append(os.Environ(), "REDIS_URL="+redistest.URL(t), "KEY_PREFIX="+s.prefix,
 		"CLAIM_IDLE=300ms", "MAX_DELIVERIES=3", "REQUEST_TIMEOUT=10s",
-		"RATE_LIMIT=0") // the tests send hundreds of requests at once from one address
+		"RATE_LIMIT=0",         // the tests send hundreds of requests at once from one address
+		"RESERVATION_GRACE=5s") // a reservation whose order never came is released within seconds
 	for _, name := range services {
 		s.addr[name], s.admin[name] = freeAddr(t), freeAddr(t)
 		s.env = append(s.env, strings.ToUpper(name)+"_URL=http://"+s.addr[name], strings.ToUpper(name)+"_ADMIN_URL=http://"+s.admin[name])
@@ -136,9 +137,15 @@ func (s *system) command(name string, args ...string) *exec.Cmd {
 }
 
 // Stop stops a service with SIGTERM, as docker stop does, and waits for it.
-func (s *system) Stop(name string) {
+func (s *system) Stop(name string) { s.end(name, syscall.SIGTERM) }
+
+// Kill kills a service with SIGKILL, as a crash or the OOM killer does: it
+// finishes nothing it was doing.
+func (s *system) Kill(name string) { s.end(name, syscall.SIGKILL) }
+
+func (s *system) end(name string, sig os.Signal) {
 	if cmd := s.procs[name]; cmd != nil {
-		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Process.Signal(sig)
 		cmd.Wait()
 		delete(s.procs, name)
 	}

@@ -1,0 +1,112 @@
+package system
+
+import (
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/ordershop/ordershop/internal/platform/platformtest"
+	"github.com/ordershop/ordershop/internal/redistest"
+	"github.com/ordershop/ordershop/tests/scenario"
+)
+
+// Invariant 9: the stock held converges to what the live orders hold,
+// whatever crashed or timed out in between, within seconds.
+
+// stocked creates products with an inventory of amount each, and answers
+// the products and their inventories.
+func stocked(t *testing.T, g scenario.Gateway, n, amount int) (products, inventories []string) {
+	for range n {
+		p := g.Create(t, "/product", map[string]any{"name": "P", "price": 1})[0]
+		products = append(products, p)
+		inventories = append(inventories, g.Create(t, "/inventory", map[string]any{"product_id": p, "amount": amount})[0])
+	}
+	return products, inventories
+}
+
+// converged says whether every product's stock and the pieces its live
+// orders hold add up to initial, and every reservation has its order.
+func (s *system) converged(t *testing.T, g scenario.Gateway, products, inventories []string, initial int) bool {
+	held := map[string]int{}
+	orders := map[string]bool{}
+	for _, o := range g.List(t, "/orders") {
+		orders[o["id"].(string)] = true
+		for _, p := range o["product_ids"].([]any) {
+			held[p.(string)]++
+		}
+	}
+	for i, p := range products {
+		if int(g.Get(t, "/inventory/"+inventories[i])["amount"].(float64))+held[p] != initial {
+			return false
+		}
+	}
+	rdb, _ := redistest.Client(t)
+	reserved, err := rdb.SMembers(t.Context(), s.prefix+"{inventory}:reservation_ids").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range reserved {
+		if !orders[id] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestADeleteWithInventoryDownReleasesOnceItIsBack(t *testing.T) {
+	t.Parallel()
+	s := startSystem(t)
+	g := scenario.Gateway(s.URL)
+	customers, _ := g.Customers(t, "delete", 1)
+	products, inventories := stocked(t, g, 1, 10)
+	order := g.Create(t, "/order", map[string]any{"customer_id": customers[0], "product_ids": []string{products[0], products[0]}})[0]
+	s.Stop("inventory")
+	platformtest.JSON(t, "DELETE", s.URL+"/order/"+order, nil, 200, nil)
+	if o := g.Get(t, "/order/"+order); o != nil {
+		t.Fatalf("the deleted order reads %v", o)
+	}
+	s.Start("inventory")
+	redistest.Eventually(t, 20*time.Second, "the deleted order's stock back", func() bool {
+		return s.converged(t, g, products, inventories, 10)
+	})
+}
+
+func TestTheOrderServiceKilledAmidOrdersLeavesNoStockHeld(t *testing.T) {
+	t.Parallel()
+	s := startSystem(t)
+	g := scenario.Gateway(s.URL)
+	customers, _ := g.Customers(t, "kill", 1)
+	products, inventories := stocked(t, g, 3, 1000)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		i := 0
+		platformtest.Concurrently(t, 150, func() (string, string, any) {
+			i++
+			return "POST", s.URL + "/orders", map[string]any{"customer_id": customers[0],
+				"product_ids": []string{products[i%3], products[(i+1)%3], products[(i+1)%3]}}
+		})
+	}()
+	redistest.Eventually(t, 20*time.Second, "orders being recorded", func() bool { return len(g.List(t, "/orders")) >= 10 })
+	s.Kill("order")
+	<-done
+	s.Start("order")
+	redistest.Eventually(t, 30*time.Second, "the stock held is what the live orders hold", func() bool {
+		return s.converged(t, g, products, inventories, 1000)
+	})
+}
+
+func TestAReservationWhoseOrderNeverCameIsReleased(t *testing.T) {
+	t.Parallel()
+	s := startSystem(t)
+	g := scenario.Gateway(s.URL)
+	products, inventories := stocked(t, g, 1, 3)
+	platformtest.JSON(t, "PUT", "http://"+s.addr["inventory"]+"/reservations/"+uuid.NewString(),
+		map[string]any{"product_ids": []string{products[0], products[0]}}, 200, nil)
+	if n := g.Get(t, "/inventory/"+inventories[0])["amount"]; n != float64(1) {
+		t.Fatalf("stock %v after reserving 2 of 3", n)
+	}
+	redistest.Eventually(t, 30*time.Second, "the reservation released after the grace", func() bool {
+		return s.converged(t, g, products, inventories, 3)
+	})
+}
