@@ -35,15 +35,16 @@ func (m Mailer) Mail(ctx context.Context, e eventstore.Event, kind string, to Cu
 }
 
 // CustomerOf reads the customer of an order from the cache. One that is gone
-// (deleted since the order) is an error: there is no address to mail, and
-// the event ends up where an operator sees it.
+// (deleted since the order) is a skip (eventstore.ErrSkip): there is no
+// address to mail, now or ever, so retrying or dead-lettering the event
+// would only fail the same way.
 func (m Mailer) CustomerOf(ctx context.Context, order Order) (Customer, error) {
 	if order.CustomerID == "" {
 		return Customer{}, fmt.Errorf("order %s has no customer_id", order.ID)
 	}
 	c, _, err := Customers.Get(ctx, m.Cache, order.CustomerID)
 	if err == nil && c == nil {
-		err = fmt.Errorf("customer %s of order %s is unknown", order.CustomerID, order.ID)
+		err = eventstore.Skip(fmt.Errorf("customer %s of order %s is unknown", order.CustomerID, order.ID))
 	}
 	if err != nil {
 		return Customer{}, err
