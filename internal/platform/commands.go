@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/google/uuid"
 	"github.com/ordershop/ordershop/pkg/entitycache"
@@ -20,12 +22,17 @@ type Rules[B, T any] struct {
 	// an id derived from its content (the one inventory of a product), which
 	// may have been used before; the others get a random UUID.
 	Check func(ctx context.Context, id string, body B) (T, error)
+	// CheckDelete, if set, may refuse to delete an entity as it is, e.g.
+	// one still in use. It runs again when a concurrent change makes the
+	// delete retry, so what it read is never stale at the commit.
+	CheckDelete func(ctx context.Context, cur T) error
 }
 
 // Commands adds the write routes of an entity to the app: POST of one object
 // or an array of at most MaxBatch (answers the new ids), PUT /{id} full
-// replacement and DELETE /{id} (answer true). Each writes its events and
-// cache in one atomic step.
+// replacement and DELETE /{id} (answer true), both conditional on If-Match
+// when it is given (see Change). Each writes its events and cache in one
+// atomic step.
 func Commands[B, T any](app *App, rules Rules[B, T]) {
 	r, cache := app.Router, app.Cache
 	for _, p := range rules.Paths("") {
@@ -38,7 +45,12 @@ func Commands[B, T any](app *App, rules Rules[B, T]) {
 			if err != nil {
 				return nil, err
 			}
-			return true, rules.Delete(r.Context(), cache, id)
+			return true, Change(r, cache, rules.Resource, id, rules.Deleted, func(cur T) (T, error) {
+				if rules.CheckDelete != nil {
+					return cur, rules.CheckDelete(r.Context(), cur)
+				}
+				return cur, nil
+			})
 		}))
 	}
 }
@@ -115,5 +127,57 @@ func replace[B, T any](r *http.Request, cache *entitycache.Cache, rules Rules[B,
 	if err != nil {
 		return nil, err
 	}
-	return true, rules.Update(r.Context(), cache, id, rules.Updated, func(T) (T, error) { return ent, nil })
+	return true, Change(r, cache, rules.Resource, id, rules.Updated, func(T) (T, error) { return ent, nil })
+}
+
+// ETag is the entity tag of an entity at a version: strong, since a version
+// names exactly one state of the entity.
+func ETag(version int64) string { return `"` + strconv.FormatInt(version, 10) + `"` }
+
+// Change commits the change of an existing entity that decide computes, as
+// an event of type typ. Without If-Match (or with "*") it is the kind's
+// Update, which decides again on a concurrent change. With If-Match it goes
+// ahead only from the version the header names, and commits expecting that
+// version, so that a change landing in between is a 412 as well, never
+// overwritten unseen.
+func Change[T any](r *http.Request, cache *entitycache.Cache, res Resource[T], id, typ string, decide func(T) (T, error)) error {
+	ctx := r.Context()
+	if m := r.Header.Get("If-Match"); m == "" || m == "*" {
+		return res.Update(ctx, cache, id, typ, decide)
+	}
+	cur, version, err := res.Get(ctx, cache, id)
+	if err != nil {
+		return err
+	}
+	if cur == nil {
+		return &entitycache.NotFoundError{Kind: res.One, ID: id}
+	}
+	if err := CheckIfMatch(r, res.One, id, version); err != nil {
+		return err
+	}
+	next, err := decide(*cur)
+	if err != nil {
+		return err
+	}
+	_, err = cache.Commit(ctx, res.Kind.Change(typ, res.WithID(next, id), version))
+	if errors.Is(err, eventstore.ErrConflict) {
+		return Errorf(http.StatusPreconditionFailed, "%s %s was changed meanwhile: its ETag is no longer %s", res.One, id, ETag(version))
+	}
+	return err
+}
+
+// CheckIfMatch refuses with 412 the change of an entity at a version that
+// the request's If-Match does not name. Tags compare strongly (RFC 9110): a
+// weak tag W/"…" or a malformed one names none.
+func CheckIfMatch(r *http.Request, kind, id string, version int64) error {
+	m := r.Header.Get("If-Match")
+	if m == "" || m == "*" {
+		return nil
+	}
+	for _, tag := range strings.Split(m, ",") {
+		if strings.TrimSpace(tag) == ETag(version) {
+			return nil
+		}
+	}
+	return Errorf(http.StatusPreconditionFailed, "%s %s is at %s, not at the version If-Match names", kind, id, ETag(version))
 }

@@ -45,23 +45,28 @@ func (res Resource[T]) ListAll(ctx context.Context, cache *entitycache.Cache) (a
 // Queries adds the read routes of a resource, answered from the entity cache:
 // GET /customers lists them (all, or a page: see List), GET /customer/{id}
 // answers the entity or null (as the original API did), GET /customers/{id}
-// the entity or 404.
+// the entity or 404; an entity comes with its version as ETag, for If-Match.
 func (res Resource[T]) Queries(r chi.Router, cache *entitycache.Cache) {
 	r.Get("/"+res.Many, List(func(r *http.Request, p entitycache.Page) ([]T, string, error) {
 		return res.ListPage(r.Context(), cache, p)
 	}))
 	for _, p := range res.Paths("/{id}") {
 		plural := res.One != res.Many && strings.HasPrefix(p, "/"+res.Many+"/")
-		r.Get(p, Handle(func(r *http.Request) (any, error) {
-			id, err := ParseID(r)
-			if err != nil {
-				return nil, err
-			}
-			e, _, err := res.Get(r.Context(), cache, id)
-			if err == nil && e == nil && plural {
-				return nil, &entitycache.NotFoundError{Kind: res.One, ID: id}
-			}
-			return e, err
-		}))
+		r.Get(p, func(w http.ResponseWriter, r *http.Request) {
+			Handle(func(r *http.Request) (any, error) {
+				id, err := ParseID(r)
+				if err != nil {
+					return nil, err
+				}
+				e, version, err := res.Get(r.Context(), cache, id)
+				if err == nil && e == nil && plural {
+					return nil, &entitycache.NotFoundError{Kind: res.One, ID: id}
+				}
+				if e != nil {
+					w.Header().Set("ETag", ETag(version))
+				}
+				return e, err
+			})(w, r)
+		})
 	}
 }

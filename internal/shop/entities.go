@@ -80,14 +80,21 @@ type Inventory struct {
 	ProductID string `json:"product_id"`
 }
 
+// MaxAmount is the most pieces an inventory holds, 2^53-1: JavaScript
+// clients read every amount up to it exactly.
+const MaxAmount = 1<<53 - 1
+
 // NewInventory is the inventory of a product.
 func NewInventory(productID string, amount int64) (Inventory, error) {
 	productID, err := platform.CheckUUID("product_id", productID)
 	if err != nil {
 		return Inventory{}, err
 	}
-	if amount < 0 {
+	switch {
+	case amount < 0:
 		return Inventory{}, invalid("amount must not be negative")
+	case amount > MaxAmount:
+		return Inventory{}, platform.Errorf(http.StatusBadRequest, "amount must be at most %d", int64(MaxAmount))
 	}
 	return Inventory{ID: InventoryID(productID), ProductID: productID, Amount: amount}, nil
 }

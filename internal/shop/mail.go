@@ -24,26 +24,28 @@ func MailerOf(app *platform.App, msgURL string) Mailer {
 	return Mailer{HTTP: app.HTTP, URL: msgURL, Cache: app.Cache}
 }
 
-// Mail sends a mail to a customer. Its key is the event's id and the kind of
-// mail, so that msg sends it once however often the event comes.
-func (m Mailer) Mail(ctx context.Context, e eventstore.Event, kind string, to Customer, text string) error {
+// Mail sends a mail to a customer. Its idempotency key is once (what the
+// mail is sent once for, mostly the event's id) and the kind of mail, so
+// that msg sends it once however often the event comes.
+func (m Mailer) Mail(ctx context.Context, once, kind string, to Customer, text string) error {
 	if to.Email == "" {
-		return fmt.Errorf("event %s: no email to send the %s mail to", e.ID, kind)
+		return fmt.Errorf("%s: no email to send the %s mail to", once, kind)
 	}
 	return platform.Call(ctx, m.HTTP, http.MethodPost, strings.TrimSuffix(m.URL, "/")+"/email",
-		map[string]string{"to": to.Email, "msg": text, "key": e.ID + ":" + kind}, nil)
+		map[string]string{"to": to.Email, "msg": text, "key": once + ":" + kind}, nil)
 }
 
 // CustomerOf reads the customer of an order from the cache. One that is gone
-// (deleted since the order) is an error: there is no address to mail, and
-// the event ends up where an operator sees it.
+// (deleted since the order) is a skip (eventstore.ErrSkip): there is no
+// address to mail, now or ever, so retrying or dead-lettering the event
+// would only fail the same way.
 func (m Mailer) CustomerOf(ctx context.Context, order Order) (Customer, error) {
 	if order.CustomerID == "" {
 		return Customer{}, fmt.Errorf("order %s has no customer_id", order.ID)
 	}
 	c, _, err := Customers.Get(ctx, m.Cache, order.CustomerID)
 	if err == nil && c == nil {
-		err = fmt.Errorf("customer %s of order %s is unknown", order.CustomerID, order.ID)
+		err = eventstore.Skip(fmt.Errorf("customer %s of order %s is unknown", order.CustomerID, order.ID))
 	}
 	if err != nil {
 		return Customer{}, err

@@ -3,6 +3,7 @@ package eventstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -13,7 +14,17 @@ import (
 
 // Handler handles one event. An error leaves the event pending, so it is
 // delivered again; handlers must therefore make their effects idempotent.
+// An error that matches ErrSkip is final instead.
 type Handler func(ctx context.Context, e Event) error
+
+// ErrSkip marks a handler's error as final: the event can never succeed,
+// e.g. the customer it would mail is gone. Retrying it, dead-lettering it
+// and replaying it would all fail the same way, so the consumer acks it and
+// counts it as skipped. Wrap the cause with Skip.
+var ErrSkip = errors.New("skipped")
+
+// Skip marks err as final (see ErrSkip).
+func Skip(err error) error { return fmt.Errorf("%w: %w", ErrSkip, err) }
 
 // ConsumerConfig configures a consumer. Zero values take the defaults.
 type ConsumerConfig struct {
@@ -238,12 +249,16 @@ func (c *Consumer) handle(ctx context.Context, stream string, msgs []redis.XMess
 			continue // another consumer has it now; handling it too would be a second delivery
 		}
 		c.counts.consumed.Add(1)
-		if err := c.handleOne(work, m); err != nil {
-			c.counts.failed.Add(1) // the router's Logging middleware says why
+		switch err := c.handleOne(work, m); {
+		case errors.Is(err, ErrSkip):
+			c.counts.skipped.Add(1) // the router's Logging middleware says why
+		case err != nil:
+			c.counts.failed.Add(1)
 			c.failed(work, stream, m, err)
 			continue
+		default:
+			c.counts.succeeded.Add(1)
 		}
-		c.counts.succeeded.Add(1)
 		done = append(done, m.ID)
 	}
 	c.ack(work, stream, last, done)

@@ -331,3 +331,30 @@ func TestInfoReportsStreamAndGroup(t *testing.T) {
 		t.Fatalf("info of a missing stream: %+v %v", empty, err)
 	}
 }
+
+func TestSkippedEventIsAckedAndCountedOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t)
+	gone := appendN(t, s, "customer", 1)[0]
+	var calls atomic.Int64
+	got := newSeen()
+	handler := func(ctx context.Context, e eventstore.Event) error {
+		if e.ID == gone.ID {
+			calls.Add(1)
+			return eventstore.Skip(errors.New("its customer is gone"))
+		}
+		return got.handle(ctx, e)
+	}
+	c, _ := start(t, s, eventstore.ConsumerConfig{Handler: handler, MaxDeliveries: 3, RetryDelay: time.Millisecond, ClaimIdle: 20 * time.Millisecond})
+	later := appendN(t, s, "customer", 5)
+	redistest.Eventually(t, 10*time.Second, "later events handled", func() bool { return got.has(later) })
+	redistest.Eventually(t, 5*time.Second, "skipped event acked", func() bool { return pending(t, s, "customer", "crm") == 0 })
+	st, err := c.Stats(ctx)
+	if err != nil || st.Counters.Skipped != 1 || st.Counters.Failed != 0 || st.Counters.DeadLettered != 0 || calls.Load() != 1 {
+		t.Fatalf("stats %+v, %v, handled %d times", st.Counters, err, calls.Load())
+	}
+	if dead, _ := s.DeadLetters(ctx, "customer", "crm", 10); len(dead) != 0 {
+		t.Fatalf("a skipped event was dead-lettered: %+v", dead)
+	}
+}

@@ -94,7 +94,9 @@ var (
 )
 
 // Replay hands a dead letter to the consumer's handler again. On success it
-// is removed from the dead-letter stream; on failure it stays there.
+// is removed from the dead-letter stream, and so when the handler now skips
+// it (ErrSkip): it was dead-lettered before that was known to be final. On
+// failure it stays there.
 func (c *Consumer) Replay(ctx context.Context, stream, id string) error {
 	key := c.store.DeadLetterKey(stream, c.cfg.Group)
 	msgs, err := c.store.rdb.XRange(ctx, key, id, id).Result()
@@ -108,6 +110,10 @@ func (c *Consumer) Replay(ctx context.Context, stream, id string) error {
 	e, err := decode(d.StreamID, d.Values)
 	if err == nil {
 		err = c.handleEvent(ctx, e) // not beside Run's handling
+	}
+	if errors.Is(err, ErrSkip) {
+		c.counts.skipped.Add(1)
+		return c.store.rdb.XDel(ctx, key, id).Err()
 	}
 	if err != nil {
 		return fmt.Errorf("%w: %s: %w", ErrReplayFailed, id, err)

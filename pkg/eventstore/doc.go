@@ -22,7 +22,9 @@
 //     stream's start, re-reads its own pending entries on start, acks only
 //     after the handler succeeded, handles one event at a time (also beside
 //     Replay), turns a handler's panic into a failed delivery, and backs off
-//     while Redis is away.
+//     while Redis is away. A handler's error that wraps ErrSkip (Skip(err))
+//     is final: the event is acked and counted as skipped, never retried or
+//     dead-lettered, for events that can never succeed.
 //   - ownership.go: while a consumer works through a batch, or waits to retry
 //     an entry, it keeps those entries its own (XCLAIM JUSTID of the ones it
 //     still owns), so that no other replica claims them as idle.

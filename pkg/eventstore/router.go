@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -75,14 +76,19 @@ func Recoverer(next Handler) Handler {
 	}
 }
 
-// Logging logs each failed delivery with its event and how long it took.
+// Logging logs each failed or skipped delivery with its event and how long
+// it took.
 func Logging(log *slog.Logger) Middleware {
 	return func(next Handler) Handler {
 		return func(ctx context.Context, e Event) error {
 			start := time.Now()
 			err := next(ctx, e)
 			if err != nil {
-				log.WarnContext(ctx, "handler failed", "type", e.Type, "stream_id", e.StreamID,
+				level, msg := slog.LevelWarn, "handler failed"
+				if errors.Is(err, ErrSkip) {
+					level, msg = slog.LevelInfo, "handler skipped the event"
+				}
+				log.Log(ctx, level, msg, "type", e.Type, "stream_id", e.StreamID,
 					"event_id", e.ID, "entity_id", e.EntityID, "took", time.Since(start), "err", err)
 			}
 			return err

@@ -7,7 +7,7 @@ import (
 )
 
 type counters struct {
-	consumed, succeeded, failed, recovered, deadLettered, replayed, reconnections atomic.Int64
+	consumed, succeeded, failed, skipped, recovered, deadLettered, replayed, reconnections atomic.Int64
 }
 
 // Counters are what a consumer did since it started.
@@ -15,6 +15,7 @@ type Counters struct {
 	Consumed      int64 `json:"events_consumed"`
 	Succeeded     int64 `json:"events_succeeded"`
 	Failed        int64 `json:"events_failed"`
+	Skipped       int64 `json:"events_skipped"` // their handler said ErrSkip: acked, never retried
 	Recovered     int64 `json:"events_recovered"`
 	DeadLettered  int64 `json:"events_dead_lettered"`
 	Replayed      int64 `json:"events_replayed"`
@@ -83,7 +84,7 @@ func (s *Store) Info(ctx context.Context, stream string) (StreamInfo, error) {
 // Stats returns the consumer's counters and the facts of its streams.
 func (c *Consumer) Stats(ctx context.Context) (ConsumerStats, error) {
 	st := ConsumerStats{Group: c.cfg.Group, Consumer: c.cfg.Name, Running: c.Running(), Counters: Counters{
-		Consumed: c.counts.consumed.Load(), Succeeded: c.counts.succeeded.Load(), Failed: c.counts.failed.Load(),
+		Consumed: c.counts.consumed.Load(), Succeeded: c.counts.succeeded.Load(), Failed: c.counts.failed.Load(), Skipped: c.counts.skipped.Load(),
 		Recovered: c.counts.recovered.Load(), DeadLettered: c.counts.deadLettered.Load(),
 		Replayed: c.counts.replayed.Load(), Reconnections: c.counts.reconnections.Load(),
 	}}

@@ -30,11 +30,11 @@ func routes(m mails) *eventstore.Router {
 type mails struct{ shop.Mailer }
 
 func (m mails) welcome(ctx context.Context, e eventstore.Event, c shop.Customer) error {
-	return m.Mail(ctx, e, "welcome", c, fmt.Sprintf("Welcome to OrderShop, %s!", c.Name))
+	return m.Mail(ctx, e.ID, "welcome", c, fmt.Sprintf("Welcome to OrderShop, %s!", c.Name))
 }
 
 func (m mails) goodbye(ctx context.Context, e eventstore.Event, c shop.Customer) error {
-	return m.Mail(ctx, e, "goodbye", c, fmt.Sprintf("Goodbye, %s: your OrderShop account is closed.", c.Name))
+	return m.Mail(ctx, e.ID, "goodbye", c, fmt.Sprintf("Goodbye, %s: your OrderShop account is closed.", c.Name))
 }
 
 func (m mails) thankYou(ctx context.Context, e eventstore.Event, order shop.Order) error {
@@ -46,7 +46,7 @@ func (m mails) thankYou(ctx context.Context, e eventstore.Event, order shop.Orde
 	if err != nil {
 		return err
 	}
-	return m.Mail(ctx, e, "thank-you", customer, fmt.Sprintf("Thank you for your order %s: %s.", order.ID, products))
+	return m.Mail(ctx, e.ID, "thank-you", customer, fmt.Sprintf("Thank you for your order %s: %s.", order.ID, products))
 }
 
 // productList names an order's products with their quantities, "2 x Apple,

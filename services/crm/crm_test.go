@@ -212,3 +212,29 @@ func TestEventsThatCannotBeMailedAreErrors(t *testing.T) {
 		t.Fatalf("%d mails sent", n)
 	}
 }
+
+func TestMailsOfACustomerWhoIsGoneAreSkipped(t *testing.T) {
+	t.Parallel()
+	p := platformtest.NewMailPeer(t)
+	base, cfg := testConfig(t, p)
+	_, srv := platformtest.Start(t, "crm", base, cfg, wire)
+	w := writer(t, base)
+	gone := platformtest.Created(t, w, shop.Customers.Kind, shop.Customer{Name: "Gone", Email: "gone@example.com"})
+	commit(t, t.Context(), w, shop.Customers.Change(shop.CustomerDeleted,
+		shop.Customer{ID: gone.EntityID, Name: "Gone", Email: "gone@example.com"}, gone.Version))
+	tea := platformtest.Created(t, w, shop.Products.Kind, shop.Product{Name: "Tea", Price: 1})
+	platformtest.Created(t, w, shop.Orders.Kind, shop.Order{CustomerID: gone.EntityID, ProductIDs: []string{tea.EntityID}})
+	platformtest.Created(t, w, shop.Customers.Kind, shop.Customer{Name: "Later", Email: "later@example.com"})
+	redistest.Eventually(t, 10*time.Second, "later welcome", func() bool { return len(p.To("later@example.com")) == 1 })
+
+	var st eventstore.ConsumerStats
+	redistest.Eventually(t, 10*time.Second, "the thank-you skipped", func() bool {
+		platformtest.JSON(t, "GET", srv.Admin.URL+"/ops/stats", nil, 200, &st)
+		return st.Counters.Skipped == 1
+	})
+	var dead []eventstore.DeadLetter
+	platformtest.JSON(t, "GET", srv.Admin.URL+"/ops/deadletters", nil, 200, &dead)
+	if len(dead) != 0 || st.Counters.Failed != 0 || st.Streams[1].Groups[0].Pending != 0 {
+		t.Fatalf("dead letters %+v, stats %+v", dead, st)
+	}
+}

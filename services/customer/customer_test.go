@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/ordershop/ordershop/internal/platform"
@@ -204,4 +205,76 @@ func TestReplacementsRacingADeleteDoNotResurrect(t *testing.T) {
 			t.Fatalf("round %d: deleted customer came back: %d %s (answers %v)", round, status, body, statuses)
 		}
 	}
+}
+
+// A GET answers the entity's version as its ETag; a PUT or DELETE with
+// If-Match goes ahead only while the entity is at that version, also
+// against a change that lands between its read and its commit.
+func TestIfMatchRefusesAChangeOfAnotherVersion(t *testing.T) {
+	t.Parallel()
+	_, srv := platformtest.Start(t, "customer", platformtest.Config(t), platform.NoConfig{}, wire)
+	var ids []string
+	platformtest.JSON(t, "POST", srv.URL+"/customer", map[string]string{"name": "Ada", "email": "ada@example.com"}, 200, &ids)
+	url := srv.URL + "/customers/" + ids[0]
+	etag := func() string {
+		t.Helper()
+		status, h, _, err := platformtest.SendWith("GET", url, nil, nil)
+		if err != nil || status != 200 {
+			t.Fatalf("GET: %d %v", status, err)
+		}
+		return h.Get("ETag")
+	}
+	send := func(method, ifMatch string, body any) (int, string) {
+		t.Helper()
+		status, _, data, err := platformtest.SendWith(method, url, body, http.Header{"If-Match": {ifMatch}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return status, string(data)
+	}
+	if tag := etag(); tag != `"1"` {
+		t.Fatalf("ETag %q of a new customer, want \"1\"", tag)
+	}
+	ada := map[string]string{"name": "Ada L", "email": "ada@example.com"}
+	if status, body := send("PUT", `"1"`, ada); status != 200 || etag() != `"2"` {
+		t.Fatalf("PUT with the current ETag: %d %s, now %s", status, body, etag())
+	}
+	for _, stale := range []string{`"1"`, `W/"2"`, `2`} {
+		if status, body := send("PUT", stale, ada); status != http.StatusPreconditionFailed || !strings.Contains(body, `"error"`) {
+			t.Fatalf("PUT with If-Match %s: %d %s", stale, status, body)
+		}
+	}
+	if status, body := send("DELETE", `"1"`, nil); status != http.StatusPreconditionFailed {
+		t.Fatalf("DELETE with a stale ETag: %d %s", status, body)
+	}
+	// Many writers with the same ETag: one wins, the others see 412.
+	won := 0
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for i := range 20 {
+		wg.Go(func() {
+			status, _, _, err := platformtest.SendWith("PUT", url, map[string]string{"name": fmt.Sprint("Ada ", i), "email": "ada@example.com"}, http.Header{"If-Match": {`"2"`}})
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+				t.Error(err)
+			case status == 200:
+				won++
+			case status != http.StatusPreconditionFailed:
+				t.Errorf("concurrent PUT: %d", status)
+			}
+		})
+	}
+	wg.Wait()
+	if won != 1 || etag() != `"3"` {
+		t.Fatalf("%d of 20 PUTs with one ETag went ahead, now %s", won, etag())
+	}
+	if status, body := send("DELETE", `"3"`, nil); status != 200 {
+		t.Fatalf("DELETE with the current ETag: %d %s", status, body)
+	}
+	// Without If-Match, as before.
+	platformtest.JSON(t, "POST", srv.URL+"/customer", map[string]string{"name": "Bob", "email": "bob@example.com"}, 200, &ids)
+	platformtest.JSON(t, "PUT", srv.URL+"/customer/"+ids[0], map[string]string{"name": "Bob B", "email": "bob@example.com"}, 200, nil)
+	platformtest.JSON(t, "DELETE", srv.URL+"/customer/"+ids[0], nil, 200, nil)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"math"
 	"net/http"
 	"os"
 	"strings"
@@ -144,5 +145,68 @@ func TestConcurrentReservationsNeverOversell(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Stock given back never passes 2^53-1, nor wraps: not from the bound, not
+// from an amount an older stream recorded beyond it.
+func TestGivingStockBackStaysWithinTheBound(t *testing.T) {
+	t.Parallel()
+	app, url, p := setup(t, shop.MaxAmount)
+	order := uuid.NewString()
+	platformtest.JSON(t, "PUT", url+"/reservations/"+order, map[string]any{"product_ids": []string{p[0]}}, 200, nil)
+	platformtest.JSON(t, "PUT", url+"/inventory/"+shop.InventoryID(p[0]), map[string]any{"product_id": p[0], "amount": shop.MaxAmount}, 200, nil)
+	platformtest.JSON(t, "DELETE", url+"/reservations/"+order, nil, 200, nil)
+	if n := amount(t, url, p[0]); n != shop.MaxAmount {
+		t.Fatalf("amount %d after giving back at the bound, want %d", n, shop.MaxAmount)
+	}
+
+	platformtest.JSON(t, "PUT", url+"/reservations/"+order, map[string]any{"product_ids": []string{p[0]}}, 200, nil)
+	inv, version, err := shop.Inventories.Get(t.Context(), app.Cache, shop.InventoryID(p[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv.Amount = math.MaxInt64
+	if _, err := app.Cache.Commit(t.Context(), shop.Inventories.Change(shop.InventoryUpdated, *inv, version)); err != nil {
+		t.Fatal(err)
+	}
+	platformtest.JSON(t, "DELETE", url+"/reservations/"+order, nil, 200, nil)
+	if n := amount(t, url, p[0]); n != shop.MaxAmount {
+		t.Fatalf("amount %d after giving back to int64's max, want %d", n, shop.MaxAmount)
+	}
+}
+
+// An inventory whose stock a reservation holds is not deleted: created again,
+// it would get back pieces it never had when the order lets them go.
+func TestReservedInventoryIsNotDeleted(t *testing.T) {
+	t.Parallel()
+	_, url, p := setup(t, 5, 5)
+	order := uuid.NewString()
+	platformtest.JSON(t, "PUT", url+"/reservations/"+order, map[string]any{"product_ids": []string{p[0], p[0], p[0]}}, 200, nil)
+	if msg := platformtest.Rejected(t, "DELETE", url+"/inventory/"+shop.InventoryID(p[0]), nil, 409); !strings.Contains(msg, "reserv") {
+		t.Fatalf("DELETE of reserved stock said %q", msg)
+	}
+	platformtest.JSON(t, "DELETE", url+"/inventory/"+shop.InventoryID(p[1]), nil, 200, nil) // nothing holds it
+	platformtest.JSON(t, "DELETE", url+"/reservations/"+order, nil, 200, nil)
+	if n := amount(t, url, p[0]); n != 5 {
+		t.Fatalf("amount %d after the release, want 5", n)
+	}
+	platformtest.JSON(t, "DELETE", url+"/inventory/"+shop.InventoryID(p[0]), nil, 200, nil)
+}
+
+// A PUT with the ETag of the stock it read does not overwrite a reservation
+// made meanwhile.
+func TestPutWithIfMatchKeepsAReservationMadeMeanwhile(t *testing.T) {
+	t.Parallel()
+	_, url, p := setup(t, 5)
+	item := url + "/inventory/" + shop.InventoryID(p[0])
+	_, h, _, err := platformtest.SendWith("GET", item, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	platformtest.JSON(t, "PUT", url+"/reservations/"+uuid.NewString(), map[string]any{"product_ids": []string{p[0]}}, 200, nil)
+	status, _, _, err := platformtest.SendWith("PUT", item, map[string]any{"product_id": p[0], "amount": 10}, http.Header{"If-Match": {h.Get("ETag")}})
+	if err != nil || status != http.StatusPreconditionFailed || amount(t, url, p[0]) != 4 {
+		t.Fatalf("PUT with a stale ETag: %d %v, amount %d", status, err, amount(t, url, p[0]))
 	}
 }

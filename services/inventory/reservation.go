@@ -132,8 +132,20 @@ func (inv inventory) moveStock(ctx context.Context, pieces map[string]int64) ([]
 			return nil, &shop.OutOfStockError{ProductID: p, Wanted: n, Left: items[i].Amount}
 		}
 		item := *items[i]
-		item.Amount -= n
+		item.Amount = giveOrTake(item.Amount, n)
 		changes = append(changes, shop.Inventories.Change(shop.InventoryUpdated, item, versions[i]))
 	}
 	return changes, nil
+}
+
+// giveOrTake is the amount after taking n pieces (n > 0, checked against
+// the amount before) or giving -n back. What is given back stops at
+// shop.MaxAmount, also from an amount that an older stream recorded beyond
+// it: refusing the release instead would leave the order's reservation
+// held for good, and pieces beyond 2^53-1 are not worth counting.
+func giveOrTake(amount, n int64) int64 {
+	if n < 0 && amount > shop.MaxAmount+n {
+		return shop.MaxAmount
+	}
+	return amount - n
 }

@@ -115,6 +115,9 @@ func (o orders) update(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := o.changeable(r, id); err != nil {
+		return nil, err
+	}
 	var b body
 	if err := platform.Decode(r, &b); err != nil {
 		return nil, err
@@ -151,6 +154,9 @@ func (o orders) remove(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := o.changeable(r, id); err != nil {
+		return nil, err
+	}
 	err = shop.Orders.Delete(r.Context(), o.cache, id)
 	if err != nil && !errors.Is(err, entitycache.ErrNotFound) {
 		return nil, err
@@ -159,6 +165,25 @@ func (o orders) remove(r *http.Request) (any, error) {
 		o.log.Warn("stock of a deleted order not released; the inventory releases it when it follows the deletion", "order", id, "err", rerr)
 	}
 	return true, err
+}
+
+// changeable refuses (409) to change or delete an order that is billed: its
+// bill and mails state what it holds. An If-Match that does not name the
+// order's version is 412, before any stock moves. An unknown order is left
+// to the caller's 404.
+func (o orders) changeable(r *http.Request, id string) error {
+	ord, version, err := shop.Orders.Get(r.Context(), o.cache, id)
+	if err != nil || ord == nil {
+		return err
+	}
+	if err := platform.CheckIfMatch(r, shop.Orders.One, id, version); err != nil {
+		return err
+	}
+	bill, _, err := shop.Billings.Get(r.Context(), o.cache, shop.BillingID(id))
+	if err == nil && bill != nil {
+		err = platform.Errorf(http.StatusConflict, "order %s is billed (billing %s): it can no longer change", id, bill.ID)
+	}
+	return err
 }
 
 // restore sets the stock held for orders back to what the recorded orders

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -253,4 +254,32 @@ func TestLostAnswersAndFailedReleasesLeaveNoStockBehind(t *testing.T) {
 	if got := stock.of(ids[0]); got != nil {
 		t.Fatalf("a second delete did not release: %v", got)
 	}
+}
+
+// A billed order stays as billed: its bill and mails state what it holds.
+// A change with a stale If-Match is 412 before any stock moves.
+func TestBilledOrderIsNotChangedOrDeleted(t *testing.T) {
+	t.Parallel()
+	stock := &heldStock{held: map[string][]string{}, scarce: uuid.NewString()}
+	app, srv := platformtest.Start(t, "order", platformtest.Config(t), Stock(stock), func(app *platform.App, s Stock) error {
+		routes(app, orders{cache: app.Cache, stock: s, log: app.Log, timeout: time.Second})
+		return nil
+	})
+	customer := add(t, app, shop.Customers.Kind, shop.Customer{Name: "Ada", Email: "ada@example.com"})
+	tea := add(t, app, shop.Products.Kind, shop.Product{Name: "Tea", Price: 3})
+	var ids []string
+	platformtest.JSON(t, "POST", srv.URL+"/orders", []map[string]any{{"customer_id": customer, "product_ids": []string{tea}}, {"customer_id": customer, "product_ids": []string{tea}}}, 200, &ids)
+	add(t, app, shop.Billings.Kind, shop.Billing{ID: shop.BillingID(ids[0]), OrderID: ids[0]})
+	body := map[string]any{"customer_id": customer, "product_ids": []string{tea, tea}}
+	platformtest.Rejected(t, "PUT", srv.URL+"/order/"+ids[0], body, 409)
+	platformtest.Rejected(t, "DELETE", srv.URL+"/orders/"+ids[0], nil, 409)
+	if got := stock.of(ids[0]); !slices.Equal(got, []string{tea}) {
+		t.Fatalf("billed order holds %v", got)
+	}
+	calls := stock.reserved()
+	status, _, _, err := platformtest.SendWith("PUT", srv.URL+"/order/"+ids[1], body, http.Header{"If-Match": {`"7"`}})
+	if err != nil || status != http.StatusPreconditionFailed || stock.reserved() != calls {
+		t.Fatalf("PUT with a stale ETag: %d %v", status, err)
+	}
+	platformtest.JSON(t, "DELETE", srv.URL+"/order/"+ids[1], nil, 200, nil) // not billed
 }

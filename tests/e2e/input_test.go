@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -26,7 +27,8 @@ func TestBadInputIsRejectedAndWritesNothing(t *testing.T) {
 	p, q, r := prods[0], prods[1], prods[2] // P in stock, Q out of stock, R without inventory
 	stock := g.Create(t, "/inventory", []map[string]any{{"product_id": p, "amount": 5}, {"product_id": q, "amount": 0}})[0]
 	o := g.Create(t, "/order", map[string]any{"customer_id": c, "product_ids": []string{p}})[0]
-	g.Create(t, "/billing", map[string]any{"order_id": o})
+	o2 := g.Create(t, "/order", map[string]any{"customer_id": c, "product_ids": []string{p}})[0] // not billed
+	g.Create(t, "/billing", map[string]any{"order_id": o, "done": true})
 	// The mails the setup causes are written asynchronously: wait for them.
 	for _, prefix := range []string{"Welcome", "Thank you", "Please pay", "Receipt"} {
 		g.WaitMails(t, 30*time.Second, prefix, emails)
@@ -93,7 +95,10 @@ func TestBadInputIsRejectedAndWritesNothing(t *testing.T) {
 		{"order of a product without stock", "POST", "/order", fmt.Sprintf(`{"customer_id": %q, "product_ids": [%q]}`, c, r), 409},
 		{"batch with one order out of stock", "POST", "/orders", fmt.Sprintf(`[{"customer_id": %q, "product_ids": [%q]}, {"customer_id": %q, "product_ids": [%q]}]`, c, p, c, q), 409},
 		{"update of an unknown order", "PUT", "/order/" + unknown, fmt.Sprintf(`{"customer_id": %q, "product_ids": [%q]}`, c, p), 404},
-		{"update of an order out of stock", "PUT", "/order/" + o, fmt.Sprintf(`{"customer_id": %q, "product_ids": [%q]}`, c, q), 409},
+		{"update of an order out of stock", "PUT", "/order/" + o2, fmt.Sprintf(`{"customer_id": %q, "product_ids": [%q]}`, c, q), 409},
+		{"update of a billed order", "PUT", "/order/" + o, fmt.Sprintf(`{"customer_id": %q, "product_ids": [%q, %q]}`, c, p, p), 409},
+		{"delete of a billed order", "DELETE", "/orders/" + o, nil, 409},
+		{"delete of reserved stock", "DELETE", "/inventory/" + stock, nil, 409},
 		{"billing without order", "POST", "/billing", `{}`, 400},
 		{"billing of a non-UUID order", "POST", "/billing", `{"order_id": "xyz"}`, 400},
 		{"billing of an unknown order", "POST", "/billing", fmt.Sprintf(`{"order_id": %q}`, unknown), 404},
@@ -118,9 +123,20 @@ func TestBadInputIsRejectedAndWritesNothing(t *testing.T) {
 	// Refused after part of their stock was reserved and given back: these
 	// write events that cancel out.
 	compensated := map[string]bool{"batch with one order out of stock": true, "update of an order out of stock": true}
-	check := func(base string, tc request) {
+	// Changes conditional on an If-Match that names another version.
+	stale := http.Header{"If-Match": {`"999"`}}
+	conditional := []request{
+		{"update with a stale If-Match", "PUT", "/customer/" + c, fmt.Sprintf(`{"name": "A", "email": %q}`, emails[0]), 412},
+		{"delete with a stale If-Match", "DELETE", "/customers/" + c, nil, 412},
+		{"update of stock with a stale If-Match", "PUT", "/inventory/" + stock, fmt.Sprintf(`{"product_id": %q, "amount": 9}`, p), 412},
+		{"update of an order with a stale If-Match", "PUT", "/order/" + o2, fmt.Sprintf(`{"customer_id": %q, "product_ids": [%q]}`, c, p), 412},
+	}
+	check := func(base string, tc request, header http.Header) {
 		pre := s.streamLengths()
-		status, body := platformtest.Do(t, tc.method, base+tc.path, tc.body)
+		status, _, body, err := platformtest.SendWith(tc.method, base+tc.path, tc.body, header)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if post := s.streamLengths(); fmt.Sprint(post) != fmt.Sprint(pre) && !compensated[tc.name] {
 			t.Errorf("%s: streams changed from %v to %v", tc.name, pre, post)
 		}
@@ -129,20 +145,25 @@ func TestBadInputIsRejectedAndWritesNothing(t *testing.T) {
 		}
 	}
 	for _, tc := range cases {
-		check(string(g), tc)
+		check(string(g), tc, nil)
+	}
+	for _, tc := range conditional {
+		check(string(g), tc, stale)
 	}
 	for _, tc := range adminCases {
-		check(s.Admin, tc)
+		check(s.Admin, tc, nil)
 	}
 
-	if amount := g.Get(t, "/inventory/"+stock)["amount"]; amount != float64(4) {
-		t.Errorf("stock of P is %v, want 4: a refused order kept stock", amount)
+	if amount := g.Get(t, "/inventory/"+stock)["amount"]; amount != float64(3) {
+		t.Errorf("stock of P is %v, want 3: a refused order kept stock", amount)
 	}
-	if n := len(g.List(t, "/orders")); n != 1 {
-		t.Errorf("%d orders, want 1", n)
+	if n := len(g.List(t, "/orders")); n != 2 {
+		t.Errorf("%d orders, want 2", n)
 	}
-	if ord := g.Get(t, "/order/"+o); fmt.Sprint(ord["product_ids"]) != fmt.Sprint([]any{p}) {
-		t.Errorf("order after a refused update: %v", ord)
+	for _, id := range []string{o, o2} {
+		if ord := g.Get(t, "/order/"+id); fmt.Sprint(ord["product_ids"]) != fmt.Sprint([]any{p}) {
+			t.Errorf("order after a refused update: %v", ord)
+		}
 	}
 }
 

@@ -165,6 +165,8 @@ func Original(t testing.TB, g Gateway) {
 	if b := g.Get(t, "/billing/"+billing[0]); b["order_id"] != orders[0] || b["done"] != false {
 		t.Fatalf("billing %v", b)
 	}
+	// Paid: the receipt goes out once the billing is done.
+	g.Do(t, "PUT", "/billing/"+billing[0], map[string]any{"order_id": orders[0], "done": true})
 
 	unbilled := g.List(t, "/orders/unbilled")
 	if len(unbilled) != 8 {

@@ -23,6 +23,13 @@ func Typed(contentType, body string) TypedBody { return TypedBody{contentType, b
 // failing the test, so that goroutines other than the test's may call it.
 // It uses http.DefaultClient: a test against slow servers sets its timeout.
 func Send(method, url string, body any) (int, []byte, error) {
+	status, _, data, err := SendWith(method, url, body, nil)
+	return status, data, err
+}
+
+// SendWith is Send with request headers (If-Match …) that also answers the
+// response's headers (ETag …).
+func SendWith(method, url string, body any, header http.Header) (int, http.Header, []byte, error) {
 	var r io.Reader
 	contentType := "application/json"
 	switch b := body.(type) {
@@ -36,27 +43,30 @@ func Send(method, url string, body any) (int, []byte, error) {
 	default:
 		data, err := json.Marshal(b)
 		if err != nil {
-			return 0, nil, fmt.Errorf("%s %s: %w", method, url, err)
+			return 0, nil, nil, fmt.Errorf("%s %s: %w", method, url, err)
 		}
 		r = bytes.NewReader(data)
 	}
 	req, err := http.NewRequest(method, url, r)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
+	}
+	for k, v := range header {
+		req.Header[k] = v
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, nil, err // names the method and the URL
+		return 0, nil, nil, err // names the method and the URL
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return 0, nil, fmt.Errorf("%s %s: reading the answer: %w", method, url, err)
+		return 0, nil, nil, fmt.Errorf("%s %s: reading the answer: %w", method, url, err)
 	}
-	return resp.StatusCode, data, nil
+	return resp.StatusCode, resp.Header, data, nil
 }
 
 // Do is Send for the test's goroutine: an error fails the test.
