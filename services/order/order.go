@@ -137,7 +137,7 @@ func (o orders) update(r *http.Request) (any, error) {
 		o.restore(ctx, id)
 		return nil, err
 	}
-	err = shop.Orders.Update(ctx, o.cache, id, shop.OrderUpdated, func(shop.Order) (shop.Order, error) { return ord, nil })
+	err = platform.Change(r, o.cache, shop.Orders, id, shop.OrderUpdated, func(shop.Order) (shop.Order, error) { return ord, nil })
 	if err != nil {
 		o.restore(ctx, id)
 	}
@@ -157,7 +157,7 @@ func (o orders) remove(r *http.Request) (any, error) {
 	if err := o.changeable(r, id); err != nil {
 		return nil, err
 	}
-	err = shop.Orders.Delete(r.Context(), o.cache, id)
+	err = platform.Change(r, o.cache, shop.Orders, id, shop.OrderDeleted, func(cur shop.Order) (shop.Order, error) { return cur, nil })
 	if err != nil && !errors.Is(err, entitycache.ErrNotFound) {
 		return nil, err
 	}
