@@ -28,7 +28,7 @@ type NoConfig struct{}
 // rebuilds the entity cache of the streams (each a list of the kinds that
 // live in it) and exits; with -verify it checks them (see Verify), prints
 // what it found, and exits 1 on any finding.
-func Run[C any](ctx context.Context, name string, streams [][]entitycache.Projection, wire func(*App, C) error) {
+func Run[C any](ctx context.Context, name string, domain Domain, wire func(*App, C) error) {
 	check := flag.Bool("healthcheck", false, "ask the running service's admin /healthz and exit 0 if alive")
 	rebuild := flag.Bool("rebuild", false, "drop the entity cache, build it again from the streams, and exit")
 	verify := flag.Bool("verify", false, "check the cache against the streams and the shop's invariants, report, and exit 1 on any finding")
@@ -51,10 +51,10 @@ func Run[C any](ctx context.Context, name string, streams [][]entitycache.Projec
 	err := connect(base, log, func(rdb redis.UniversalClient) error {
 		app := NewApp(name, base, rdb, log)
 		if *rebuild {
-			return Rebuild(ctx, app, streams)
+			return Rebuild(ctx, app, domain.Streams)
 		}
 		if *verify {
-			return Verify(ctx, app.Cache, streams, os.Stdout)
+			return Verify(ctx, app.Cache, domain, os.Stdout)
 		}
 		if err := wire(app, cfg); err != nil {
 			return err
@@ -134,31 +134,33 @@ func Rebuild(ctx context.Context, app *App, streams [][]entitycache.Projection) 
 	return nil
 }
 
-// invariants are the checks of the domain that Verify runs: the platform
-// knows no shop, and the shop's catalog adds its own (internal/shop) in every
-// binary, which imports it for its streams.
-var invariants []func(context.Context, *entitycache.Cache) ([]string, error)
-
-// AddInvariants adds checks to Verify; each returns one line per finding.
-func AddInvariants(checks ...func(context.Context, *entitycache.Cache) ([]string, error)) {
-	invariants = append(invariants, checks...)
+// Domain is what a binary is handed of the domain it serves, since the
+// platform knows none: the streams, each with the kinds that live in it,
+// which -rebuild builds and -verify checks, and the invariants across
+// services that -verify checks too.
+type Domain struct {
+	Streams    [][]entitycache.Projection
+	Invariants []Invariant
 }
 
+// Invariant checks one rule of the domain and returns one line per finding.
+type Invariant func(context.Context, *entitycache.Cache) ([]string, error)
+
 // Verify checks that the cache of every stream equals what applying the
-// stream gives, key for key, and that the invariants added hold. It writes
+// stream gives, key for key, and that the domain's invariants hold. It writes
 // one line per finding and their count, or one line "ok", and fails if it
 // found anything. It reads the streams and the cache one after the other, so
 // it runs on a quiet system: a command in flight may be a finding.
-func Verify(ctx context.Context, cache *entitycache.Cache, streams [][]entitycache.Projection, out io.Writer) error {
+func Verify(ctx context.Context, cache *entitycache.Cache, domain Domain, out io.Writer) error {
 	var findings []string
-	for _, kinds := range streams {
+	for _, kinds := range domain.Streams {
 		diffs, err := cache.Diff(ctx, kinds...)
 		if err != nil {
 			return fmt.Errorf("compare the cache of %s: %w", entitycache.StreamOf(kinds[0]), err)
 		}
 		findings = append(findings, diffs...)
 	}
-	for _, check := range invariants {
+	for _, check := range domain.Invariants {
 		found, err := check(ctx, cache)
 		if err != nil {
 			return err
@@ -166,7 +168,7 @@ func Verify(ctx context.Context, cache *entitycache.Cache, streams [][]entitycac
 		findings = append(findings, found...)
 	}
 	if len(findings) == 0 {
-		fmt.Fprintf(out, "ok: the cache of %d streams equals their projection, and %d invariant checks hold\n", len(streams), len(invariants))
+		fmt.Fprintf(out, "ok: the cache of %d streams equals their projection, and %d invariant checks hold\n", len(domain.Streams), len(domain.Invariants))
 		return nil
 	}
 	for _, f := range findings {

@@ -16,7 +16,9 @@ import (
 // cache of each stream (platform.Verify). They read the cache, which -verify
 // has compared with the streams, and the streams where history counts: an
 // order that once existed, a mail sent twice.
-func init() { platform.AddInvariants(checkStock, checkReservations, checkBillings, checkMails) }
+// Domain is the shop as every binary is handed it: its streams and the
+// invariants -verify checks.
+var Domain = platform.Domain{Streams: Streams, Invariants: []platform.Invariant{checkStock, checkReservations, checkBillings, checkMails}}
 
 // checkStock: no inventory holds less than nothing.
 func checkStock(ctx context.Context, cache *entitycache.Cache) ([]string, error) {

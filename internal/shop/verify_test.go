@@ -56,7 +56,7 @@ func sendMail(t *testing.T, cache *entitycache.Cache, id, key string) {
 func verify(t *testing.T, cache *entitycache.Cache) (string, error) {
 	t.Helper()
 	var out bytes.Buffer
-	err := platform.Verify(context.Background(), cache, shop.Streams, &out)
+	err := platform.Verify(context.Background(), cache, shop.Domain, &out)
 	return out.String(), err
 }
 

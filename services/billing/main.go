@@ -11,4 +11,4 @@ import (
 	"github.com/ordershop/ordershop/internal/shop"
 )
 
-func main() { platform.Run(context.Background(), "billing", shop.Streams, wire) }
+func main() { platform.Run(context.Background(), "billing", shop.Domain, wire) }

@@ -10,4 +10,4 @@ import (
 	"github.com/ordershop/ordershop/internal/shop"
 )
 
-func main() { platform.Run(context.Background(), "crm", shop.Streams, wire) }
+func main() { platform.Run(context.Background(), "crm", shop.Domain, wire) }

@@ -8,4 +8,4 @@ import (
 	"github.com/ordershop/ordershop/internal/shop"
 )
 
-func main() { platform.Run(context.Background(), "customer", shop.Streams, wire) }
+func main() { platform.Run(context.Background(), "customer", shop.Domain, wire) }

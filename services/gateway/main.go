@@ -36,4 +36,4 @@ type config struct {
 	RateWindow time.Duration `envconfig:"RATE_WINDOW" default:"1s"`
 }
 
-func main() { platform.Run(context.Background(), "gateway", shop.Streams, wire) }
+func main() { platform.Run(context.Background(), "gateway", shop.Domain, wire) }

@@ -9,4 +9,4 @@ import (
 	"github.com/ordershop/ordershop/internal/shop"
 )
 
-func main() { platform.Run(context.Background(), "inventory", shop.Streams, wire) }
+func main() { platform.Run(context.Background(), "inventory", shop.Domain, wire) }

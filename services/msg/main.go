@@ -9,4 +9,4 @@ import (
 	"github.com/ordershop/ordershop/internal/shop"
 )
 
-func main() { platform.Run(context.Background(), "msg", shop.Streams, wire) }
+func main() { platform.Run(context.Background(), "msg", shop.Domain, wire) }

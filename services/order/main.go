@@ -13,7 +13,7 @@ type config struct {
 	InventoryURL string `envconfig:"INVENTORY_URL" default:"http://127.0.0.1:8083"`
 }
 
-func main() { platform.Run(context.Background(), "order", shop.Streams, wire) }
+func main() { platform.Run(context.Background(), "order", shop.Domain, wire) }
 
 func wire(app *platform.App, cfg config) error {
 	routes(app, orders{cache: app.Cache, stock: inventoryClient{http: app.HTTP, url: cfg.InventoryURL},

@@ -8,4 +8,4 @@ import (
 	"github.com/ordershop/ordershop/internal/shop"
 )
 
-func main() { platform.Run(context.Background(), "product", shop.Streams, wire) }
+func main() { platform.Run(context.Background(), "product", shop.Domain, wire) }
