@@ -292,20 +292,9 @@ func TestCRMWorksItsGroupAndWritesNothingElse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- consumer.Run(ctx) }()
-	ops := s.client(t, "ops")
-	redistest.Eventually(t, 10*time.Second, "the customer event acked and the order event dead-lettered", func() bool {
-		dead, _ := ops.XLen(ctx, "events:{order}:dead:crm").Result()
-		pending, _ := ops.XPending(ctx, "events:{customer}", "crm").Result()
-		return dead == 1 && pending != nil && pending.Count == 0 && handled.Load() >= 2
-	})
+	oneDeadLetter(t, s, consumer, "crm", "customer", &handled)
 	if st, err := consumer.Stats(ctx); err != nil || len(st.Streams) != 2 {
 		t.Errorf("crm's stats: %+v, %v", st, err)
-	}
-	cancel()
-	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-		t.Errorf("crm's consumer: %v", err)
 	}
 
 	bg := context.Background()
@@ -321,6 +310,26 @@ func TestCRMWorksItsGroupAndWritesNothingElse(t *testing.T) {
 
 // Inventory follows the order events through its group: it reads the order
 // cache, dead-letters what keeps failing, and writes no order key.
+// oneDeadLetter runs a consumer of group until it has handled two events or
+// more, acked them all on stream and dead-lettered one event of the order
+// stream, then stops it.
+func oneDeadLetter(t *testing.T, s *server, consumer *eventstore.Consumer, group, stream string, handled *atomic.Int64) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- consumer.Run(ctx) }()
+	ops := s.client(t, "ops")
+	redistest.Eventually(t, 10*time.Second, group+"'s events acked and one dead-lettered", func() bool {
+		dead, _ := ops.XLen(ctx, "events:{order}:dead:"+group).Result()
+		pending, _ := ops.XPending(ctx, "events:{"+stream+"}", group).Result()
+		return dead == 1 && pending != nil && pending.Count == 0 && handled.Load() >= 2
+	})
+	cancel()
+	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+		t.Errorf("%s's consumer: %v", group, err)
+	}
+}
+
 func TestInventoryWorksItsGroupOnTheOrders(t *testing.T) {
 	t.Parallel()
 	s := start(t)
@@ -355,18 +364,7 @@ func TestInventoryWorksItsGroupOnTheOrders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- consumer.Run(ctx) }()
-	ops := s.client(t, "ops")
-	redistest.Eventually(t, 10*time.Second, "one order event acked and one dead-lettered", func() bool {
-		dead, _ := ops.XLen(ctx, "events:{order}:dead:inventory").Result()
-		pending, _ := ops.XPending(ctx, "events:{order}", "inventory").Result()
-		return dead == 1 && pending != nil && pending.Count == 0 && read.Load() >= 2
-	})
-	cancel()
-	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-		t.Errorf("inventory's consumer: %v", err)
-	}
+	oneDeadLetter(t, s, consumer, "inventory", "order", &read)
 
 	bg := context.Background()
 	r := shop.Reservation{ID: good.ID, ProductIDs: good.ProductIDs}

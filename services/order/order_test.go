@@ -113,6 +113,14 @@ func idsOf(ents []map[string]any) []string {
 	return ids
 }
 
+// startWith runs the order service on a Stock of the test's.
+func startWith(t *testing.T, stock Stock) (*platform.App, *platformtest.Server) {
+	return platformtest.Start(t, "order", platformtest.Config(t), stock, func(app *platform.App, s Stock) error {
+		routes(app, orders{cache: app.Cache, stock: s, log: app.Log, timeout: time.Second})
+		return nil
+	})
+}
+
 // heldStock is Stock in memory: what each order holds, and a product that is
 // out of stock.
 type heldStock struct {
@@ -166,10 +174,7 @@ func (s *heldStock) of(orderID string) []string {
 func TestOrdersKeepTheirStockInStep(t *testing.T) {
 	t.Parallel()
 	stock := &heldStock{held: map[string][]string{}, scarce: uuid.NewString()}
-	app, srv := platformtest.Start(t, "order", platformtest.Config(t), Stock(stock), func(app *platform.App, s Stock) error {
-		routes(app, orders{cache: app.Cache, stock: s, log: app.Log, timeout: time.Second})
-		return nil
-	})
+	app, srv := startWith(t, stock)
 	customer := add(t, app, shop.Customers.Kind, shop.Customer{Name: "Ada", Email: "ada@example.com"})
 	tea := add(t, app, shop.Products.Kind, shop.Product{Name: "Tea", Price: 3})
 	cake := add(t, app, shop.Products.Kind, shop.Product{Name: "Cake", Price: 4})
@@ -223,10 +228,7 @@ func TestOrdersKeepTheirStockInStep(t *testing.T) {
 func TestLostAnswersAndFailedReleasesLeaveNoStockBehind(t *testing.T) {
 	t.Parallel()
 	stock := &heldStock{held: map[string][]string{}}
-	app, srv := platformtest.Start(t, "order", platformtest.Config(t), Stock(stock), func(app *platform.App, s Stock) error {
-		routes(app, orders{cache: app.Cache, stock: s, log: app.Log, timeout: time.Second})
-		return nil
-	})
+	app, srv := startWith(t, stock)
 	customer := add(t, app, shop.Customers.Kind, shop.Customer{Name: "Ada", Email: "ada@example.com"})
 	tea := add(t, app, shop.Products.Kind, shop.Product{Name: "Tea", Price: 3})
 	order := map[string]any{"customer_id": customer, "product_ids": []string{tea}}
@@ -261,10 +263,7 @@ func TestLostAnswersAndFailedReleasesLeaveNoStockBehind(t *testing.T) {
 func TestBilledOrderIsNotChangedOrDeleted(t *testing.T) {
 	t.Parallel()
 	stock := &heldStock{held: map[string][]string{}, scarce: uuid.NewString()}
-	app, srv := platformtest.Start(t, "order", platformtest.Config(t), Stock(stock), func(app *platform.App, s Stock) error {
-		routes(app, orders{cache: app.Cache, stock: s, log: app.Log, timeout: time.Second})
-		return nil
-	})
+	app, srv := startWith(t, stock)
 	customer := add(t, app, shop.Customers.Kind, shop.Customer{Name: "Ada", Email: "ada@example.com"})
 	tea := add(t, app, shop.Products.Kind, shop.Product{Name: "Tea", Price: 3})
 	var ids []string
