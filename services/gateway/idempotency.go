@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -59,12 +58,8 @@ func idempotent(app *platform.App, stream string, commandTimeout time.Duration, 
 			platform.WriteError(w, r, err)
 			return
 		}
-		body, err := io.ReadAll(r.Body)
+		body, err := platform.ReadBody(r)
 		if err != nil {
-			var tooBig *http.MaxBytesError
-			if errors.As(err, &tooBig) {
-				err = platform.TooLarge(tooBig.Limit)
-			}
 			platform.WriteError(w, r, err)
 			return
 		}

@@ -115,8 +115,12 @@ func (o orders) update(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := o.changeable(r, id); err != nil {
+	cur, err := o.changeable(r, id)
+	if err != nil {
 		return nil, err
+	}
+	if cur == nil {
+		return nil, &entitycache.NotFoundError{Kind: shop.Orders.One, ID: id}
 	}
 	var b body
 	if err := platform.Decode(r, &b); err != nil {
@@ -127,12 +131,6 @@ func (o orders) update(r *http.Request) (any, error) {
 		return nil, err
 	}
 	ord.ID = id
-	if cur, _, err := shop.Orders.Get(ctx, o.cache, id); err != nil || cur == nil {
-		if err == nil {
-			err = &entitycache.NotFoundError{Kind: shop.Orders.One, ID: id}
-		}
-		return nil, err
-	}
 	if err := o.stock.Reserve(ctx, id, ord.ProductIDs); err != nil {
 		o.restore(ctx, id)
 		return nil, err
@@ -154,7 +152,7 @@ func (o orders) remove(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := o.changeable(r, id); err != nil {
+	if _, err := o.changeable(r, id); err != nil {
 		return nil, err
 	}
 	err = platform.Change(r, o.cache, shop.Orders, id, shop.OrderDeleted, func(cur shop.Order) (shop.Order, error) { return cur, nil })
@@ -169,21 +167,21 @@ func (o orders) remove(r *http.Request) (any, error) {
 
 // changeable refuses (409) to change or delete an order that is billed: its
 // bill and mails state what it holds. An If-Match that does not name the
-// order's version is 412, before any stock moves. An unknown order is left
-// to the caller's 404.
-func (o orders) changeable(r *http.Request, id string) error {
+// order's version is 412, before any stock moves. It returns the order as
+// read, nil for an unknown one: the caller decides what that means.
+func (o orders) changeable(r *http.Request, id string) (*shop.Order, error) {
 	ord, version, err := shop.Orders.Get(r.Context(), o.cache, id)
 	if err != nil || ord == nil {
-		return err
+		return nil, err
 	}
 	if err := platform.CheckIfMatch(r, shop.Orders.One, id, version); err != nil {
-		return err
+		return nil, err
 	}
 	bill, _, err := shop.Billings.Get(r.Context(), o.cache, shop.BillingID(id))
 	if err == nil && bill != nil {
 		err = platform.Errorf(http.StatusConflict, "order %s is billed (billing %s): it can no longer change", id, bill.ID)
 	}
-	return err
+	return ord, err
 }
 
 // restore sets the stock held for orders back to what the recorded orders
