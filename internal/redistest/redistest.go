@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,24 +28,33 @@ import (
 )
 
 var (
+	once        sync.Once
 	sharedURL   string
 	unavailable error
+	stopShared  = func() {}
 )
 
-// Main starts the shared Redis, runs the tests and stops it.
+// Main runs the tests and stops the shared Redis if one of them started it.
+// It starts with the first test that asks for it, not before: a binary that
+// runs no such test (a fuzz worker, -run of a pure test) starts none.
 func Main(m *testing.M) int {
-	url, stop, err := start()
-	sharedURL, unavailable = url, err
-	defer stop()
+	defer func() { stopShared() }()
 	return m.Run()
+}
+
+// shared starts the shared Redis once.
+func shared() (string, error) {
+	once.Do(func() { sharedURL, stopShared, unavailable = start() })
+	return sharedURL, unavailable
 }
 
 // Client returns a client of the shared Redis and a key prefix that is the
 // test's own, so that tests run in parallel on one server.
 func Client(t testing.TB) (*redis.Client, string) {
 	t.Helper()
-	need(t, unavailable)
-	opt, err := redis.ParseURL(sharedURL)
+	url, err := shared()
+	need(t, err)
+	opt, err := redis.ParseURL(url)
 	if err != nil {
 		t.Fatalf("REDIS_URL: %v", err)
 	}
@@ -56,8 +66,9 @@ func Client(t testing.TB) (*redis.Client, string) {
 // URL is the shared Redis's URL, for services the test starts as processes.
 func URL(t testing.TB) string {
 	t.Helper()
-	need(t, unavailable)
-	return sharedURL
+	url, err := shared()
+	need(t, err)
+	return url
 }
 
 // Prefix is a key prefix of the test's own.
