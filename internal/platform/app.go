@@ -39,7 +39,7 @@ type App struct {
 
 // NewApp builds an app on a Redis client.
 func NewApp(name string, cfg Config, rdb redis.UniversalClient, log *slog.Logger) *App {
-	store := eventstore.New(rdb, cfg.KeyPrefix, eventstore.WithMeta(TraceMeta))
+	store := eventstore.New(rdb, cfg.KeyPrefix, eventstore.WithMeta(TraceMeta), eventstore.WithPartitions(cfg.Partitions))
 	a := &App{
 		Name: name, Config: cfg, Log: log, Redis: rdb, Store: store, Cache: entitycache.New(store),
 		HTTP:   &http.Client{Timeout: cfg.RequestTimeout, Transport: Transport(cfg.RequestTimeout)},

@@ -176,7 +176,7 @@ func TestRedisAuthAndPermissionErrorsAre503(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rdb.Do(t.Context(), "ACL", "DELUSER", user) })
-	addr := rdb.Options().Addr
+	addr := rdb.(*redis.Client).Options().Addr // a test of one server
 	denied := redis.NewClient(&redis.Options{Addr: addr, Username: user, Password: "pw"})
 	wrong := redis.NewClient(&redis.Options{Addr: addr, Username: user, Password: "nope", MaxRetries: -1})
 	defer denied.Close()

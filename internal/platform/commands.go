@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/google/uuid"
 	"github.com/ordershop/ordershop/pkg/entitycache"
 	"github.com/ordershop/ordershop/pkg/eventstore"
 )
@@ -70,7 +69,7 @@ func create[B, T any](r *http.Request, cache *entitycache.Cache, rules Rules[B, 
 		}
 		ids[i] = rules.ID(ents[i])
 		if ids[i] == "" {
-			ids[i] = uuid.NewString()
+			ids[i] = rules.NewID(cache, ids[0]) // a batch in one partition, so it commits whole
 			ents[i] = rules.WithID(ents[i], ids[i])
 			continue
 		}

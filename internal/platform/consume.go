@@ -27,18 +27,22 @@ type Consuming struct {
 	Batch         int64         `envconfig:"BATCH" default:"50"`
 }
 
-// Consume runs a consumer of the group on the streams while the app serves,
+// Consume runs a consumer of the group on the streams of entity types while the app serves,
 // handing each event to the router behind the middleware every consumer
 // shares (its trace, a log line per failure, panics as failures). It keeps
 // the app unready while it is not reading, and adds the routes an operator
 // needs to the admin listener: GET /ops/stats, GET /ops/deadletters and
 // POST /ops/deadletters/{stream}/{id}/replay.
-func Consume(app *App, c Consuming, group string, streams []string, router *eventstore.Router) error {
+func Consume(app *App, c Consuming, group string, types []string, router *eventstore.Router) error {
 	name, err := consumerName(c.ConsumerName, group)
 	if err != nil {
 		return err
 	}
 	router.Use(tracedEvents, eventstore.Logging(app.Log.With("group", group)), eventstore.Recoverer)
+	var streams []string // every partition of the entity types' streams
+	for _, typ := range types {
+		streams = append(streams, app.Store.Partitions(typ)...)
+	}
 	consumer, err := app.Store.NewConsumer(eventstore.ConsumerConfig{
 		Group: group, Name: name, Streams: streams, Handler: router.Handler(),
 		Batch: c.Batch, ClaimIdle: c.ClaimIdle, RetryDelay: c.RetryDelay, MaxRetryDelay: c.MaxRetryDelay,

@@ -69,23 +69,47 @@ func Run[C any](ctx context.Context, name string, domain Domain, wire func(*App,
 	}
 }
 
-// connect connects to Redis and hands the client to do.
+// connect connects to Redis, one server or a cluster, and hands the client
+// to do.
 func connect(cfg Config, log *slog.Logger, do func(redis.UniversalClient) error) error {
-	opt, err := redis.ParseURL(cfg.RedisURL)
+	opt, err := redisOptions(cfg)
 	if err != nil {
-		return fmt.Errorf("REDIS_URL: %w", err)
+		return err
+	}
+	redis.SetLogger(redisLog{log})
+	log.Info("starting", "addr", cfg.Addr, "admin_addr", cfg.AdminAddr, "admin_token", Mask(cfg.AdminToken),
+		"redis", opt.Addrs, "redis_cluster", cfg.RedisCluster, "stream_partitions", cfg.Partitions,
+		"redis_password", Mask(opt.Password), "redis_timeouts", fmt.Sprintf("dial %v, read %v, write %v", opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout),
+		"request_timeout", cfg.RequestTimeout, "max_body_bytes", cfg.MaxBodyBytes, "key_prefix", cfg.KeyPrefix)
+	rdb := redis.NewUniversalClient(opt)
+	defer rdb.Close()
+	return do(rdb)
+}
+
+// redisOptions reads REDIS_URL, a cluster URL when REDIS_CLUSTER is set.
+func redisOptions(cfg Config) (*redis.UniversalOptions, error) {
+	if cfg.Partitions < 1 {
+		return nil, fmt.Errorf("STREAM_PARTITIONS must be 1 or more, not %d", cfg.Partitions)
+	}
+	var opt *redis.UniversalOptions
+	if cfg.RedisCluster {
+		c, err := redis.ParseClusterURL(cfg.RedisURL)
+		if err != nil {
+			return nil, fmt.Errorf("REDIS_URL (a cluster URL, as REDIS_CLUSTER is set): %w", err)
+		}
+		opt = &redis.UniversalOptions{Addrs: c.Addrs, Username: c.Username, Password: c.Password, TLSConfig: c.TLSConfig, IsClusterMode: true}
+	} else {
+		o, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			return nil, fmt.Errorf("REDIS_URL: %w", err)
+		}
+		opt = &redis.UniversalOptions{Addrs: []string{o.Addr}, Username: o.Username, Password: o.Password, DB: o.DB, TLSConfig: o.TLSConfig}
 	}
 	if cfg.RedisPassword != "" {
 		opt.Password = cfg.RedisPassword
 	}
-	redis.SetLogger(redisLog{log})
 	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = cfg.RedisDial, cfg.RedisRead, cfg.RedisWrite
-	log.Info("starting", "addr", cfg.Addr, "admin_addr", cfg.AdminAddr, "admin_token", Mask(cfg.AdminToken),
-		"redis", opt.Addr, "redis_password", Mask(opt.Password), "redis_timeouts", fmt.Sprintf("dial %v, read %v, write %v", opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout),
-		"request_timeout", cfg.RequestTimeout, "max_body_bytes", cfg.MaxBodyBytes, "key_prefix", cfg.KeyPrefix)
-	rdb := redis.NewClient(opt)
-	defer rdb.Close()
-	return do(rdb)
+	return opt, nil
 }
 
 func healthcheck(addr string) int {
@@ -123,8 +147,10 @@ func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
 func Rebuild(ctx context.Context, app *App, streams [][]entitycache.Projection) error {
 	for _, kinds := range streams {
 		stream := entitycache.StreamOf(kinds[0])
-		if err := app.Store.RebuildVersions(ctx, stream); err != nil {
-			return fmt.Errorf("rebuild the versions of %s: %w", stream, err)
+		for _, part := range app.Store.Partitions(stream) {
+			if err := app.Store.RebuildVersions(ctx, part); err != nil {
+				return fmt.Errorf("rebuild the versions of %s: %w", part, err)
+			}
 		}
 		if err := app.Cache.Rebuild(ctx, kinds...); err != nil {
 			return fmt.Errorf("rebuild the cache of %s: %w", stream, err)

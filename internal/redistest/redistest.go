@@ -1,7 +1,10 @@
 // Package redistest gives tests a real Redis over TCP: the one at REDIS_URL
 // if set, else a redis-server from PATH on a free 127.0.0.1 port, else a
-// container started through dockertest. With CI=true a missing Redis fails
-// the tests instead of skipping them.
+// container started through dockertest. With REDISTEST_CLUSTER=1 it is a
+// Redis Cluster of three masters made of redis-servers from PATH instead
+// (cluster.go), and STREAM_PARTITIONS tells the tests how many partitions
+// their stores use. With CI=true a missing Redis fails the tests instead of
+// skipping them.
 //
 // A package that uses it runs its tests through Main:
 //
@@ -18,11 +21,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/ordershop/ordershop/pkg/eventstore"
 	"github.com/ory/dockertest/v3"
 	"github.com/redis/go-redis/v9"
 )
@@ -50,17 +55,47 @@ func shared() (string, error) {
 
 // Client returns a client of the shared Redis and a key prefix that is the
 // test's own, so that tests run in parallel on one server.
-func Client(t testing.TB) (*redis.Client, string) {
+func Client(t testing.TB) (redis.UniversalClient, string) {
 	t.Helper()
 	url, err := shared()
 	need(t, err)
-	opt, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatalf("REDIS_URL: %v", err)
+	var rdb redis.UniversalClient
+	if Cluster() {
+		opt, err := redis.ParseClusterURL(url)
+		if err != nil {
+			t.Fatalf("cluster URL: %v", err)
+		}
+		rdb = redis.NewClusterClient(opt)
+	} else {
+		opt, err := redis.ParseURL(url)
+		if err != nil {
+			t.Fatalf("REDIS_URL: %v", err)
+		}
+		rdb = redis.NewClient(opt)
 	}
-	rdb := redis.NewClient(opt)
 	t.Cleanup(func() { rdb.Close() })
 	return rdb, Prefix(t)
+}
+
+// Cluster tells whether the shared Redis is a cluster (REDISTEST_CLUSTER=1).
+func Cluster() bool { return os.Getenv("REDISTEST_CLUSTER") == "1" }
+
+// Partitions is the number of partitions the tests' stores split each
+// stream into: STREAM_PARTITIONS, 1 when unset.
+func Partitions() int {
+	n, err := strconv.Atoi(os.Getenv("STREAM_PARTITIONS"))
+	if err != nil || n < 1 {
+		return 1
+	}
+	return n
+}
+
+// Env is the environment of a service the test starts as a process: the
+// shared Redis, as a cluster or not, and the partitions.
+func Env(t testing.TB) []string {
+	t.Helper()
+	return []string{"REDIS_URL=" + URL(t), "REDIS_CLUSTER=" + strconv.FormatBool(Cluster()),
+		"STREAM_PARTITIONS=" + strconv.Itoa(Partitions())}
 }
 
 // URL is the shared Redis's URL, for services the test starts as processes.
@@ -92,6 +127,9 @@ func need(t testing.TB, err error) {
 func start() (url string, stop func(), err error) {
 	if url := os.Getenv("REDIS_URL"); url != "" {
 		return url, func() {}, nil
+	}
+	if Cluster() {
+		return startCluster()
 	}
 	if _, err := exec.LookPath("redis-server"); err == nil {
 		dir, err := os.MkdirTemp("", "redistest")
@@ -203,9 +241,9 @@ func startBinary(dir string, aof bool) (*Server, error) {
 	return startOn(dir, addr, aof)
 }
 
-func startOn(dir, addr string, aof bool) (*Server, error) {
+func startOn(dir, addr string, aof bool, extra ...string) (*Server, error) {
 	host, port, _ := net.SplitHostPort(addr)
-	args := []string{"--bind", host, "--port", port, "--dir", dir, "--save", "", "--protected-mode", "no"}
+	args := append([]string{"--bind", host, "--port", port, "--dir", dir, "--save", "", "--protected-mode", "no"}, extra...)
 	if aof {
 		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
 	}
@@ -262,12 +300,12 @@ func Snapshot(t testing.TB, rdb redis.UniversalClient, prefix string) map[string
 	t.Helper()
 	ctx := context.Background()
 	out := map[string]string{}
-	iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-	for iter.Next(ctx) {
-		out[iter.Val()] = rdb.Dump(ctx, iter.Val()).Val()
-	}
-	if err := iter.Err(); err != nil {
+	keys, err := eventstore.New(rdb, "").Scan(ctx, prefix+"*")
+	if err != nil {
 		t.Fatal(err)
+	}
+	for _, k := range keys {
+		out[k] = rdb.Dump(ctx, k).Val()
 	}
 	return out
 }

@@ -45,8 +45,10 @@ var (
 		Created: CustomerCreated, Updated: CustomerUpdated, Deleted: CustomerDeleted}, One: "customer", Many: "customers"}
 	Products = platform.Resource[Product]{Kind: entitycache.Kind[Product]{Name: "product",
 		Created: ProductCreated, Updated: ProductUpdated, Deleted: ProductDeleted}, One: "product", Many: "products"}
+	// Stock is reserved for an order's products in one step, so every
+	// inventory and reservation is in one partition of the inventory stream.
 	Inventories = platform.Resource[Inventory]{Kind: entitycache.Kind[Inventory]{Name: "inventory",
-		Created: InventoryCreated, Updated: InventoryUpdated, Deleted: InventoryDeleted}, One: "inventory", Many: "inventory"}
+		Created: InventoryCreated, Updated: InventoryUpdated, Deleted: InventoryDeleted, Together: true}, One: "inventory", Many: "inventory"}
 	Orders = platform.Resource[Order]{Kind: entitycache.Kind[Order]{Name: "order",
 		Created: OrderCreated, Updated: OrderUpdated, Deleted: OrderDeleted}, One: "order", Many: "orders"}
 	Billings = platform.Resource[Billing]{Kind: entitycache.Kind[Billing]{Name: "billing",
@@ -58,7 +60,7 @@ var (
 	// Reservations live in the inventory's stream, so that stock and
 	// reservation change in one step. Clients do not reach them.
 	Reservations = entitycache.Kind[Reservation]{Name: "reservation", Stream: "inventory",
-		Created: ReservationCreated, Updated: ReservationUpdated, Deleted: ReservationDeleted}
+		Created: ReservationCreated, Updated: ReservationUpdated, Deleted: ReservationDeleted, Together: true}
 )
 
 // Collections are the kinds the gateway lists and /report reports.

@@ -91,7 +91,7 @@ func checkBillings(ctx context.Context, cache *entitycache.Cache) ([]string, err
 		return nil, err
 	}
 	ever := map[string]bool{}
-	err = cache.Store().Replay(ctx, Orders.Kind.StreamName(), "0", func(events []eventstore.Event) error {
+	err = cache.Store().ReplayAll(ctx, Orders.Kind.StreamName(), func(events []eventstore.Event) error {
 		for _, e := range events {
 			if e.Type == OrderCreated {
 				ever[e.EntityID] = true
@@ -123,7 +123,7 @@ func checkBillings(ctx context.Context, cache *entitycache.Cache) ([]string, err
 func checkMails(ctx context.Context, cache *entitycache.Cache) ([]string, error) {
 	sent := map[string][]string{} // key -> ids of the events
 	var keys []string
-	err := cache.Store().Replay(ctx, Emails.Kind.StreamName(), "0", func(events []eventstore.Event) error {
+	err := cache.Store().ReplayAll(ctx, Emails.Kind.StreamName(), func(events []eventstore.Event) error {
 		for _, e := range events {
 			if e.Type != EmailSent {
 				continue

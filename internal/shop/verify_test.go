@@ -23,7 +23,7 @@ func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
 func shopOf(t *testing.T) (*entitycache.Cache, shop.Order) {
 	t.Helper()
 	rdb, prefix := redistest.Client(t)
-	cache := entitycache.New(eventstore.New(rdb, prefix))
+	cache := entitycache.New(eventstore.New(rdb, prefix, eventstore.WithPartitions(redistest.Partitions())))
 	c := shop.Customer{ID: uuid.NewString(), Name: "Ada", Email: "ada@example.com"}
 	p := shop.Product{ID: uuid.NewString(), Name: "Tea", Price: 350}
 	o := shop.Order{ID: uuid.NewString(), CustomerID: c.ID, ProductIDs: []string{p.ID, p.ID}}
@@ -80,7 +80,7 @@ func TestVerifyOfAShopThatAgreesIsOK(t *testing.T) {
 func TestVerifyReportsACacheBrokenByHand(t *testing.T) {
 	t.Parallel()
 	cache, o := shopOf(t)
-	cache.Store().Redis().HSet(context.Background(), cache.Store().Key("order", "order_entity:"+o.ID), "customer_id", "someone")
+	cache.Store().Redis().HSet(context.Background(), cache.Store().Key(cache.Store().PartitionOf("order", o.ID), "order_entity:"+o.ID), "customer_id", "someone")
 	found(t, cache, "order_entity:"+o.ID+": the cache has hash [customer_id=someone")
 }
 

@@ -19,9 +19,9 @@ func TestCommitOnADamagedCacheWritesNothing(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	rdb, prefix := redistest.Client(t)
-	c := entitycache.New(eventstore.New(rdb, prefix))
+	c := entitycache.New(eventstore.New(rdb, prefix, eventstore.WithPartitions(redistest.Partitions())))
 	commit(t, c, create(orders, order{ID: "o1", CustomerID: "c1", ProductIDs: []string{"p1"}}))
-	if err := rdb.Set(ctx, c.Store().Key("order", "order_ids"), "damaged", 0).Err(); err != nil {
+	if err := rdb.Set(ctx, key(c, "order", "o1", "order_ids"), "damaged", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
 	before := redistest.Snapshot(t, rdb, prefix)

@@ -28,6 +28,7 @@ import (
 	"reflect"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/ordershop/ordershop/pkg/eventstore"
 )
 
@@ -44,6 +45,10 @@ type Kind[T any] struct {
 	// ListBy. Its entry is made on create and update and removed on delete,
 	// from the entity the event carries, so the field must never change.
 	Index string
+	// Together keeps every entity of the kind in the first partition of its
+	// stream, for kinds whose entities change together in one commit (stock
+	// and reservations): a commit is atomic within one partition only.
+	Together bool
 }
 
 // StreamName is the stream of the kind.
@@ -68,13 +73,14 @@ func (k Kind[T]) WithID(ent T, id string) T {
 // kind is a Kind seen without its Go type.
 type kind struct {
 	name, stream, deleted string
+	together              bool
 	codec                 *codec
 	index                 int // of the Index field in codec.scalars; -1 without one
 }
 
 func (k Kind[T]) kind() kind {
 	c := codecOf[T]()
-	return kind{name: k.Name, stream: k.StreamName(), deleted: k.Deleted, codec: c, index: c.stringField(k.Index)}
+	return kind{name: k.Name, stream: k.StreamName(), deleted: k.Deleted, together: k.Together, codec: c, index: c.stringField(k.Index)}
 }
 
 // Cache reads and writes the entity cache next to an event store.
@@ -88,16 +94,33 @@ func New(store *eventstore.Store) *Cache { return &Cache{store: store} }
 // Store is the event store the cache projects.
 func (c *Cache) Store() *eventstore.Store { return c.store }
 
-func (c *Cache) idsKey(k kind) string       { return c.store.Key(k.stream, k.name+"_ids") }
-func (c *Cache) sortedIDsKey(k kind) string { return c.store.Key(k.stream, k.name+"_sorted_ids") }
-func (c *Cache) versionsKey(k kind) string  { return c.store.Key(k.stream, k.name+"_versions") }
-func (c *Cache) entityKey(k kind, id string) string {
-	return c.store.Key(k.stream, k.name+"_entity:"+id)
+// part is the stream, a partition of the kind's, that holds an entity.
+func (c *Cache) part(k kind, id string) string {
+	if k.together {
+		return c.store.Partitions(k.stream)[0]
+	}
+	return c.store.PartitionOf(k.stream, id)
 }
 
-// indexKey is the sorted set of the ids whose Index field holds value.
-func (c *Cache) indexKey(k kind, value string) string {
-	return c.store.Key(k.stream, k.name+"_by_"+k.codec.scalars[k.index].name+":"+value)
+// parts are the streams that hold the kind's entities.
+func (c *Cache) parts(k kind) []string {
+	if k.together {
+		return c.store.Partitions(k.stream)[:1]
+	}
+	return c.store.Partitions(k.stream)
+}
+
+// The keys of a kind in one of its parts.
+func (c *Cache) idsKey(k kind, part string) string       { return c.store.Key(part, k.name+"_ids") }
+func (c *Cache) sortedIDsKey(k kind, part string) string { return c.store.Key(part, k.name+"_sorted_ids") }
+func (c *Cache) versionsKey(k kind, part string) string  { return c.store.Key(part, k.name+"_versions") }
+func (c *Cache) entityKey(k kind, id string) string {
+	return c.store.Key(c.part(k, id), k.name+"_entity:"+id)
+}
+
+// indexKey is the sorted set of the ids in a part whose Index field holds value.
+func (c *Cache) indexKey(k kind, part, value string) string {
+	return c.store.Key(part, k.name+"_by_"+k.codec.scalars[k.index].name+":"+value)
 }
 
 // Change is what a command does to one entity: an event of a type, with the
@@ -117,14 +140,18 @@ func (k Kind[T]) Change(typ string, ent T, expected int64) Change {
 }
 
 // Commit appends the changes' events to their stream and updates the cache in
-// one atomic step. All changes must live in the same stream.
+// one atomic step. All changes must live in the same stream. With
+// partitions, changes of entities in several partitions are committed one
+// partition after the other, each atomic: a commit that must be whole keeps
+// to one partition (NewID, Together).
 func (c *Cache) Commit(ctx context.Context, changes ...Change) ([]eventstore.Event, error) {
 	if len(changes) == 0 {
 		return nil, nil
 	}
 	stream := changes[0].kind.stream
-	recs := make([]eventstore.Record, len(changes))
-	for i, ch := range changes {
+	var parts []string
+	recs := map[string][]eventstore.Record{}
+	for _, ch := range changes {
 		if ch.kind.stream != stream {
 			return nil, fmt.Errorf("entitycache: one commit spans streams %s and %s", stream, ch.kind.stream)
 		}
@@ -132,17 +159,42 @@ func (c *Cache) Commit(ctx context.Context, changes ...Change) ([]eventstore.Eve
 		if err != nil {
 			return nil, err
 		}
-		recs[i] = eventstore.Record{
+		part := c.part(ch.kind, ch.ID)
+		if recs[part] == nil {
+			parts = append(parts, part)
+		}
+		recs[part] = append(recs[part], eventstore.Record{
 			Event: e, Expected: ch.Expected,
 			Writes: c.writes(ch.kind, ch.ID, ch.entity, ch.Type == ch.kind.deleted, eventstore.VersionArg),
+		})
+	}
+	var events []eventstore.Event
+	for _, part := range parts {
+		es, err := c.store.Append(ctx, part, recs[part]...)
+		if err != nil {
+			return events, err
+		}
+		events = append(events, es...)
+	}
+	return events, nil
+}
+
+// NewID is a new random id for an entity of the kind, in the partition of
+// near when near is not "", so that new entities committed together (a
+// batch) are committed in one step.
+func (k Kind[T]) NewID(c *Cache, near string) string {
+	for {
+		id := uuid.NewString()
+		if near == "" || c.part(k.kind(), id) == c.part(k.kind(), near) {
+			return id
 		}
 	}
-	return c.store.Append(ctx, stream, recs...)
 }
 
 // writes are the cache commands that apply one event: the entity is replaced
 // whole, or removed, and its version recorded.
 func (c *Cache) writes(k kind, id string, ent reflect.Value, deleted bool, version any) []eventstore.Write {
+	part := c.part(k, id)
 	key := c.entityKey(k, id)
 	ws := []eventstore.Write{{Cmd: "DEL", Key: key}}
 	for _, f := range k.codec.lists {
@@ -151,12 +203,12 @@ func (c *Cache) writes(k kind, id string, ent reflect.Value, deleted bool, versi
 	// The id is in the set of ids and in sorted sets, where every member
 	// has score 0, so that they sort by id alone: the kind's, and its
 	// Index's for the entity's value.
-	sorted := []string{c.sortedIDsKey(k)}
+	sorted := []string{c.sortedIDsKey(k, part)}
 	if k.index >= 0 {
-		sorted = append(sorted, c.indexKey(k, k.codec.text(ent, k.index)))
+		sorted = append(sorted, c.indexKey(k, part, k.codec.text(ent, k.index)))
 	}
 	if deleted {
-		ws = append(ws, eventstore.Write{Cmd: "SREM", Key: c.idsKey(k), Args: []any{id}})
+		ws = append(ws, eventstore.Write{Cmd: "SREM", Key: c.idsKey(k, part), Args: []any{id}})
 		for _, s := range sorted {
 			ws = append(ws, eventstore.Write{Cmd: "ZREM", Key: s, Args: []any{id}})
 		}
@@ -172,12 +224,12 @@ func (c *Cache) writes(k kind, id string, ent reflect.Value, deleted bool, versi
 		}
 		ws = append(ws,
 			eventstore.Write{Cmd: "HSET", Key: key, Args: k.codec.hash(ent)},
-			eventstore.Write{Cmd: "SADD", Key: c.idsKey(k), Args: []any{id}})
+			eventstore.Write{Cmd: "SADD", Key: c.idsKey(k, part), Args: []any{id}})
 		for _, s := range sorted {
 			ws = append(ws, eventstore.Write{Cmd: "ZADD", Key: s, Args: []any{"0", id}})
 		}
 	}
-	return append(ws, eventstore.Write{Cmd: "HSET", Key: c.versionsKey(k), Args: []any{id, version}})
+	return append(ws, eventstore.Write{Cmd: "HSET", Key: c.versionsKey(k, part), Args: []any{id, version}})
 }
 
 // Update reads an entity, lets decide compute its next state, and commits it

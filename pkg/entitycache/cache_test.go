@@ -52,16 +52,33 @@ func kind[T any](name, stream string) entitycache.Kind[T] {
 
 var (
 	orders    = kind[order]("order", "")
-	stock     = kind[item]("inventory", "")
 	bills     = kind[bill]("billing", "")
 	customers = kind[customer]("customer", "")
-	// reservations live in the inventory stream, beside the inventory
-	reservations = kind[reservation]("reservation", "inventory")
+	// reservations live in the inventory stream, beside the inventory, and
+	// with partitions both are in its first, as they change together
+	stock        = together(kind[item]("inventory", ""))
+	reservations = together(kind[reservation]("reservation", "inventory"))
 )
+
+func together[T any](k entitycache.Kind[T]) entitycache.Kind[T] {
+	k.Together = true
+	return k
+}
+
+// key is a cache key of the partition of a stream that holds an entity.
+func key(c *entitycache.Cache, stream, id, name string) string {
+	return c.Store().Key(c.Store().PartitionOf(stream, id), name)
+}
+
+// stockKey is a key of the inventory stream's first partition, which holds
+// stock and reservations.
+func stockKey(c *entitycache.Cache, name string) string {
+	return c.Store().Key(c.Store().FirstPartition("inventory"), name)
+}
 
 func newCache(t testing.TB) *entitycache.Cache {
 	rdb, prefix := redistest.Client(t)
-	return entitycache.New(eventstore.New(rdb, prefix))
+	return entitycache.New(eventstore.New(rdb, prefix, eventstore.WithPartitions(redistest.Partitions())))
 }
 
 func commit(t testing.TB, c *entitycache.Cache, chs ...entitycache.Change) []eventstore.Event {
@@ -131,7 +148,7 @@ func TestUpdateReplacesAndDeleteRemoves(t *testing.T) {
 	if err != nil || len(all) != 1 || all[0].ID != "o1" {
 		t.Fatalf("list after delete: %v %v", all, err)
 	}
-	if n, _ := c.Store().Redis().Exists(ctx, c.Store().Key("order", "order_entity:o2:product_ids")).Result(); n != 0 {
+	if n, _ := c.Store().Redis().Exists(ctx, key(c, "order", "o2", "order_entity:o2:product_ids")).Result(); n != 0 {
 		t.Fatal("list of a deleted entity left behind")
 	}
 }
@@ -151,7 +168,7 @@ func TestCommitIsAllOrNothingAcrossKindsOfOneStream(t *testing.T) {
 	if e, _, _ := reservations.Get(ctx, c, "o1"); e != nil {
 		t.Fatalf("reservation written by a failed commit: %v", e)
 	}
-	if info, _ := c.Store().Info(ctx, "inventory"); info.Length != 1 {
+	if info, _ := c.Store().Info(ctx, c.Store().FirstPartition("inventory")); info.Length != 1 {
 		t.Fatalf("stream has %d events, want 1", info.Length)
 	}
 	if _, err := c.Commit(ctx, create(orders, order{ID: "o1"}), create(stock, item{ID: "i2"})); err == nil {
@@ -174,8 +191,9 @@ func TestAppendAndCacheAreOneStep(t *testing.T) {
 		defer wg.Done()
 		for !stop.Load() {
 			p := rdb.TxPipeline()
-			xlen := p.XLen(ctx, c.Store().StreamKey("customer"))
-			ids := p.SCard(ctx, c.Store().Key("customer", "customer_ids"))
+			part := c.Store().FirstPartition("customer") // a stream and its cache, with partitions or without
+			xlen := p.XLen(ctx, c.Store().StreamKey(part))
+			ids := p.SCard(ctx, c.Store().Key(part, "customer_ids"))
 			if _, err := p.Exec(ctx); err == nil {
 				looks++
 				if xlen.Val() != ids.Val() {
@@ -241,7 +259,7 @@ func TestRebuildGivesTheSameCacheKeyForKey(t *testing.T) {
 		t.Fatalf("rebuilt cache differs:\nbefore %v\nafter  %v", before, after)
 	}
 	// A rebuild over a damaged cache repairs it too.
-	c.Store().Redis().HSet(ctx, c.Store().Key("inventory", "inventory_entity:i1"), "amount", "-5")
+	c.Store().Redis().HSet(ctx, stockKey(c, "inventory_entity:i1"), "amount", "-5")
 	if err := c.Rebuild(ctx, stock, reservations); err != nil {
 		t.Fatal(err)
 	}
@@ -257,10 +275,14 @@ func dump(t testing.TB, c *entitycache.Cache) map[string]any {
 	ctx := context.Background()
 	rdb := c.Store().Redis()
 	out := map[string]any{}
-	for _, stream := range []string{"inventory", "order", "billing", "email"} {
-		keys, err := rdb.Keys(ctx, c.Store().Key(stream, "*_*")).Result()
-		if err != nil {
-			t.Fatal(err)
+	for _, typ := range []string{"inventory", "order", "billing", "email"} {
+		var keys []string
+		for _, stream := range c.Store().Partitions(typ) {
+			found, err := c.Store().Scan(ctx, c.Store().Key(stream, "*_*"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys = append(keys, found...)
 		}
 		for _, k := range keys {
 			switch rdb.Type(ctx, k).Val() {

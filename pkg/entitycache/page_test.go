@@ -88,7 +88,7 @@ func TestARebuildFillsTheSortedIDs(t *testing.T) {
 	for i := range 5 {
 		commit(t, c, create(stock, item{ID: fmt.Sprint("i", i), ProductID: "p"}))
 	}
-	c.Store().Redis().Del(ctx, c.Store().Key("inventory", "inventory_sorted_ids"))
+	c.Store().Redis().Del(ctx, stockKey(c, "inventory_sorted_ids"))
 	if all, _ := stock.List(ctx, c); len(all) != 5 {
 		t.Fatalf("%d listed without the sorted ids, want 5", len(all))
 	}

@@ -30,17 +30,19 @@ func (k Kind[T]) GetMany(ctx context.Context, c *Cache, ids ...string) ([]*T, []
 	if len(ids) == 0 {
 		return nil, nil, nil
 	}
-	var versions *redis.SliceCmd
+	kd := k.kind()
+	versions := make([]*redis.StringCmd, len(ids))
 	ents, err := k.read(ctx, c, ids, func(p redis.Pipeliner) {
-		versions = p.HMGet(ctx, c.versionsKey(k.kind()), ids...)
+		for i, id := range ids {
+			versions[i] = p.HGet(ctx, c.versionsKey(kd, c.part(kd, id)), id)
+		}
 	})
 	if err != nil {
 		return nil, nil, err
 	}
 	vs := make([]int64, len(ids))
 	for i := range ids {
-		s, _ := versions.Val()[i].(string)
-		vs[i], _ = strconv.ParseInt(s, 10, 64)
+		vs[i], _ = strconv.ParseInt(versions[i].Val(), 10, 64)
 	}
 	return ents, vs, nil
 }
@@ -57,9 +59,21 @@ type Page struct {
 // written before pages existed has too, so that whole lists answer as they
 // did on such a Redis before -rebuild gave it the sorted ids pages read.
 func (k Kind[T]) List(ctx context.Context, c *Cache) ([]T, error) {
-	ids, err := c.store.Redis().SMembers(ctx, c.idsKey(k.kind())).Result()
+	kd := k.kind()
+	parts := c.parts(kd)
+	sets := make([]*redis.StringSliceCmd, len(parts))
+	_, err := c.store.Redis().Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, part := range parts {
+			sets[i] = p.SMembers(ctx, c.idsKey(kd, part))
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
+	}
+	var ids []string
+	for _, s := range sets {
+		ids = append(ids, s.Val()...)
 	}
 	slices.Sort(ids)
 	ents, err := k.read(ctx, c, ids, nil)
@@ -70,7 +84,8 @@ func (k Kind[T]) List(ctx context.Context, c *Cache) ([]T, error) {
 // of the next page: "" when this one is the last. Two round trips, which
 // read the page's entities and no others.
 func (k Kind[T]) ListPage(ctx context.Context, c *Cache, p Page) ([]T, string, error) {
-	return k.listIn(ctx, c, c.sortedIDsKey(k.kind()), p)
+	kd := k.kind()
+	return k.listIn(ctx, c, func(part string) string { return c.sortedIDsKey(kd, part) }, p)
 }
 
 // ListBy is ListPage of the entities whose Index field holds value.
@@ -78,19 +93,37 @@ func (k Kind[T]) ListBy(ctx context.Context, c *Cache, value string, p Page) ([]
 	if k.Index == "" {
 		panic("entitycache: ListBy of " + k.Name + ", which has no Index")
 	}
-	return k.listIn(ctx, c, c.indexKey(k.kind(), value), p)
+	kd := k.kind()
+	return k.listIn(ctx, c, func(part string) string { return c.indexKey(kd, part, value) }, p)
 }
 
-// listIn lists a page of the ids in a sorted set, read by range: all scores
-// are 0, so the set is in id order and an id past After is found in O(log n).
-func (k Kind[T]) listIn(ctx context.Context, c *Cache, key string, p Page) ([]T, string, error) {
+// listIn lists a page of the ids in a sorted set of each part, read by
+// range: all scores are 0, so a set is in id order and an id past After is
+// found in O(log n). Each part gives its first Limit ids past After, in one
+// round trip; the page is the first Limit of them all.
+func (k Kind[T]) listIn(ctx context.Context, c *Cache, key func(part string) string, p Page) ([]T, string, error) {
 	from := "-"
 	if p.After != "" {
 		from = "(" + p.After
 	}
-	ids, err := c.store.Redis().ZRangeByLex(ctx, key, &redis.ZRangeBy{Min: from, Max: "+", Count: int64(p.Limit)}).Result()
+	parts := c.parts(k.kind())
+	ranges := make([]*redis.StringSliceCmd, len(parts))
+	_, err := c.store.Redis().Pipelined(ctx, func(pl redis.Pipeliner) error {
+		for i, part := range parts {
+			ranges[i] = pl.ZRangeByLex(ctx, key(part), &redis.ZRangeBy{Min: from, Max: "+", Count: int64(p.Limit)})
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, "", err
+	}
+	var ids []string
+	for _, r := range ranges {
+		ids = append(ids, r.Val()...)
+	}
+	slices.Sort(ids)
+	if p.Limit > 0 && len(ids) > p.Limit {
+		ids = ids[:p.Limit]
 	}
 	ents, err := k.read(ctx, c, ids, nil)
 	if err != nil {

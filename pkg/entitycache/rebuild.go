@@ -59,7 +59,7 @@ func (c *Cache) apply(ctx context.Context, events []eventstore.Event, kinds []Pr
 			if err != nil {
 				return err
 			}
-			applyScript.Eval(ctx, p, append([]string{c.versionsKey(k)}, keys...), e.EntityID, e.Version, arg, mode)
+			applyScript.Eval(ctx, p, append([]string{c.versionsKey(k, c.part(k, e.EntityID))}, keys...), e.EntityID, e.Version, arg, mode)
 		}
 		return nil
 	})
@@ -87,10 +87,11 @@ func (c *Cache) writesOf(e eventstore.Event, kinds []Projection) (kind, []events
 // of its entity (or the same one, to mend it), so a rebuild never undoes a
 // commit that lands meanwhile, and no entity is ever missing on the way.
 func (c *Cache) Rebuild(ctx context.Context, kinds ...Projection) error {
-	return c.store.Replay(ctx, kinds[0].kind().stream, "0", func(events []eventstore.Event) error {
+	return c.store.ReplayAll(ctx, kinds[0].kind().stream, func(events []eventstore.Event) error {
 		return c.apply(ctx, events, kinds, "repair")
 	})
 }
 
-// StreamOf is the stream a kind lives in.
+// StreamOf is the stream a kind lives in: with partitions, the name of all
+// of them.
 func StreamOf(p Projection) string { return p.kind().stream }

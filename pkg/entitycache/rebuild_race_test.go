@@ -65,7 +65,7 @@ func TestRebuildWhileCommandsRun(t *testing.T) {
 		}()
 	}
 	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
-		if err := c.Store().RebuildVersions(ctx, "inventory"); err != nil {
+		if err := c.Store().RebuildVersions(ctx, c.Store().FirstPartition("inventory")); err != nil {
 			t.Fatal(err)
 		}
 		if err := c.Rebuild(ctx, stock); err != nil {
@@ -76,7 +76,7 @@ func TestRebuildWhileCommandsRun(t *testing.T) {
 
 	latest := map[string]eventstore.Event{}
 	seen := map[string]bool{}
-	err := c.Store().Replay(ctx, "inventory", "0", func(events []eventstore.Event) error {
+	err := c.Store().Replay(ctx, c.Store().FirstPartition("inventory"), "0", func(events []eventstore.Event) error {
 		for _, e := range events {
 			key := fmt.Sprint(e.EntityID, "@", e.Version)
 			if seen[key] {
@@ -94,14 +94,14 @@ func TestRebuildWhileCommandsRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	members, _ := c.Store().Redis().SMembers(ctx, c.Store().Key("inventory", "inventory_ids")).Result()
+	members, _ := c.Store().Redis().SMembers(ctx, stockKey(c, "inventory_ids")).Result()
 	if len(members) != len(live) {
 		t.Fatalf("%d ids in the set, %d of them with their entity", len(members), len(live))
 	}
 	want := []item{}
 	for _, id := range ids {
 		e := latest[id]
-		if v, _ := c.Store().Version(ctx, "inventory", id); v != e.Version {
+		if v, _ := c.Store().Version(ctx, c.Store().FirstPartition("inventory"), id); v != e.Version {
 			t.Errorf("%s: the store's version is %d, the stream's %d", id, v, e.Version)
 		}
 		if e.Type == stock.Deleted {

@@ -20,7 +20,19 @@ import (
 // the other, so it tells the truth on a quiet system only: a commit landing
 // meanwhile is a difference.
 func (c *Cache) Diff(ctx context.Context, kinds ...Projection) ([]string, error) {
-	stream := kinds[0].kind().stream
+	var diffs []string
+	for _, part := range c.store.Partitions(kinds[0].kind().stream) {
+		d, err := c.diff(ctx, part, kinds)
+		if err != nil {
+			return nil, err
+		}
+		diffs = append(diffs, d...)
+	}
+	return diffs, nil
+}
+
+// diff is Diff of one partition of the kinds' stream.
+func (c *Cache) diff(ctx context.Context, stream string, kinds []Projection) ([]string, error) {
 	want := keyspace{}
 	versions := c.store.Key(stream, "versions")
 	err := c.store.Replay(ctx, stream, "0", func(events []eventstore.Event) error {
@@ -46,7 +58,7 @@ func (c *Cache) Diff(ctx context.Context, kinds ...Projection) ([]string, error)
 		keys[k] = true
 	}
 	for _, k := range kinds {
-		found, err := c.scan(ctx, c.store.Key(stream, k.kind().name+"_"))
+		found, err := c.scanPrefix(ctx, c.store.Key(stream, k.kind().name+"_"))
 		if err != nil {
 			return nil, err
 		}
@@ -67,17 +79,11 @@ func (c *Cache) Diff(ctx context.Context, kinds ...Projection) ([]string, error)
 	return diffs, nil
 }
 
-// scan lists the keys that start with prefix; a test's key prefix may hold
-// characters that are special in a pattern.
-func (c *Cache) scan(ctx context.Context, prefix string) ([]string, error) {
+// scanPrefix lists the keys that start with prefix; a test's key prefix may
+// hold characters that are special in a pattern.
+func (c *Cache) scanPrefix(ctx context.Context, prefix string) ([]string, error) {
 	glob := strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`, `[`, `\[`, `]`, `\]`)
-	pattern := glob.Replace(prefix) + "*"
-	var keys []string
-	iter := c.store.Redis().Scan(ctx, 0, pattern, 1000).Iterator()
-	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
-	}
-	return keys, iter.Err()
+	return c.store.Scan(ctx, glob.Replace(prefix)+"*")
 }
 
 // readKey is a key's content as value.String renders it.

@@ -22,7 +22,7 @@ func TestDiffFindsEveryKeyTheCacheHasWrong(t *testing.T) {
 	if diffs, err := c.Diff(ctx, stock, reservations); err != nil || len(diffs) != 0 {
 		t.Fatalf("a cache as its stream gives it: %v, %v", diffs, err)
 	}
-	key := func(name string) string { return c.Store().Key("inventory", name) }
+	key := func(name string) string { return stockKey(c, name) }
 	rdb := c.Store().Redis()
 	rdb.HSet(ctx, key("inventory_entity:i1"), "amount", "-5")           // a damaged field
 	rdb.SRem(ctx, key("inventory_ids"), "i2")                           // a lost id
@@ -30,13 +30,13 @@ func TestDiffFindsEveryKeyTheCacheHasWrong(t *testing.T) {
 	rdb.RPush(ctx, key("reservation_entity:o0:product_ids"), "p3")      // a piece too many
 	rdb.HSet(ctx, key("reservation_entity:o9"), "id", "o9")             // an entity no event made
 	rdb.HSet(ctx, key("inventory_versions"), "i3", "7")                 // a version the stream never gave
-	rdb.HSet(ctx, c.Store().Key("inventory", "versions"), "i0", "3")    // one commands would expect
+	rdb.HSet(ctx, key("versions"), "i0", "3")                           // one commands would expect
 	diffs, err := c.Diff(ctx, stock, reservations)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []string{"inventory_entity:i1:", "inventory_ids:", "reservation_sorted_ids:", "reservation_entity:o0:product_ids:",
-		"reservation_entity:o9:", "inventory_versions:", "{inventory}:versions:"}
+		"reservation_entity:o9:", "inventory_versions:", "{" + c.Store().FirstPartition("inventory") + "}:versions:"}
 	if len(diffs) != len(want) {
 		t.Fatalf("%d differences, want %d:\n%s", len(diffs), len(want), strings.Join(diffs, "\n"))
 	}

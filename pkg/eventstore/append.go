@@ -14,10 +14,11 @@ import (
 
 // Store appends to and reads from the event streams of one Redis.
 type Store struct {
-	rdb       redis.UniversalClient
-	prefix    string
-	meta      func(context.Context) map[string]string
-	published atomic.Int64
+	rdb        redis.UniversalClient
+	prefix     string
+	partitions int // of each entity type's stream; 1 when not split
+	meta       func(context.Context) map[string]string
+	published  atomic.Int64
 }
 
 // Option configures a Store.

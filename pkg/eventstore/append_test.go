@@ -19,7 +19,7 @@ import (
 // every key it owns.
 func newStoreAt(t testing.TB) (*eventstore.Store, string) {
 	rdb, prefix := redistest.Client(t)
-	return eventstore.New(rdb, prefix), prefix
+	return eventstore.New(rdb, prefix, eventstore.WithPartitions(redistest.Partitions())), prefix
 }
 
 // A write that would fail at run time, inside the script, fails the append

@@ -42,18 +42,21 @@ type ConsumerConfig struct {
 	Logger        *slog.Logger
 }
 
-// Consumer reads streams through a consumer group.
+// Consumer reads streams through a consumer group. It reads each stream on
+// its own, in a lane of its own, as Redis Cluster serves no read across hash
+// slots; the lanes share the counters and handle one event at a time.
 type Consumer struct {
 	store   *Store
 	cfg     ConsumerConfig
 	handler Handler // cfg.Handler with its panics as failures
-	counts  counters
+	counts  *counters
+	lanes   []*Consumer // one per stream, each a Consumer of that stream alone
 	running atomic.Bool
 
-	// handling lets one event be handled at a time, by Run or by Replay:
-	// handlers may count on that, as they do within Run.
-	handling sync.Mutex
-	// Run's own: failed entries waiting for their next delivery, and when
+	// handling lets one event be handled at a time, by a lane or by Replay:
+	// handlers may count on that, as they do within one lane.
+	handling *sync.Mutex
+	// A lane's own: failed entries waiting for their next delivery, and when
 	// they were last kept owned.
 	retries     []retry
 	retriesKept time.Time
@@ -87,15 +90,45 @@ func (s *Store) NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 	}
 	// A panic that escaped would stop the service, and its restart would
 	// hand it the same event first: a crash loop.
-	return &Consumer{store: s, cfg: cfg, handler: Recoverer(cfg.Handler)}, nil
+	c := &Consumer{store: s, cfg: cfg, handler: Recoverer(cfg.Handler), counts: &counters{}, handling: &sync.Mutex{}}
+	for _, stream := range cfg.Streams {
+		lane := &Consumer{store: s, cfg: cfg, handler: c.handler, counts: c.counts, handling: c.handling}
+		lane.cfg.Streams = []string{stream}
+		c.lanes = append(c.lanes, lane)
+	}
+	return c, nil
 }
 
-// Running reports whether the consumer is connected and reading.
-func (c *Consumer) Running() bool { return c.running.Load() }
+// Running reports whether the consumer is connected and reading every stream.
+func (c *Consumer) Running() bool {
+	if c.lanes == nil {
+		return c.running.Load()
+	}
+	for _, l := range c.lanes {
+		if !l.Running() {
+			return false
+		}
+	}
+	return true
+}
 
 // Run consumes until ctx is done. A stop lets the handler in flight finish and
 // acks what was handled. While Redis is away it retries with a capped backoff.
 func (c *Consumer) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, l := range c.lanes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l.run(ctx)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// run is a lane's Run.
+func (c *Consumer) run(ctx context.Context) {
 	backoff := 100 * time.Millisecond
 	for first := true; ; first = false {
 		if !first {
@@ -106,12 +139,12 @@ func (c *Consumer) Run(ctx context.Context) error {
 			backoff = 100 * time.Millisecond // it had recovered: start small again
 		}
 		if ctx.Err() != nil {
-			return nil
+			return
 		}
 		c.cfg.Logger.Warn("consumer interrupted", "group", c.cfg.Group, "consumer", c.cfg.Name, "err", err, "retry_in", backoff)
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, c.cfg.MaxBackoff)

@@ -41,6 +41,18 @@ func (s *Store) Replay(ctx context.Context, stream, from string, fn func([]Event
 	}
 }
 
+// ReplayAll is Replay from the start of every partition of an entity type's
+// stream, one after the other: each entity's events in order, those of
+// entities in different partitions in no order between them.
+func (s *Store) ReplayAll(ctx context.Context, typ string, fn func([]Event) error) error {
+	for _, part := range s.Partitions(typ) {
+		if err := s.Replay(ctx, part, "0", fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // decodeAll decodes the events among msgs. An entry that is not one, say an
 // XADD by hand, is logged and skipped: stopping at it would stop every
 // replay, and so every rebuild, there for good.

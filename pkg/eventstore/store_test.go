@@ -16,7 +16,7 @@ func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
 
 func newStore(t testing.TB) *eventstore.Store {
 	rdb, prefix := redistest.Client(t)
-	return eventstore.New(rdb, prefix)
+	return eventstore.New(rdb, prefix, eventstore.WithPartitions(redistest.Partitions()))
 }
 
 func event(t testing.TB, typ, id string, n int) eventstore.Event {

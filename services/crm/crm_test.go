@@ -29,7 +29,7 @@ func testConfig(t *testing.T, p *platformtest.MailPeer) (platform.Config, platfo
 // the trace of the context.
 func writer(t *testing.T, base platform.Config) *entitycache.Cache {
 	rdb, _ := redistest.Client(t)
-	return entitycache.New(eventstore.New(rdb, base.KeyPrefix, eventstore.WithMeta(platform.TraceMeta)))
+	return entitycache.New(eventstore.New(rdb, base.KeyPrefix, eventstore.WithMeta(platform.TraceMeta), eventstore.WithPartitions(base.Partitions)))
 }
 
 func commit(t *testing.T, ctx context.Context, cache *entitycache.Cache, ch entitycache.Change) eventstore.Event {
@@ -122,7 +122,7 @@ func TestFailingEventsAreDeadLetteredAndReplayed(t *testing.T) {
 	}
 	// A JSON object, as Append takes no other, but not a customer.
 	poison.Entity = json.RawMessage(`{"email": 5}`)
-	if _, err := app.Store.Append(t.Context(), "customer", eventstore.Record{Event: poison, Expected: eventstore.AnyVersion}); err != nil {
+	if _, err := app.Store.Append(t.Context(), app.Store.PartitionOf("customer", poison.EntityID), eventstore.Record{Event: poison, Expected: eventstore.AnyVersion}); err != nil {
 		t.Fatal(err)
 	}
 	p.FailFor("stuck@example.com", true)
@@ -137,7 +137,7 @@ func TestFailingEventsAreDeadLetteredAndReplayed(t *testing.T) {
 	})
 	byEvent := map[string]eventstore.DeadLetter{}
 	for _, d := range dead {
-		if d.Stream != "customer" || d.Deliveries != cfg.MaxDeliveries || d.Error == "" || d.Consumer != "crm-1" {
+		if d.Stream != app.Store.PartitionOf("customer", fmt.Sprint(d.Values["entity_id"])) || d.Deliveries != cfg.MaxDeliveries || d.Error == "" || d.Consumer != "crm-1" {
 			t.Fatalf("dead letter %+v", d)
 		}
 		byEvent[fmt.Sprint(d.Values["event_id"])] = d
@@ -147,12 +147,16 @@ func TestFailingEventsAreDeadLetteredAndReplayed(t *testing.T) {
 	}
 	var st eventstore.ConsumerStats
 	platformtest.JSON(t, "GET", srv.Admin.URL+"/ops/stats", nil, 200, &st)
-	if !st.Running || st.Counters.DeadLettered != 2 || len(st.Streams) != 2 || st.Streams[0].Groups[0].DeadLetters != 2 {
+	deadLetters := int64(0)
+	for _, s := range st.Streams[:base.Partitions] { // the customer stream's
+		deadLetters += s.Groups[0].DeadLetters
+	}
+	if !st.Running || st.Counters.DeadLettered != 2 || len(st.Streams) != 2*base.Partitions || deadLetters != 2 {
 		t.Fatalf("stats %+v", st)
 	}
 
 	replay := func(d eventstore.DeadLetter) string {
-		return srv.Admin.URL + "/ops/deadletters/customer/" + d.ID + "/replay"
+		return srv.Admin.URL + "/ops/deadletters/" + d.Stream + "/" + d.ID + "/replay"
 	}
 	platformtest.Rejected(t, "POST", replay(byEvent[stuck.ID]), nil, 409)
 	p.FailFor("stuck@example.com", false)

@@ -102,9 +102,9 @@ func TestReservationIsAllOrNothingAndSwaps(t *testing.T) {
 		t.Fatalf("a failed reservation took stock (%s)", msg)
 	}
 	// Asking again for what it holds writes nothing.
-	before, _ := app.Store.Info(t.Context(), "inventory")
+	before, _ := app.Store.Info(t.Context(), app.Store.FirstPartition("inventory"))
 	platformtest.JSON(t, "PUT", url+"/reservations/"+order, map[string]any{"product_ids": []string{p[0], p[0], p[1]}}, 200, nil)
-	if after, _ := app.Store.Info(t.Context(), "inventory"); after.Length != before.Length {
+	if after, _ := app.Store.Info(t.Context(), app.Store.FirstPartition("inventory")); after.Length != before.Length {
 		t.Fatalf("an unchanged reservation wrote %d events", after.Length-before.Length)
 	}
 	// Swap the first order's reservation for one p0.
@@ -134,7 +134,7 @@ func TestConcurrentReservationsNeverOversell(t *testing.T) {
 		t.Fatalf("answers %v, stock %d", statuses, amount(t, url, p[0]))
 	}
 	// Every amount the stream ever recorded stayed at or above zero.
-	err := app.Store.Replay(t.Context(), "inventory", "0", func(events []eventstore.Event) error {
+	err := app.Store.Replay(t.Context(), app.Store.FirstPartition("inventory"), "0", func(events []eventstore.Event) error {
 		for _, e := range events {
 			var inv struct{ Amount *int64 }
 			if json.Unmarshal(e.Entity, &inv); e.EntityType == "inventory" && *inv.Amount < 0 {

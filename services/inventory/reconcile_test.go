@@ -59,13 +59,13 @@ func TestReservationsFollowTheOrderEventsOnce(t *testing.T) {
 	ord.ProductIDs = []string{p[0]}
 	updated := record(t, app, shop.OrderUpdated, ord, created.Version)
 	redistest.Eventually(t, 10*time.Second, "the updated order's stock held", func() bool { return amount(t, url, p[0]) == 4 })
-	before, _ := app.Store.Info(t.Context(), "inventory")
+	before, _ := app.Store.Info(t.Context(), app.Store.FirstPartition("inventory"))
 	for _, e := range []eventstore.Event{created, updated} {
 		if err := follow(t, app, e); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if after, _ := app.Store.Info(t.Context(), "inventory"); after.Length != before.Length || amount(t, url, p[0]) != 4 {
+	if after, _ := app.Store.Info(t.Context(), app.Store.FirstPartition("inventory")); after.Length != before.Length || amount(t, url, p[0]) != 4 {
 		t.Fatalf("an old and a redelivered event wrote %d events, stock %d", after.Length-before.Length, amount(t, url, p[0]))
 	}
 
@@ -93,7 +93,7 @@ func TestAnOrderRecordedWithoutItsReservationGetsItOrFails(t *testing.T) {
 		t.Fatalf("following an order short of stock: %v, want out of stock", err)
 	}
 	redistest.Eventually(t, 10*time.Second, "the short order dead-lettered", func() bool {
-		dls, _ := app.Store.DeadLetters(t.Context(), shop.Orders.StreamName(), "inventory", 10)
+		dls, _ := app.Store.DeadLetters(t.Context(), app.Store.PartitionOf(shop.Orders.StreamName(), short.ID), "inventory", 10)
 		return len(dls) == 1
 	})
 	if amount(t, url, p[1]) != 2 || held(t, app, short.ID) != nil {

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/ordershop/ordershop/internal/platform"
 	"github.com/ordershop/ordershop/internal/shop"
 	"github.com/ordershop/ordershop/pkg/entitycache"
@@ -87,7 +86,7 @@ func (o orders) create(r *http.Request) (any, error) {
 		if ords[i], err = o.check(ctx, b); err != nil {
 			return nil, err
 		}
-		ords[i].ID = uuid.NewString()
+		ords[i].ID = shop.Orders.NewID(o.cache, ords[0].ID) // one partition: the batch commits whole
 		changes[i] = shop.Orders.Change(shop.OrderCreated, ords[i], eventstore.NoEntity)
 	}
 	ids := make([]string, 0, len(ords))

@@ -213,7 +213,7 @@ func Original(t testing.TB, g Gateway) {
 // stock ends at 0, and the inventory stream (its key is stream, read through
 // rdb) holds 100 stock updates, 100 reservations and never a stock below
 // zero.
-func Oversell(t testing.TB, g Gateway, rdb *redis.Client, stream string) {
+func Oversell(t testing.TB, g Gateway, rdb redis.UniversalClient, stream string) {
 	customers, _ := g.Customers(t, "oversell", 1)
 	product := g.Create(t, "/product", map[string]any{"name": "Scarce", "price": 1})[0]
 	inventory := g.Create(t, "/inventory", map[string]any{"product_id": product, "amount": 100})[0]

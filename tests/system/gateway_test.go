@@ -9,6 +9,7 @@ import (
 
 	"github.com/ordershop/ordershop/internal/platform/platformtest"
 	"github.com/ordershop/ordershop/internal/redistest"
+	"github.com/ordershop/ordershop/pkg/eventstore"
 	"github.com/ordershop/ordershop/tests/scenario"
 )
 
@@ -38,7 +39,8 @@ func TestConcurrentOrdersNeverOversell(t *testing.T) {
 	t.Parallel()
 	s := startSystem(t)
 	rdb, _ := redistest.Client(t) // the Redis the services use, under their KEY_PREFIX
-	scenario.Oversell(t, scenario.Gateway(s.URL), rdb, s.prefix+"events:{inventory}")
+	store := eventstore.New(rdb, s.prefix, eventstore.WithPartitions(redistest.Partitions()))
+	scenario.Oversell(t, scenario.Gateway(s.URL), rdb, store.StreamKey(store.Partitions("inventory")[0]))
 }
 
 // An order of thousands of pieces is stored whole, or refused with nothing

@@ -66,7 +66,7 @@ func startSystem(t *testing.T) *system {
 	t.Helper()
 	s := &system{t: t, addr: map[string]string{}, admin: map[string]string{}, procs: map[string]*exec.Cmd{}, logs: map[string]string{}}
 	s.prefix = redistest.Prefix(t)
-	s.env = append(os.Environ(), "REDIS_URL="+redistest.URL(t), "KEY_PREFIX="+s.prefix,
+	s.env = append(append(os.Environ(), redistest.Env(t)...), "KEY_PREFIX="+s.prefix,
 		"CLAIM_IDLE=300ms", "MAX_DELIVERIES=3", "REQUEST_TIMEOUT=10s",
 		"RATE_LIMIT=0",         // the tests send hundreds of requests at once from one address
 		"RESERVATION_GRACE=5s") // a reservation whose order never came is released within seconds

@@ -22,7 +22,7 @@ import (
 // limit and batch limit, and the test's own key prefix.
 func Config(t testing.TB) platform.Config {
 	return platform.Config{
-		Addr: "127.0.0.1:0", KeyPrefix: redistest.Prefix(t),
+		Addr: "127.0.0.1:0", KeyPrefix: redistest.Prefix(t), Partitions: redistest.Partitions(),
 		RequestTimeout: 5 * time.Second, ShutdownTimeout: 5 * time.Second, MaxBodyBytes: 64 << 10, MaxBatch: MaxBatch,
 	}
 }
