@@ -14,9 +14,9 @@ type Config struct {
 	AdminAddr       string        `envconfig:"ADMIN_ADDR" default:"127.0.0.1:9000"` // probes, pprof, /ops: never public
 	AdminToken      string        `envconfig:"ADMIN_TOKEN"`                         // when set, admin routes but the probes need it
 	RedisURL        string        `envconfig:"REDIS_URL" default:"redis://127.0.0.1:6379/0"`
-	RedisCluster    bool          `envconfig:"REDIS_CLUSTER"` // REDIS_URL is a cluster URL: redis://host:7001?addr=host:7002&addr=host:7003
+	RedisCluster    bool          `envconfig:"REDIS_CLUSTER"`                 // REDIS_URL is a cluster URL: redis://host:7001?addr=host:7002&addr=host:7003
 	Partitions      int           `envconfig:"STREAM_PARTITIONS" default:"1"` // streams per entity type (eventstore.WithPartitions)
-	RedisPassword   string        `envconfig:"REDIS_PASSWORD"` // overrides the URL's password
+	RedisPassword   string        `envconfig:"REDIS_PASSWORD"`                // overrides the URL's password
 	RedisDial       time.Duration `envconfig:"REDIS_DIAL_TIMEOUT" default:"5s"`
 	RedisRead       time.Duration `envconfig:"REDIS_READ_TIMEOUT" default:"3s"` // blocking reads get their block time on top
 	RedisWrite      time.Duration `envconfig:"REDIS_WRITE_TIMEOUT" default:"3s"`

@@ -111,9 +111,11 @@ func (c *Cache) parts(k kind) []string {
 }
 
 // The keys of a kind in one of its parts.
-func (c *Cache) idsKey(k kind, part string) string       { return c.store.Key(part, k.name+"_ids") }
-func (c *Cache) sortedIDsKey(k kind, part string) string { return c.store.Key(part, k.name+"_sorted_ids") }
-func (c *Cache) versionsKey(k kind, part string) string  { return c.store.Key(part, k.name+"_versions") }
+func (c *Cache) idsKey(k kind, part string) string { return c.store.Key(part, k.name+"_ids") }
+func (c *Cache) sortedIDsKey(k kind, part string) string {
+	return c.store.Key(part, k.name+"_sorted_ids")
+}
+func (c *Cache) versionsKey(k kind, part string) string { return c.store.Key(part, k.name+"_versions") }
 func (c *Cache) entityKey(k kind, id string) string {
 	return c.store.Key(c.part(k, id), k.name+"_entity:"+id)
 }
