@@ -97,8 +97,18 @@ func TestCluster(t *testing.T) {
 			t.Errorf("redis runs %q, without %q", args, want)
 		}
 	}
-	if s.jobs["redis-cluster-create"] == nil {
-		t.Error("no Job redis-cluster-create: the nodes would never form a cluster")
+	if c := redis.Spec.Template.Spec.Containers[0]; c.Lifecycle == nil || c.Lifecycle.PostStart == nil {
+		t.Error("redis: no postStart hook: a cluster restarted on new IPs would not find itself")
+	}
+	job := s.jobs["redis-cluster-create"]
+	if job == nil {
+		t.Fatal("no Job redis-cluster-create: the nodes would never form a cluster")
+	}
+	script := strings.Join(job.Spec.Template.Spec.Containers[0].Command, " ")
+	for i := range ptrOr(redis.Spec.Replicas, 1) {
+		if node := fmt.Sprintf("redis-%d.redis:6379", i); !strings.Contains(script, node) {
+			t.Errorf("Job redis-cluster-create leaves out %s", node)
+		}
 	}
 }
 
@@ -233,7 +243,15 @@ func (s *shop) check(t *testing.T) {
 		}
 		s.checkRedisUser(t, svc, d)
 	}
+	for name, d := range s.deployments {
+		if d.Spec.Selector == nil || !selects(d.Spec.Selector.MatchLabels, d.Spec.Template.Labels) {
+			t.Errorf("Deployment %s: its selector does not select its own pods", name)
+		}
+	}
 	for name, st := range s.statefulSets {
+		if st.Spec.Selector == nil || !selects(st.Spec.Selector.MatchLabels, st.Spec.Template.Labels) {
+			t.Errorf("StatefulSet %s: its selector does not select its own pods", name)
+		}
 		s.checkPod(t, "StatefulSet "+name, st.Spec.Template.Spec, true)
 		if len(st.Spec.VolumeClaimTemplates) == 0 {
 			t.Errorf("StatefulSet %s: no volumeClaimTemplates, its data would die with its pod", name)
