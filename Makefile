@@ -24,6 +24,7 @@ logs:
 
 test: images ## every test: packages, services, system, compose smoke and e2e (needs Docker)
 	$(GO) test -count=1 -timeout 40m ./...
+	cd deploy && $(GO) test -count=1 ./...
 
 smoke: images ## docker-compose up from a clean state, the original scenario, CRM stopped and started
 	$(GO) test -count=1 -v ./tests/smoke/

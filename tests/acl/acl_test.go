@@ -1,6 +1,7 @@
-// Package acl_test starts a redis-server through entrypoint.sh, on users.acl
-// rendered with passwords of the test's own, and shows what each service's
-// user may and may not do.
+// Package acl_test starts a redis-server through deploy/redis/entrypoint.sh,
+// on deploy/redis/users.acl rendered with passwords of the test's own, and
+// shows what each service's user may and may not do. It lives in the main
+// module, not beside those files: deploy/ is a module of its own.
 package acl_test
 
 import (
@@ -23,6 +24,9 @@ import (
 	"github.com/ordershop/ordershop/pkg/entitycache"
 	"github.com/ordershop/ordershop/pkg/eventstore"
 )
+
+// entrypoint renders users.acl, the file beside it, and starts Redis.
+var entrypoint = filepath.Join("..", "..", "deploy", "redis", "entrypoint.sh")
 
 var users = []string{"ops", "gateway", "customer", "product", "inventory", "order", "msg", "billing", "crm"}
 
@@ -62,7 +66,7 @@ func start(t *testing.T) *server {
 func (s *server) start(t *testing.T) {
 	t.Helper()
 	_, port, _ := net.SplitHostPort(s.addr)
-	cmd := exec.Command("sh", "entrypoint.sh", "redis-server", "--bind", "127.0.0.1", "--port", port,
+	cmd := exec.Command("sh", entrypoint, "redis-server", "--bind", "127.0.0.1", "--port", port,
 		"--dir", s.dir, "--save", "", "--appendonly", "yes", "--appendfsync", "always")
 	cmd.Env = append(os.Environ(), "REDIS_ACL_FILE="+filepath.Join(s.dir, "users.acl"))
 	for u, pw := range s.passwords {

@@ -1,0 +1,624 @@
+// Package deploy_test renders the kustomizations of deploy/ offline, as
+// kustomize build would, decodes every object strictly into the Kubernetes API
+// types (a misspelled field fails, as the API server would refuse it), and
+// checks what a cluster would otherwise only show at apply time or later: every
+// container probed, limited and unprivileged, every Service selecting pods that
+// have its ports, every ConfigMap and Secret that a pod needs present, and each
+// service connecting to Redis as its own user, on one node or as a cluster.
+package deploy_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/runtime/serializer/json"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+)
+
+// services are OrderShop's eight services: a Deployment and a Service each,
+// each its own Redis user of redis/users.acl.
+var services = []string{"customer", "product", "inventory", "order", "billing", "crm", "msg", "gateway"}
+
+// adminPort is where every service's ADMIN_ADDR listens, /readyz and /healthz included.
+const adminPort = 9000
+
+func TestSingle(t *testing.T) {
+	s := render(t, "overlays/single")
+	s.check(t)
+	for _, svc := range services {
+		d := s.deployment(t, svc)
+		if d == nil {
+			continue
+		}
+		env := s.env(d.Spec.Template.Spec)
+		if cluster, _ := strconv.ParseBool(env["REDIS_CLUSTER"]); cluster {
+			t.Errorf("%s: REDIS_CLUSTER=%q on one node", svc, env["REDIS_CLUSTER"])
+		}
+		opt, err := redis.ParseURL(env["REDIS_URL"])
+		if err != nil {
+			t.Errorf("%s: REDIS_URL %q: %v", svc, env["REDIS_URL"], err)
+			continue
+		}
+		if opt.Username != svc {
+			t.Errorf("%s: Redis user %q", svc, opt.Username)
+		}
+		s.checkRedisAddr(t, svc, opt.Addr, 1)
+	}
+}
+
+func TestCluster(t *testing.T) {
+	s := render(t, "overlays/cluster")
+	s.check(t)
+	for _, svc := range services {
+		d := s.deployment(t, svc)
+		if d == nil {
+			continue
+		}
+		env := s.env(d.Spec.Template.Spec)
+		if env["REDIS_CLUSTER"] != "1" {
+			t.Errorf("%s: REDIS_CLUSTER=%q, want 1", svc, env["REDIS_CLUSTER"])
+		}
+		opt, err := redis.ParseClusterURL(env["REDIS_URL"])
+		if err != nil {
+			t.Errorf("%s: REDIS_URL %q: %v", svc, env["REDIS_URL"], err)
+			continue
+		}
+		if opt.Username != svc {
+			t.Errorf("%s: Redis user %q", svc, opt.Username)
+		}
+		if len(opt.Addrs) != 3 {
+			t.Errorf("%s: REDIS_URL names %d nodes, want the 3 of the cluster: %v", svc, len(opt.Addrs), opt.Addrs)
+		}
+		for _, addr := range opt.Addrs {
+			s.checkRedisAddr(t, svc, addr, 3)
+		}
+	}
+	redis := s.statefulSets["redis"]
+	if redis == nil {
+		t.Fatal("no StatefulSet redis")
+	}
+	args := strings.Join(redis.Spec.Template.Spec.Containers[0].Args, " ")
+	for _, want := range []string{"--cluster-enabled yes", "--appendonly yes", "--cluster-announce-hostname $(POD_NAME).redis", "--cluster-preferred-endpoint-type hostname"} {
+		if !strings.Contains(args, want) {
+			t.Errorf("redis runs %q, without %q", args, want)
+		}
+	}
+	if c := redis.Spec.Template.Spec.Containers[0]; c.Lifecycle == nil || c.Lifecycle.PostStart == nil {
+		t.Error("redis: no postStart hook: a cluster restarted on new IPs would not find itself")
+	}
+	job := s.jobs["redis-cluster-create"]
+	if job == nil {
+		t.Fatal("no Job redis-cluster-create: the nodes would never form a cluster")
+	}
+	script := strings.Join(job.Spec.Template.Spec.Containers[0].Command, " ")
+	for i := range ptrOr(redis.Spec.Replicas, 1) {
+		if node := fmt.Sprintf("redis-%d.redis:6379", i); !strings.Contains(script, node) {
+			t.Errorf("Job redis-cluster-create leaves out %s", node)
+		}
+	}
+}
+
+// TestOwnSecret renders the README's way of filling in the Redis passwords: an
+// overlay of one's own, outside the repository, whose secretGenerator
+// replaces the template. Nothing may be left on the placeholders.
+func TestOwnSecret(t *testing.T) {
+	dir := t.TempDir()
+	overlay, err := filepath.Abs("overlays/single")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, err := filepath.Rel(dir, overlay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env strings.Builder
+	for _, u := range aclPasswords(t) {
+		fmt.Fprintf(&env, "%s=0123456789abcdef%s\n", u, strings.ToLower(u[len("REDIS_PASSWORD_"):]))
+	}
+	write(t, filepath.Join(dir, "redis-passwords.env"), env.String())
+	write(t, filepath.Join(dir, "kustomization.yaml"), `resources:
+  - `+rel+`
+secretGenerator:
+  - name: redis-passwords
+    behavior: replace
+    envs:
+      - redis-passwords.env
+`)
+	s := render(t, dir)
+	s.check(t)
+	for name, secret := range s.secrets {
+		for k, v := range secretData(secret) {
+			if v == "CHANGE-ME" {
+				t.Errorf("Secret %s: %s is still the placeholder", name, k)
+			}
+		}
+	}
+}
+
+func write(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// shop is one rendered kustomization, by kind and name.
+type shop struct {
+	deployments  map[string]*appsv1.Deployment
+	statefulSets map[string]*appsv1.StatefulSet
+	jobs         map[string]*batchv1.Job
+	services     map[string]*corev1.Service
+	configMaps   map[string]*corev1.ConfigMap
+	secrets      map[string]*corev1.Secret
+	budgets      map[string]*policyv1.PodDisruptionBudget
+}
+
+// render builds the kustomization in dir as kustomize build does, from the
+// files on disk, and decodes each object strictly: a field the API does not
+// have, or a field given twice, fails the test.
+func render(t *testing.T, dir string) *shop {
+	t.Helper()
+	m, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), dir)
+	if err != nil {
+		t.Fatalf("kustomize build %s: %v", dir, err)
+	}
+	strict := json.NewSerializerWithOptions(json.DefaultMetaFactory, scheme.Scheme, scheme.Scheme,
+		json.SerializerOptions{Yaml: true, Strict: true})
+	s := &shop{
+		deployments: map[string]*appsv1.Deployment{}, statefulSets: map[string]*appsv1.StatefulSet{},
+		jobs: map[string]*batchv1.Job{}, services: map[string]*corev1.Service{},
+		configMaps: map[string]*corev1.ConfigMap{}, secrets: map[string]*corev1.Secret{},
+		budgets: map[string]*policyv1.PodDisruptionBudget{},
+	}
+	for _, r := range m.Resources() {
+		y, err := r.AsYAML()
+		if err != nil {
+			t.Fatal(err)
+		}
+		obj, _, err := strict.Decode(y, nil, nil)
+		if err != nil {
+			t.Errorf("%s: %v", r.CurId(), err)
+			continue
+		}
+		switch o := obj.(type) {
+		case *appsv1.Deployment:
+			s.deployments[o.Name] = o
+		case *appsv1.StatefulSet:
+			s.statefulSets[o.Name] = o
+		case *batchv1.Job:
+			s.jobs[o.Name] = o
+		case *corev1.Service:
+			s.services[o.Name] = o
+		case *corev1.ConfigMap:
+			s.configMaps[o.Name] = o
+		case *corev1.Secret:
+			s.secrets[o.Name] = o
+		case *policyv1.PodDisruptionBudget:
+			s.budgets[o.Name] = o
+		default:
+			t.Errorf("%s: a kind these checks do not know", r.CurId())
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	return s
+}
+
+// check checks what every rendering must have.
+func (s *shop) check(t *testing.T) {
+	t.Helper()
+	if len(s.deployments) != len(services) {
+		t.Errorf("%d Deployments, want one per service (%v)", len(s.deployments), services)
+	}
+	for _, svc := range services {
+		d := s.deployment(t, svc)
+		if d == nil {
+			continue
+		}
+		pod := d.Spec.Template.Spec
+		if want := "ordershop/" + svc + ":local"; pod.Containers[0].Image != want {
+			t.Errorf("%s: image %s, want %s", svc, pod.Containers[0].Image, want)
+		}
+		s.checkPod(t, "Deployment "+svc, pod, true)
+		c := pod.Containers[0]
+		checkHTTPProbe(t, svc, c, "readiness", c.ReadinessProbe, "/readyz")
+		checkHTTPProbe(t, svc, c, "liveness", c.LivenessProbe, "/healthz")
+		if s.services[svc] == nil {
+			t.Errorf("no Service %s", svc)
+		}
+		s.checkRedisUser(t, svc, d)
+	}
+	for name, d := range s.deployments {
+		if d.Spec.Selector == nil || !selects(d.Spec.Selector.MatchLabels, d.Spec.Template.Labels) {
+			t.Errorf("Deployment %s: its selector does not select its own pods", name)
+		}
+	}
+	for name, st := range s.statefulSets {
+		if st.Spec.Selector == nil || !selects(st.Spec.Selector.MatchLabels, st.Spec.Template.Labels) {
+			t.Errorf("StatefulSet %s: its selector does not select its own pods", name)
+		}
+		s.checkPod(t, "StatefulSet "+name, st.Spec.Template.Spec, true)
+		if len(st.Spec.VolumeClaimTemplates) == 0 {
+			t.Errorf("StatefulSet %s: no volumeClaimTemplates, its data would die with its pod", name)
+		}
+	}
+	for name, j := range s.jobs {
+		s.checkPod(t, "Job "+name, j.Spec.Template.Spec, false)
+	}
+	if gw := s.services["gateway"]; gw != nil && !slices.ContainsFunc(gw.Spec.Ports, func(p corev1.ServicePort) bool { return p.Port == 5000 }) {
+		t.Errorf("Service gateway: ports %v, without 5000", gw.Spec.Ports)
+	}
+	for name, svc := range s.services {
+		s.checkService(t, name, svc)
+	}
+	s.checkBudgets(t)
+	s.checkRedisPasswords(t)
+}
+
+// checkPod checks a pod template: each container with requests and limits,
+// as a user other than root, on a read-only root, unable to gain privileges,
+// with no capabilities; with readiness and liveness probes if it serves; and
+// every ConfigMap, Secret and key it reads present.
+func (s *shop) checkPod(t *testing.T, where string, pod corev1.PodSpec, serves bool) {
+	t.Helper()
+	if len(pod.Containers) == 0 {
+		t.Errorf("%s: no containers", where)
+	}
+	for _, c := range slices.Concat(pod.InitContainers, pod.Containers) {
+		at := where + ", container " + c.Name
+		for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+			if q, ok := c.Resources.Requests[r]; !ok || q.IsZero() {
+				t.Errorf("%s: no %s request", at, r)
+			}
+			if q, ok := c.Resources.Limits[r]; !ok || q.IsZero() {
+				t.Errorf("%s: no %s limit", at, r)
+			}
+		}
+		if c.ImagePullPolicy != corev1.PullIfNotPresent {
+			t.Errorf("%s: imagePullPolicy %q: the images are local, never pulled", at, c.ImagePullPolicy)
+		}
+		if serves && (c.ReadinessProbe == nil || c.LivenessProbe == nil) {
+			t.Errorf("%s: needs a readiness and a liveness probe", at)
+		}
+		sc := c.SecurityContext
+		if sc == nil {
+			t.Errorf("%s: no securityContext", at)
+			continue
+		}
+		nonRoot, uid := sc.RunAsNonRoot, sc.RunAsUser
+		if ps := pod.SecurityContext; ps != nil {
+			nonRoot, uid = orPod(nonRoot, ps.RunAsNonRoot), orPod(uid, ps.RunAsUser)
+		}
+		if nonRoot == nil || !*nonRoot || uid != nil && *uid == 0 {
+			t.Errorf("%s: may run as root", at)
+		}
+		if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+			t.Errorf("%s: root filesystem writable", at)
+		}
+		if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+			t.Errorf("%s: may escalate privileges", at)
+		}
+		if sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") || len(sc.Capabilities.Add) > 0 {
+			t.Errorf("%s: capabilities %v, want all dropped", at, sc.Capabilities)
+		}
+		s.checkRefs(t, at, c)
+	}
+	for _, v := range pod.Volumes {
+		if cm := v.ConfigMap; cm != nil && !isTrue(cm.Optional) && s.configMaps[cm.Name] == nil {
+			t.Errorf("%s: volume %s: no ConfigMap %s", where, v.Name, cm.Name)
+		}
+		if sec := v.Secret; sec != nil && !isTrue(sec.Optional) && s.secrets[sec.SecretName] == nil {
+			t.Errorf("%s: volume %s: no Secret %s", where, v.Name, sec.SecretName)
+		}
+	}
+}
+
+// checkRefs checks that the ConfigMaps, Secrets and keys a container's
+// environment comes from exist (unless optional).
+func (s *shop) checkRefs(t *testing.T, at string, c corev1.Container) {
+	t.Helper()
+	for _, from := range c.EnvFrom {
+		if r := from.ConfigMapRef; r != nil && !isTrue(r.Optional) && s.configMaps[r.Name] == nil {
+			t.Errorf("%s: envFrom: no ConfigMap %s", at, r.Name)
+		}
+		if r := from.SecretRef; r != nil && !isTrue(r.Optional) && s.secrets[r.Name] == nil {
+			t.Errorf("%s: envFrom: no Secret %s", at, r.Name)
+		}
+	}
+	for _, e := range c.Env {
+		if e.ValueFrom == nil {
+			continue
+		}
+		if r := e.ValueFrom.ConfigMapKeyRef; r != nil && !isTrue(r.Optional) {
+			if cm := s.configMaps[r.Name]; cm == nil {
+				t.Errorf("%s: %s: no ConfigMap %s", at, e.Name, r.Name)
+			} else if _, ok := cm.Data[r.Key]; !ok {
+				t.Errorf("%s: %s: ConfigMap %s has no %s", at, e.Name, r.Name, r.Key)
+			}
+		}
+		if r := e.ValueFrom.SecretKeyRef; r != nil && !isTrue(r.Optional) {
+			if sec := s.secrets[r.Name]; sec == nil {
+				t.Errorf("%s: %s: no Secret %s", at, e.Name, r.Name)
+			} else if _, ok := secretData(sec)[r.Key]; !ok {
+				t.Errorf("%s: %s: Secret %s has no %s", at, e.Name, r.Name, r.Key)
+			}
+		}
+	}
+}
+
+// checkHTTPProbe checks that a service's probe asks path on the admin port.
+func checkHTTPProbe(t *testing.T, svc string, c corev1.Container, kind string, p *corev1.Probe, path string) {
+	t.Helper()
+	if p == nil || p.HTTPGet == nil {
+		t.Errorf("%s: no HTTP %s probe", svc, kind)
+		return
+	}
+	if p.HTTPGet.Path != path || containerPort(c, p.HTTPGet.Port) != adminPort {
+		t.Errorf("%s: %s probe asks %s on port %s, want %s on %d", svc, kind, p.HTTPGet.Path, p.HTTPGet.Port.String(), path, adminPort)
+	}
+}
+
+// checkService checks that a Service selects the pods of a Deployment or
+// StatefulSet and that those pods have every port it forwards to.
+func (s *shop) checkService(t *testing.T, name string, svc *corev1.Service) {
+	t.Helper()
+	if len(svc.Spec.Selector) == 0 {
+		t.Errorf("Service %s: no selector", name)
+		return
+	}
+	pods := s.podsSelectedBy(svc.Spec.Selector)
+	if len(pods) == 0 {
+		t.Errorf("Service %s: selector %v matches no Deployment or StatefulSet", name, svc.Spec.Selector)
+	}
+	for _, pod := range pods {
+		for _, p := range svc.Spec.Ports {
+			target := p.TargetPort
+			if target.IntVal == 0 && target.StrVal == "" {
+				target = intstr.FromInt32(p.Port)
+			}
+			if !slices.ContainsFunc(pod.Containers, func(c corev1.Container) bool { return containerPort(c, target) != 0 }) {
+				t.Errorf("Service %s: port %s: the pods it selects have no port %s", name, p.Name, target.String())
+			}
+		}
+	}
+}
+
+// checkBudgets checks that every Deployment and StatefulSet has a
+// PodDisruptionBudget, and that every budget covers some.
+func (s *shop) checkBudgets(t *testing.T) {
+	t.Helper()
+	covered := func(labels map[string]string) bool {
+		for _, b := range s.budgets {
+			if b.Spec.Selector != nil && selects(b.Spec.Selector.MatchLabels, labels) {
+				return true
+			}
+		}
+		return false
+	}
+	for name, d := range s.deployments {
+		if !covered(d.Spec.Template.Labels) {
+			t.Errorf("Deployment %s: no PodDisruptionBudget", name)
+		}
+	}
+	for name, st := range s.statefulSets {
+		if !covered(st.Spec.Template.Labels) {
+			t.Errorf("StatefulSet %s: no PodDisruptionBudget", name)
+		}
+	}
+	for name, b := range s.budgets {
+		if b.Spec.Selector == nil || len(b.Spec.Selector.MatchLabels) == 0 || len(s.podsSelectedBy(b.Spec.Selector.MatchLabels)) == 0 {
+			t.Errorf("PodDisruptionBudget %s: selects no pods", name)
+		}
+	}
+}
+
+// checkRedisUser checks that a service's Redis password is the one of the
+// user its REDIS_URL names, and that users.acl has that user.
+func (s *shop) checkRedisUser(t *testing.T, svc string, d *appsv1.Deployment) {
+	t.Helper()
+	var key string
+	for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+		if e.Name == "REDIS_PASSWORD" && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+			key = e.ValueFrom.SecretKeyRef.Key
+		}
+	}
+	if want := "REDIS_PASSWORD_" + strings.ToUpper(svc); key != want {
+		t.Errorf("%s: REDIS_PASSWORD from %q, want the Secret's %s", svc, key, want)
+	}
+	if !slices.Contains(aclPasswords(t), key) {
+		t.Errorf("%s: users.acl has no user with the password ${%s}", svc, key)
+	}
+}
+
+// checkRedisPasswords checks that the Redis containers get every password
+// users.acl asks for: entrypoint.sh refuses to start without one.
+func (s *shop) checkRedisPasswords(t *testing.T) {
+	t.Helper()
+	st := s.statefulSets["redis"]
+	if st == nil {
+		t.Error("no StatefulSet redis")
+		return
+	}
+	env := s.env(st.Spec.Template.Spec)
+	for _, k := range aclPasswords(t) {
+		if _, ok := env[k]; !ok {
+			t.Errorf("StatefulSet redis: no %s, which users.acl needs", k)
+		}
+	}
+}
+
+// checkRedisAddr checks that a service's Redis address is one of the nodes
+// StatefulSet redis has: "redis" (one node) or "redis-<i>.redis", on a
+// headless Service of that name with port 6379.
+func (s *shop) checkRedisAddr(t *testing.T, svc, addr string, nodes int32) {
+	t.Helper()
+	st, headless := s.statefulSets["redis"], s.services["redis"]
+	if st == nil || headless == nil || headless.Spec.ClusterIP != corev1.ClusterIPNone || st.Spec.ServiceName != "redis" {
+		t.Errorf("no StatefulSet redis on a headless Service redis")
+		return
+	}
+	if got := ptrOr(st.Spec.Replicas, 1); got != nodes {
+		t.Errorf("StatefulSet redis: %d replicas, want %d", got, nodes)
+	}
+	var ok bool
+	for i := range nodes {
+		ok = ok || addr == fmt.Sprintf("redis-%d.redis:6379", i)
+	}
+	if !ok && !(nodes == 1 && addr == "redis:6379") {
+		t.Errorf("%s: Redis at %s, not a pod of StatefulSet redis", svc, addr)
+	}
+	if !slices.ContainsFunc(headless.Spec.Ports, func(p corev1.ServicePort) bool { return p.Port == 6379 }) {
+		t.Errorf("Service redis: no port 6379")
+	}
+}
+
+// deployment returns the Deployment of a service, or fails the test.
+func (s *shop) deployment(t *testing.T, svc string) *appsv1.Deployment {
+	t.Helper()
+	d := s.deployments[svc]
+	if d == nil || len(d.Spec.Template.Spec.Containers) != 1 {
+		t.Errorf("no Deployment %s with one container", svc)
+		return nil
+	}
+	return d
+}
+
+// env returns the environment a pod's first container would get: envFrom
+// first, then env, with $(VAR) references expanded as the kubelet does.
+func (s *shop) env(pod corev1.PodSpec) map[string]string {
+	c := pod.Containers[0]
+	env := map[string]string{}
+	for _, from := range c.EnvFrom {
+		if r := from.ConfigMapRef; r != nil && s.configMaps[r.Name] != nil {
+			for k, v := range s.configMaps[r.Name].Data {
+				env[k] = v
+			}
+		}
+		if r := from.SecretRef; r != nil && s.secrets[r.Name] != nil {
+			for k, v := range secretData(s.secrets[r.Name]) {
+				env[k] = v
+			}
+		}
+	}
+	ref := regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
+	for _, e := range c.Env {
+		switch {
+		case e.ValueFrom == nil:
+			env[e.Name] = ref.ReplaceAllStringFunc(e.Value, func(m string) string {
+				if v, ok := env[m[2:len(m)-1]]; ok {
+					return v
+				}
+				return m
+			})
+		case e.ValueFrom.SecretKeyRef != nil && s.secrets[e.ValueFrom.SecretKeyRef.Name] != nil:
+			env[e.Name] = secretData(s.secrets[e.ValueFrom.SecretKeyRef.Name])[e.ValueFrom.SecretKeyRef.Key]
+		case e.ValueFrom.ConfigMapKeyRef != nil && s.configMaps[e.ValueFrom.ConfigMapKeyRef.Name] != nil:
+			env[e.Name] = s.configMaps[e.ValueFrom.ConfigMapKeyRef.Name].Data[e.ValueFrom.ConfigMapKeyRef.Key]
+		default:
+			env[e.Name] = "(from the pod)"
+		}
+	}
+	return env
+}
+
+// podsSelectedBy returns the pod templates of the Deployments and
+// StatefulSets whose labels a selector matches.
+func (s *shop) podsSelectedBy(selector map[string]string) []corev1.PodSpec {
+	var pods []corev1.PodSpec
+	for _, d := range s.deployments {
+		if selects(selector, d.Spec.Template.Labels) {
+			pods = append(pods, d.Spec.Template.Spec)
+		}
+	}
+	for _, st := range s.statefulSets {
+		if selects(selector, st.Spec.Template.Labels) {
+			pods = append(pods, st.Spec.Template.Spec)
+		}
+	}
+	return pods
+}
+
+// aclPasswords returns the password variables users.acl names, as
+// entrypoint.sh fills them: REDIS_PASSWORD_OPS, REDIS_PASSWORD_GATEWAY, ...
+func aclPasswords(t *testing.T) []string {
+	t.Helper()
+	acl, err := os.ReadFile(filepath.Join("redis", "users.acl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, m := range regexp.MustCompile(`\$\{(REDIS_PASSWORD_[A-Z_]+)\}`).FindAllStringSubmatch(string(acl), -1) {
+		if !slices.Contains(names, m[1]) {
+			names = append(names, m[1])
+		}
+	}
+	if len(names) == 0 {
+		t.Fatal("users.acl names no passwords")
+	}
+	return names
+}
+
+// secretData returns a Secret's values, from data and stringData alike (the
+// API server merges them; kustomize leaves them as written).
+func secretData(s *corev1.Secret) map[string]string {
+	out := map[string]string{}
+	for k, v := range s.Data {
+		out[k] = string(v)
+	}
+	for k, v := range s.StringData {
+		out[k] = v
+	}
+	return out
+}
+
+// containerPort returns the number of a container's port given by name or
+// number, or 0 if it has no such port.
+func containerPort(c corev1.Container, p intstr.IntOrString) int32 {
+	for _, cp := range c.Ports {
+		if p.Type == intstr.String && cp.Name == p.StrVal || p.Type == intstr.Int && cp.ContainerPort == p.IntVal {
+			return cp.ContainerPort
+		}
+	}
+	return 0
+}
+
+func selects(selector, labels map[string]string) bool {
+	for k, v := range selector {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return len(selector) > 0
+}
+
+func isTrue(b *bool) bool { return b != nil && *b }
+
+func ptrOr[T any](p *T, or T) T {
+	if p == nil {
+		return or
+	}
+	return *p
+}
+
+// orPod returns the container's setting if it has one, else the pod's.
+func orPod[T any](container, pod *T) *T {
+	if container != nil {
+		return container
+	}
+	return pod
+}
