@@ -22,11 +22,12 @@ import (
 // hostname, the container id); one replica is SIGKILLed while it holds
 // entries, amid a burst of customers, and still every customer gets one
 // welcome mail: the other replicas claim what it held after CLAIM_IDLE (3s in
-// scale.yml) and the mail keys keep a mail from going out twice.
+// scale.yml) and the mail keys keep a mail from going out twice. With
+// --scale customer=2 the gateway's calls reach both customer replicas.
 func TestScaledCRMDeliversEveryWelcomeOnceWithAReplicaKilled(t *testing.T) {
 	eachCompose(t, "scale", []string{"tests/smoke/scale.yml"}, func(t *testing.T, s stack) {
-		s.run(t, "up", "-d", "--no-build", "--scale", "crm=3")
-		s.waitHealthy(t, 11)
+		s.run(t, "up", "-d", "--no-build", "--scale", "crm=3", "--scale", "customer=2")
+		s.waitHealthy(t, 12)
 		replicas := s.containers(t, "crm")
 		redis := s.containers(t, "redis")
 		if len(replicas) != 3 || len(redis) != 1 {
@@ -94,6 +95,14 @@ func TestScaledCRMDeliversEveryWelcomeOnceWithAReplicaKilled(t *testing.T) {
 		}
 		if len(emails) != 10*int(posted.Load()) {
 			t.Fatalf("%d customers created in %d lists of 10", len(emails), posted.Load())
+		}
+		// The gateway spreads its connections over the customer replicas.
+		for _, id := range s.containers(t, "customer") {
+			if n := strings.Count(docker(t, "logs", id), `"route":"/customers"`); n == 0 {
+				t.Errorf("customer replica %s got none of the %d lists", id, posted.Load())
+			} else {
+				t.Logf("customer replica %s: %d lists", id, n)
+			}
 		}
 		start := time.Now()
 		scenario.Gateway(gateway).WaitMails(t, 2*time.Minute, "Welcome", emails)
