@@ -11,7 +11,8 @@ import (
 
 // The cluster variant (docker-compose.cluster.yml): redis-init joins the three
 // nodes into a cluster of three masters; a node restarted comes back with its
-// keys (AOF) and its place in the cluster (nodes.conf), and redis-init run
+// keys (AOF) and its place in the cluster (nodes.conf), also at another
+// address, and redis-init run
 // again leaves the cluster as it is. The clients are sent to the nodes by
 // their service names, not by IPs that change.
 //
@@ -50,12 +51,26 @@ func TestClusterVariantFormsAClusterThatSurvivesANodeRestart(t *testing.T) {
 		if before == "0" {
 			t.Fatal("redis-2 holds no key")
 		}
+		// Restarted at another address: a container takes its old one meanwhile.
+		ip := func() string {
+			return docker(t, "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", s.containers(t, "redis-2")[0])
+		}
+		was := ip()
 		s.run(t, "stop", "redis-2")
+		hold := docker(t, "run", "-d", "--network", s.project+"_default", "--entrypoint", "busybox", redisImage(), "sleep", "600")
+		t.Cleanup(func() { docker(t, "rm", "-f", hold) })
 		s.run(t, "start", "redis-2")
+		now := ip()
+		if now == was {
+			t.Fatalf("redis-2 came back at its old address %s", was)
+		}
 		redistest.Eventually(t, time.Minute, "redis-2 healthy again", func() bool {
 			return docker(t, "inspect", "-f", "{{.State.Health.Status}}", s.containers(t, "redis-2")[0]) == "healthy"
 		})
 		s.checkCluster(t, cli)
+		if nodes := cli("redis-1", "cluster", "nodes"); !strings.Contains(nodes, now+":6379@16379,redis-2 master") {
+			t.Errorf("redis-1 does not know redis-2 at %s:\n%s", now, nodes)
+		}
 		if after := cli("redis-2", "dbsize"); after != before {
 			t.Errorf("redis-2 held %s keys, %s after its restart", before, after)
 		}
@@ -111,4 +126,14 @@ func (s stack) waitExited(t *testing.T, service string) {
 	if state != "exited 0" {
 		t.Fatalf("%s: %s\n%s", service, state, s.run(t, "logs", service))
 	}
+}
+
+// redisImage is the Redis image the tests run (env, else local.env's).
+func redisImage() string {
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "REDIS_IMAGE="); ok {
+			return v
+		}
+	}
+	return "ordershop/redis:local"
 }
