@@ -3,6 +3,7 @@
 # With a reachable registry: builds with Dockerfile and the Docker Hub images.
 # Without one: builds local images (scripts/build-local-images.sh) and uses local.env.
 # ORDERSHOP_LOCAL=1 or 0 skips the guess; UP_TIMEOUT (seconds, default 180) bounds the wait.
+# CLUSTER=1 starts the Redis Cluster variant (docker-compose.cluster.yml, see scripts/compose.sh).
 # The Redis passwords, one per user of deploy/redis/users.acl, are in .env (git-ignored):
 # a missing one is generated, an existing one is never replaced.
 set -euo pipefail
@@ -43,12 +44,16 @@ else
   "${compose[@]}" up -d --build --remove-orphans
 fi
 
-want=$("${compose[@]}" config --services | wc -l)
+# Every service stays up but, in the cluster variant, the single redis (scale 0) and
+# redis-init, which exits once the cluster is formed.
+services=$("${compose[@]}" config --services)
+if [[ ${CLUSTER:-0} == 1 ]]; then services=$(grep -vx -e redis -e redis-init <<<"$services"); fi
+want=$(wc -l <<<"$services")
 deadline=$((SECONDS + ${UP_TIMEOUT:-180}))
 while :; do
   mapfile -t ids < <("${compose[@]}" ps -q)
   status=$(docker inspect -f '{{.Name}} {{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' \
-    "${ids[@]}" 2>/dev/null | sed 's|^/||' || true)
+    "${ids[@]}" 2>/dev/null | sed 's|^/||' | grep -v '[-_]redis-init[-_]' || true)
   waiting=$(grep -v ' healthy$' <<<"$status" | paste -sd, - || true)
   healthy=$(grep -c ' healthy$' <<<"$status" || true)
   echo "healthy: $healthy/$want${waiting:+  waiting: $waiting}"

@@ -1,13 +1,17 @@
 package platform
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"runtime/debug"
+	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -100,11 +104,75 @@ func adminOnly(token string) func(http.Handler) http.Handler {
 
 // Transport is the transport of every outbound HTTP call: a peer that does
 // not accept, handshake or answer within timeout is an error, never a hang.
-func Transport(timeout time.Duration) *http.Transport {
+// Services call each other by a name that resolves to every replica of the
+// callee (compose's --scale, a Kubernetes headless Service): each new
+// connection looks the name up and takes the next of its addresses, and
+// pooled connections are dropped every poolRefresh, so that a replica started
+// since gets calls within seconds and one that moved is no longer called.
+func Transport(timeout time.Duration) http.RoundTripper {
+	return newTransport(timeout, poolRefresh, net.DefaultResolver.LookupHost)
+}
+
+// poolRefresh bounds how long a pooled connection is reused.
+const poolRefresh = 5 * time.Second
+
+func newTransport(timeout, refresh time.Duration, lookup func(context.Context, string) ([]string, error)) *refreshingTransport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.DialContext = (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext
+	t.DialContext = (&spreadDialer{dialer: &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}, lookup: lookup}).DialContext
 	t.TLSHandshakeTimeout = timeout
 	t.ResponseHeaderTimeout = timeout
 	t.MaxIdleConnsPerHost = 64
-	return t
+	t.IdleConnTimeout = refresh
+	return &refreshingTransport{Transport: t, refresh: refresh}
+}
+
+// refreshingTransport closes the idle pooled connections at most every
+// refresh, on the first call after it: a busy pool is never idle long
+// enough for IdleConnTimeout, so this is what moves it to new replicas. No
+// goroutine: a transport that is no longer used costs nothing.
+type refreshingTransport struct {
+	*http.Transport
+	refresh time.Duration
+	last    atomic.Int64 // when the pool was last refreshed, in Unix nanoseconds
+}
+
+func (t *refreshingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	now := time.Now().UnixNano()
+	if last := t.last.Load(); now-last >= int64(t.refresh) && t.last.CompareAndSwap(last, now) {
+		t.CloseIdleConnections()
+	}
+	return t.Transport.RoundTrip(r)
+}
+
+// spreadDialer dials a host name at one of its addresses, round robin over
+// them (sorted, so that the turn does not depend on the resolver's order),
+// and at the next one when an address does not accept.
+type spreadDialer struct {
+	dialer *net.Dialer
+	lookup func(context.Context, string) ([]string, error)
+	next   atomic.Uint32
+}
+
+func (d *spreadDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || net.ParseIP(host) != nil {
+		return d.dialer.DialContext(ctx, network, addr)
+	}
+	ips, err := d.lookup(ctx, host)
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(ips)
+	start := int(d.next.Add(1))
+	var errs []error
+	for i := range ips {
+		c, err := d.dialer.DialContext(ctx, network, net.JoinHostPort(ips[(start+i)%len(ips)], port))
+		if err == nil {
+			return c, nil
+		}
+		if errs = append(errs, err); ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, fmt.Errorf("dial %s: %w", addr, errors.Join(errs...))
 }

@@ -36,11 +36,27 @@ type server struct {
 	addr      string
 	dir       string
 	passwords map[string]string
+	args      []string // redis-server's, beside the ones every server gets
 	cmd       *exec.Cmd
 	exited    chan struct{} // closed when cmd has exited
 }
 
 func start(t *testing.T) *server {
+	t.Helper()
+	return startWith(t, newPasswords())
+}
+
+// newPasswords gives each user a password of its own.
+func newPasswords() map[string]string {
+	passwords := map[string]string{}
+	for _, u := range users {
+		passwords[u] = strings.ReplaceAll(uuid.NewString(), "-", "")
+	}
+	return passwords
+}
+
+// startWith starts a server with the given passwords and redis-server args.
+func startWith(t *testing.T, passwords map[string]string, args ...string) *server {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		if os.Getenv("CI") == "true" {
@@ -52,11 +68,8 @@ func start(t *testing.T) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &server{addr: l.Addr().String(), dir: t.TempDir(), passwords: map[string]string{}}
+	s := &server{addr: l.Addr().String(), dir: t.TempDir(), passwords: passwords, args: args}
 	l.Close()
-	for _, u := range users {
-		s.passwords[u] = strings.ReplaceAll(uuid.NewString(), "-", "")
-	}
 	s.start(t)
 	t.Cleanup(s.stop)
 	return s
@@ -66,8 +79,9 @@ func start(t *testing.T) *server {
 func (s *server) start(t *testing.T) {
 	t.Helper()
 	_, port, _ := net.SplitHostPort(s.addr)
-	cmd := exec.Command("sh", entrypoint, "redis-server", "--bind", "127.0.0.1", "--port", port,
-		"--dir", s.dir, "--save", "", "--appendonly", "yes", "--appendfsync", "always")
+	cmd := exec.Command("sh",
+		append([]string{entrypoint, "redis-server", "--bind", "127.0.0.1", "--port", port,
+			"--dir", s.dir, "--save", "", "--appendonly", "yes", "--appendfsync", "always"}, s.args...)...)
 	cmd.Env = append(os.Environ(), "REDIS_ACL_FILE="+filepath.Join(s.dir, "users.acl"))
 	for u, pw := range s.passwords {
 		cmd.Env = append(cmd.Env, "REDIS_PASSWORD_"+strings.ToUpper(u)+"="+pw)
@@ -379,4 +393,56 @@ func TestInventoryWorksItsGroupOnTheOrders(t *testing.T) {
 	refused(t, inventory.XAdd(bg, &redis.XAddArgs{Stream: "events:{order}:dead:crm", Values: []any{"a", "b"}}).Err(), "inventory XADD crm's dead letters")
 	refused(t, inventory.HSet(bg, "{order}:order_ids", "x", "1").Err(), "inventory HSET {order} cache")
 	refused(t, inventory.XGroupDestroy(bg, "events:{order}", "crm").Err(), "inventory XGROUP DESTROY")
+}
+
+// On Redis Cluster, go-redis's cluster client asks a node for the slots'
+// owners (CLUSTER SLOTS) and the commands' key positions (COMMAND), and
+// follows ASK redirects (ASKING): every service's user may, and may not
+// change the cluster. Three masters through the entrypoint, as in
+// docker-compose.cluster.yml.
+func TestEveryServiceUsesRedisCluster(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("redis-cli"); err != nil {
+		t.Skip(err)
+	}
+	passwords := newPasswords() // one set of users for the cluster
+	var nodes []*server
+	var addrs []string
+	for range 3 {
+		s := startWith(t, passwords, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
+		nodes, addrs = append(nodes, s), append(addrs, s.addr)
+	}
+	create := exec.Command("redis-cli", append(append([]string{"--user", "ops", "--cluster", "create"}, addrs...), "--cluster-replicas", "0", "--cluster-yes")...)
+	create.Env = append(os.Environ(), "REDISCLI_AUTH="+passwords["ops"])
+	if out, err := create.CombinedOutput(); err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	ctx := context.Background()
+	for _, s := range nodes {
+		ops := s.client(t, "ops")
+		redistest.Eventually(t, 10*time.Second, "cluster_state:ok on "+s.addr, func() bool {
+			info, _ := ops.ClusterInfo(ctx).Result()
+			return strings.Contains(info, "cluster_state:ok")
+		})
+	}
+	for _, user := range users[1:] {
+		node := nodes[0].client(t, user)
+		allowed(t, node.ClusterSlots(ctx).Err(), user+" CLUSTER SLOTS")
+		allowed(t, node.ClusterShards(ctx).Err(), user+" CLUSTER SHARDS")
+		allowed(t, node.Command(ctx).Err(), user+" COMMAND")
+		allowed(t, node.Do(ctx, "asking").Err(), user+" ASKING")
+		allowed(t, node.ReadOnly(ctx).Err(), user+" READONLY")
+		refused(t, node.ClusterResetSoft(ctx).Err(), user+" CLUSTER RESET")
+		refused(t, node.ClusterNodes(ctx).Err(), user+" CLUSTER NODES")
+
+		rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, Username: user, Password: passwords[user], MaxRetries: -1})
+		t.Cleanup(func() { rdb.Close() })
+		allowed(t, rdb.ForEachShard(ctx, func(ctx context.Context, c *redis.Client) error { return c.Ping(ctx).Err() }), user+" PING every master")
+	}
+	// A key of each entity type, on the node of its slot, as its owner.
+	for kind, user := range map[string]string{"customer": "customer", "product": "product", "order": "order", "email": "msg"} {
+		rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, Username: user, Password: passwords[user], MaxRetries: -1})
+		t.Cleanup(func() { rdb.Close() })
+		allowed(t, rdb.HSet(ctx, "{"+kind+"}:"+kind+"_entity:1", "id", "1").Err(), user+" HSET on its slot's node")
+	}
 }

@@ -1,7 +1,10 @@
 // Package smoke brings the stack up with docker-compose.yml from a clean
-// state, as the README's run command does, and walks the original scenario
-// against 127.0.0.1:5000 (GATEWAY_PORT), with CRM stopped and started on the
-// way; the gateway's admin listener is on 127.0.0.1:9000 (GATEWAY_ADMIN_PORT). It tears everything down, volumes included, even when it fails.
+// state, as the README's run command does, with docker-compose 1.29 and with
+// Compose v2 (COMPOSE_V2), and walks the original scenario against
+// 127.0.0.1:5000 (GATEWAY_PORT), with CRM stopped and started on the way; the
+// gateway's admin listener is on 127.0.0.1:9000 (GATEWAY_ADMIN_PORT). It runs
+// CRM as three replicas with one killed, and the Redis Cluster variant. It
+// tears everything down, volumes included, even when it fails.
 package smoke
 
 import (
@@ -15,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,10 +26,79 @@ import (
 	"github.com/ordershop/ordershop/tests/scenario"
 )
 
-// project is the smoke test's compose project; with ORDERSHOP_TAG (the tag of
-// the images it runs, which wins over local.env's) it is one of that tag's
-// own, so that trees tested side by side do not take each other down.
-var project = "ordershop-smoke" + suffix(os.Getenv("ORDERSHOP_TAG"))
+// stack is one compose project of the smoke tests, run by one compose
+// program: docker-compose 1.29 (scripts/compose.sh) always, and Compose v2
+// as well when COMPOSE_V2 names its binary (.ci/run builds it with
+// scripts/compose-v2.sh). Each has a project name of its own, and with
+// ORDERSHOP_TAG (the tag of the images it runs, which wins over local.env's)
+// one of that tag's own, so that trees tested side by side do not take each
+// other down.
+type stack struct {
+	compose []string // the program, relative to the repository
+	project string
+	files   []string // -f files beside docker-compose.yml
+}
+
+// program is a compose program to test with, by subtest name.
+type program struct {
+	name string
+	cmd  []string
+}
+
+func programs() []program {
+	p := []program{{"compose-1.29", []string{"scripts/compose.sh"}}}
+	if v2 := os.Getenv("COMPOSE_V2"); v2 != "" {
+		p = append(p, program{"compose-v2", []string{v2}})
+	}
+	return p
+}
+
+// eachCompose runs test as a subtest with each compose program, one after
+// the other (the stacks publish the same ports), on project
+// ordershop-<name>[-<tag>][-v2].
+func eachCompose(t *testing.T, name string, files []string, test func(t *testing.T, s stack)) {
+	needDocker(t)
+	buildImages(t)
+	for i, p := range programs() {
+		s := stack{compose: p.cmd, project: "ordershop-" + name + suffix(os.Getenv("ORDERSHOP_TAG")), files: files}
+		if i > 0 {
+			s.project += "-v2"
+		}
+		t.Run(p.name, func(t *testing.T) {
+			s.run(t, "down", "-v", "--remove-orphans")
+			t.Cleanup(func() {
+				if t.Failed() {
+					t.Log(s.run(t, "logs", "--tail", "20"))
+				}
+				s.run(t, "down", "-v", "--remove-orphans")
+				for _, kind := range [][]string{{"ps", "-aq"}, {"network", "ls", "-q"}, {"volume", "ls", "-q"}} {
+					if left := docker(t, append(kind, "--filter", s.label())...); left != "" {
+						t.Errorf("docker %s left behind: %s", kind[0], left)
+					}
+				}
+			})
+			test(t, s)
+		})
+	}
+}
+
+// buildImages builds the local images once per run of the package.
+var buildImages = func() func(t *testing.T) {
+	var once sync.Once
+	var out []byte
+	var err error
+	return func(t *testing.T) {
+		t.Helper()
+		once.Do(func() {
+			build := exec.Command("scripts/build-local-images.sh")
+			build.Dir = "../.."
+			out, err = build.CombinedOutput()
+		})
+		if err != nil {
+			t.Fatalf("building the local images: %v\n%s", err, out)
+		}
+	}
+}()
 
 func suffix(tag string) string {
 	if tag == "" || tag == "local" {
@@ -51,17 +124,45 @@ var env = func() []string {
 	return env
 }()
 
-// compose runs scripts/compose.sh on the smoke project with the local images.
-func compose(t *testing.T, args ...string) string {
+// run runs compose on the stack's project with the local images, and fails
+// the test if it fails.
+func (s stack) run(t *testing.T, args ...string) string {
 	t.Helper()
-	cmd := exec.Command("scripts/compose.sh", append([]string{"-p", project, "--env-file", "local.env"}, args...)...)
-	cmd.Dir = "../.."
-	cmd.Env = append(os.Environ(), env...)
-	out, err := cmd.CombinedOutput()
+	out, err := s.try(args...)
 	if err != nil {
 		t.Fatalf("compose %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
-	return string(out)
+	return out
+}
+
+// try runs compose and answers its output and error.
+func (s stack) try(args ...string) (string, error) {
+	flags := []string{"-p", s.project, "--env-file", "local.env"}
+	if len(s.files) > 0 {
+		flags = append(flags, "-f", "docker-compose.yml")
+		for _, f := range s.files {
+			flags = append(flags, "-f", f)
+		}
+	}
+	cmd := exec.Command(s.compose[0], append(append(s.compose[1:], flags...), args...)...)
+	cmd.Dir = "../.."
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// label selects the project's containers, networks and volumes.
+func (s stack) label() string { return "label=com.docker.compose.project=" + s.project }
+
+// containers answers the ids of the running containers of a service, or of
+// all services without one.
+func (s stack) containers(t *testing.T, service string) []string {
+	t.Helper()
+	args := []string{"ps", "-q", "--filter", s.label()}
+	if service != "" {
+		args = append(args, "--filter", "label=com.docker.compose.service="+service)
+	}
+	return strings.Fields(docker(t, args...))
 }
 
 func docker(t *testing.T, args ...string) string {
@@ -83,50 +184,32 @@ func needDocker(t *testing.T) {
 }
 
 func TestComposeStackRunsTheOriginalScenario(t *testing.T) {
-	needDocker(t)
-	build := exec.Command("scripts/build-local-images.sh")
-	build.Dir = "../.."
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building the local images: %v\n%s", err, out)
-	}
-	port := envOr("GATEWAY_PORT", "5000")
-	compose(t, "down", "-v", "--remove-orphans")
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Log(compose(t, "logs", "--tail", "20"))
+	eachCompose(t, "smoke", nil, func(t *testing.T, s stack) {
+		start := time.Now()
+		s.run(t, "up", "-d", "--no-build")
+		s.waitHealthy(t, 9)
+		t.Logf("stack healthy %v after up", time.Since(start).Round(time.Second))
+		s.checkContainers(t)
+
+		g := scenario.Gateway("http://127.0.0.1:" + envOr("GATEWAY_PORT", "5000"))
+		scenario.Original(t, g)
+
+		s.run(t, "stop", "crm")
+		_, emails := g.Customers(t, "smoke", 20)
+		if n := g.CountMails(t, "Welcome"); n[emails[0]] != 0 {
+			t.Fatal("a welcome mail was sent while CRM was stopped")
 		}
-		compose(t, "down", "-v", "--remove-orphans")
-		label := "label=com.docker.compose.project=" + project
-		for _, kind := range [][]string{{"ps", "-aq"}, {"network", "ls", "-q"}, {"volume", "ls", "-q"}} {
-			if left := docker(t, append(kind, "--filter", label)...); left != "" {
-				t.Errorf("docker %s left behind: %s", kind[0], left)
-			}
-		}
+		s.run(t, "start", "crm")
+		g.WaitMails(t, time.Minute, "Welcome", emails)
 	})
-	start := time.Now()
-	compose(t, "up", "-d", "--no-build")
-	waitHealthy(t, 9)
-	t.Logf("stack healthy %v after up", time.Since(start).Round(time.Second))
-	checkContainers(t)
-
-	g := scenario.Gateway("http://127.0.0.1:" + port)
-	scenario.Original(t, g)
-
-	compose(t, "stop", "crm")
-	_, emails := g.Customers(t, "smoke", 20)
-	if n := g.CountMails(t, "Welcome"); n[emails[0]] != 0 {
-		t.Fatal("a welcome mail was sent while CRM was stopped")
-	}
-	compose(t, "start", "crm")
-	g.WaitMails(t, time.Minute, "Welcome", emails)
 }
 
 // checkContainers checks what compose gives every container: memory, CPU and
 // process limits; the services' images carry the CA certificates that
 // rediss:// needs; Redis runs as its own user and answers nobody unknown.
-func checkContainers(t *testing.T) {
+func (s stack) checkContainers(t *testing.T) {
 	t.Helper()
-	ids := strings.Fields(docker(t, "ps", "-q", "--filter", "label=com.docker.compose.project="+project))
+	ids := s.containers(t, "")
 	var redis string
 	for _, id := range ids {
 		info := strings.Fields(docker(t, "inspect", "-f",
@@ -185,11 +268,11 @@ func checkContainers(t *testing.T) {
 }
 
 // waitHealthy polls docker's health status of the project's containers.
-func waitHealthy(t *testing.T, want int) {
+func (s stack) waitHealthy(t *testing.T, want int) {
 	t.Helper()
 	var status string
 	redistest.Eventually(t, 3*time.Minute, fmt.Sprintf("%d healthy containers", want), func() bool {
-		ids := strings.Fields(docker(t, "ps", "-q", "--filter", "label=com.docker.compose.project="+project))
+		ids := s.containers(t, "")
 		if len(ids) < want {
 			return false
 		}
