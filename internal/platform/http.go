@@ -12,8 +12,6 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/trace"
 )
 
 // newRouter is a router that answers every error in JSON, a panic too,
@@ -31,8 +29,8 @@ func newRouter(cfg Config, log *slog.Logger, m *Metrics) chi.Router {
 	return r
 }
 
-// accessLog logs each request with its route pattern, not its path, so that
-// lines group by route, and so measures it and names its span. Probes ask
+// accessLog logs and measures each request with its route pattern, not its
+// path, so that lines and series group by route. Probes and scrapes ask
 // every few seconds: their lines are Debug.
 func accessLog(log *slog.Logger, m *Metrics) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
@@ -41,7 +39,7 @@ func accessLog(log *slog.Logger, m *Metrics) func(http.Handler) http.Handler {
 			ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
 			next.ServeHTTP(ww, r)
 			level := slog.LevelInfo
-			if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
+			if periodic(r) {
 				level = slog.LevelDebug
 			}
 			status := ww.Status()
@@ -50,17 +48,18 @@ func accessLog(log *slog.Logger, m *Metrics) func(http.Handler) http.Handler {
 			}
 			took, route := time.Since(start), chi.RouteContext(r.Context()).RoutePattern()
 			m.request(route, r.Method, status, took)
-			if route != "" {
-				span := trace.SpanFromContext(r.Context())
-				span.SetName(r.Method + " " + route)
-				span.SetAttributes(attribute.String("http.route", route))
-			}
 			log.LogAttrs(r.Context(), level, "request", slog.String("method", r.Method),
 				slog.String("route", route), slog.Int("status", status),
 				slog.Int("bytes", ww.BytesWritten()), slog.Duration("duration", took),
 				slog.String("trace_id", TraceID(r.Context())))
 		})
 	}
+}
+
+// periodic says whether a request is one that orchestrators and Prometheus
+// send every few seconds: a probe or a scrape.
+func periodic(r *http.Request) bool {
+	return r.URL.Path == "/healthz" || r.URL.Path == "/readyz" || r.URL.Path == "/metrics"
 }
 
 // recoverer answers a handler's panic with the JSON 500 every other error

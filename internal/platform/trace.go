@@ -52,8 +52,9 @@ func useTracerProvider(tp func() trace.TracerProvider) {
 // OTEL_TRACES_EXPORTER unset or "none" exports nothing, "console" writes
 // spans to stdout, "otlp" sends them over OTLP/HTTP as the
 // OTEL_EXPORTER_OTLP_* variables say (binaries built with -tags otlp only).
-// OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES are honoured; the service
-// name defaults to service. Shutdown flushes what is left to export.
+// OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES and OTEL_TRACES_SAMPLER are
+// honoured; the service name defaults to service, the sampler to
+// entrySampler. Shutdown flushes what is left to export.
 func Tracing(ctx context.Context, service string) (*sdktrace.TracerProvider, error) {
 	res, err := resource.New(ctx, resource.WithAttributes(attribute.String("service.name", service)),
 		resource.WithFromEnv(), resource.WithTelemetrySDK())
@@ -61,6 +62,9 @@ func Tracing(ctx context.Context, service string) (*sdktrace.TracerProvider, err
 		return nil, fmt.Errorf("trace resource: %w", err)
 	}
 	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
+	if os.Getenv("OTEL_TRACES_SAMPLER") == "" {
+		opts = append(opts, sdktrace.WithSampler(sdktrace.ParentBased(entrySampler{})))
+	}
 	switch name := os.Getenv("OTEL_TRACES_EXPORTER"); name {
 	case "", "none":
 	case "console":
@@ -84,6 +88,21 @@ func Tracing(ctx context.Context, service string) (*sdktrace.TracerProvider, err
 	return sdktrace.NewTracerProvider(opts...), nil
 }
 
+// entrySampler starts a trace only where work enters a service: a request
+// (a server span) or an event handled (a consumer span). The Redis commands
+// that belong to neither, a consumer's read every second, its claims, would
+// each be a trace of one span.
+type entrySampler struct{}
+
+func (entrySampler) ShouldSample(p sdktrace.SamplingParameters) sdktrace.SamplingResult {
+	if p.Kind == trace.SpanKindServer || p.Kind == trace.SpanKindConsumer {
+		return sdktrace.SamplingResult{Decision: sdktrace.RecordAndSample}
+	}
+	return sdktrace.SamplingResult{Decision: sdktrace.Drop}
+}
+
+func (entrySampler) Description() string { return "EntrySampler" }
+
 // otlpExporter builds the OTLP exporter, in binaries built with -tags otlp:
 // it adds some megabytes, which most deployments do not need.
 var otlpExporter func(context.Context) (sdktrace.SpanExporter, error)
@@ -93,10 +112,21 @@ func instrument(rdb redis.UniversalClient) error {
 	return redisotel.InstrumentTracing(rdb)
 }
 
-// traced continues the trace of each request, or starts one.
+// traced continues the trace of each request, or starts one; probes and
+// scrapes, every few seconds, are no traces.
 func traced(next http.Handler) http.Handler {
 	return otelhttp.NewHandler(next, "http.server", otelhttp.WithPropagators(propagator),
-		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method }))
+		otelhttp.WithSpanNameFormatter(spanName),
+		otelhttp.WithFilter(func(r *http.Request) bool { return !periodic(r) }))
+}
+
+// spanName names a request's span by its route once chi has routed it, which
+// sets the request's Pattern: "GET /customers/{id}".
+func spanName(_ string, r *http.Request) string {
+	if r.Pattern != "" {
+		return r.Method + " " + r.Pattern
+	}
+	return r.Method
 }
 
 // Outbound is the transport of a call to another service: Transport, which
