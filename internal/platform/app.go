@@ -22,8 +22,8 @@ import (
 // HTTP client for the services it calls, and two routers: Router, the API on
 // Config.Addr, and Admin, for operators on Config.AdminAddr, which is never
 // public; it already answers /healthz, /readyz, /metrics and /debug/pprof/,
-// and takes the /ops routes. Wiring adds routes, readiness checks and background work
-// such as a consumer.
+// and takes the /ops routes. Wiring adds routes, readiness checks and
+// background work such as a consumer.
 type App struct {
 	Name   string
 	Config Config

@@ -30,9 +30,9 @@ type Consuming struct {
 // Consume runs a consumer of the group on the streams while the app serves,
 // handing each event to the router behind the middleware every consumer
 // shares (its trace, its metrics, a log line per failure, panics as
-// failures). It keeps
-// the app unready while it is not reading, and adds the routes an operator
-// needs to the admin listener: GET /ops/stats, GET /ops/deadletters and
+// failures), and reports its streams in the metrics. It keeps the app
+// unready while it is not reading, and adds the routes an operator needs to
+// the admin listener: GET /ops/stats, GET /ops/deadletters and
 // POST /ops/deadletters/{stream}/{id}/replay.
 func Consume(app *App, c Consuming, group string, streams []string, router *eventstore.Router) error {
 	name, err := consumerName(c.ConsumerName, group)
