@@ -25,6 +25,7 @@ logs:
 test: images ## every test: packages, services, system, compose smoke and e2e (needs Docker)
 	$(GO) test -count=1 -timeout 40m ./...
 	cd deploy && $(GO) test -count=1 ./...
+	$(GO) test -count=1 -tags otlp -run TestTracing ./internal/platform/
 
 smoke: images ## docker-compose up from a clean state, the original scenario, CRM stopped and started
 	$(GO) test -count=1 -v ./tests/smoke/

@@ -8,7 +8,8 @@
 # side on one Docker do not replace each other's images.
 # Unchanged inputs give the same images, so a rerun takes seconds and changes nothing.
 # Network: apt only (redis-tools and ca-certificates if missing, three .debs once), and Go modules if not
-# cached. BUILD_BINARIES=0 packs bin/ as it is instead of running go build.
+# cached. BUILD_BINARIES=0 packs bin/ as it is instead of running go build; GO_TAGS=otlp builds
+# the binaries with the OTLP trace exporter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # One build at a time: test packages running side by side may all ask for the images.
@@ -123,7 +124,7 @@ service_image() {
 service_images() {
   if [[ ${BUILD_BINARIES:-1} != 0 ]]; then
     command -v go >/dev/null || { echo "go not found: install Go, or BUILD_BINARIES=0 with bin/ filled" >&2; exit 1; }
-    CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o bin/ "${services[@]/#/./services/}"
+    CGO_ENABLED=0 go build -tags "${GO_TAGS:-}" -trimpath -ldflags='-s -w' -o bin/ "${services[@]/#/./services/}"
   fi
   local s pids=() failed=0
   for s in "${services[@]}"; do

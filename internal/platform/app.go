@@ -14,14 +14,16 @@ import (
 	"github.com/ordershop/ordershop/pkg/entitycache"
 	"github.com/ordershop/ordershop/pkg/eventstore"
 	"github.com/redis/go-redis/v9"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // App is what a service's wiring gets: its Redis, event store and cache, an
 // HTTP client for the services it calls, and two routers: Router, the API on
 // Config.Addr, and Admin, for operators on Config.AdminAddr, which is never
-// public; it already answers /healthz, /readyz and /debug/pprof/, and takes
-// the /ops routes. Wiring adds routes, readiness checks and background work
-// such as a consumer.
+// public; it already answers /healthz, /readyz, /metrics and /debug/pprof/,
+// and takes the /ops routes. Wiring adds routes, readiness checks and
+// background work such as a consumer.
 type App struct {
 	Name   string
 	Config Config
@@ -32,6 +34,8 @@ type App struct {
 	HTTP   *http.Client
 	Router chi.Router
 	Admin  chi.Router
+	// Metrics are served on Admin at /metrics.
+	Metrics *Metrics
 
 	ready      []func(context.Context) error
 	background []func(context.Context) error
@@ -39,14 +43,19 @@ type App struct {
 
 // NewApp builds an app on a Redis client.
 func NewApp(name string, cfg Config, rdb redis.UniversalClient, log *slog.Logger) *App {
-	store := eventstore.New(rdb, cfg.KeyPrefix, eventstore.WithMeta(TraceMeta), eventstore.WithPartitions(cfg.Partitions))
+	useTracerProvider(func() trace.TracerProvider { return sdktrace.NewTracerProvider() })
+	metrics := newMetrics(name)
+	store := eventstore.New(rdb, cfg.KeyPrefix, eventstore.WithMeta(TraceMeta), eventstore.WithAppended(metrics.eventsAppended),
+		eventstore.WithPartitions(cfg.Partitions))
 	a := &App{
 		Name: name, Config: cfg, Log: log, Redis: rdb, Store: store, Cache: entitycache.New(store),
-		HTTP:   &http.Client{Timeout: cfg.RequestTimeout, Transport: Transport(cfg.RequestTimeout)},
-		Router: newRouter(cfg, log),
-		Admin:  newRouter(cfg, log),
+		HTTP:    &http.Client{Timeout: cfg.RequestTimeout, Transport: Outbound(cfg.RequestTimeout)},
+		Router:  newRouter(cfg, log, metrics),
+		Admin:   newRouter(cfg, log, metrics),
+		Metrics: metrics,
 	}
 	a.Admin.Use(adminOnly(cfg.AdminToken))
+	a.Admin.Handle("/metrics", metrics.handler())
 	a.Admin.Get("/healthz", Handle(func(*http.Request) (any, error) { return map[string]string{"status": "alive"}, nil }))
 	a.Admin.Get("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		if err := a.Ready(r.Context()); err != nil {

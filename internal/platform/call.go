@@ -10,7 +10,8 @@ import (
 )
 
 // Call sends a JSON request to another service and decodes its JSON answer
-// into out (if not nil). A client error of the other service comes back as an
+// into out (if not nil). The client's transport carries the trace on (see
+// Outbound). A client error of the other service comes back as an
 // *Error with its status and message; one that cannot be reached, or fails,
 // as ErrUnavailable.
 func Call(ctx context.Context, client *http.Client, method, url string, in, out any) error {
@@ -27,9 +28,6 @@ func Call(ctx context.Context, client *http.Client, method, url string, in, out 
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	if tp := TraceParent(ctx); tp != "" {
-		req.Header.Set("traceparent", tp)
-	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("%w: %s %s: %v", ErrUnavailable, method, url, err)

@@ -29,16 +29,17 @@ type Consuming struct {
 
 // Consume runs a consumer of the group on the streams of entity types while the app serves,
 // handing each event to the router behind the middleware every consumer
-// shares (its trace, a log line per failure, panics as failures). It keeps
-// the app unready while it is not reading, and adds the routes an operator
-// needs to the admin listener: GET /ops/stats, GET /ops/deadletters and
+// shares (its trace, its metrics, a log line per failure, panics as
+// failures), and reports its streams in the metrics. It keeps the app
+// unready while it is not reading, and adds the routes an operator needs to
+// the admin listener: GET /ops/stats, GET /ops/deadletters and
 // POST /ops/deadletters/{stream}/{id}/replay.
 func Consume(app *App, c Consuming, group string, types []string, router *eventstore.Router) error {
 	name, err := consumerName(c.ConsumerName, group)
 	if err != nil {
 		return err
 	}
-	router.Use(tracedEvents, eventstore.Logging(app.Log.With("group", group)), eventstore.Recoverer)
+	router.Use(tracedEvents(group), app.Metrics.handling(group), eventstore.Logging(app.Log.With("group", group)), eventstore.Recoverer)
 	var streams []string // every partition of the entity types' streams
 	for _, typ := range types {
 		streams = append(streams, app.Store.Partitions(typ)...)
@@ -46,12 +47,16 @@ func Consume(app *App, c Consuming, group string, types []string, router *events
 	consumer, err := app.Store.NewConsumer(eventstore.ConsumerConfig{
 		Group: group, Name: name, Streams: streams, Handler: router.Handler(),
 		Batch: c.Batch, ClaimIdle: c.ClaimIdle, RetryDelay: c.RetryDelay, MaxRetryDelay: c.MaxRetryDelay,
-		MaxDeliveries: c.MaxDeliveries, Logger: app.Log,
+		MaxDeliveries: c.MaxDeliveries, Logger: app.Log, OnDeadLetter: app.Metrics.deadLettered(group),
 	})
 	if err != nil {
 		return err
 	}
 	app.Go(consumer.Run)
+	app.Metrics.Streams(group, func(ctx context.Context) ([]eventstore.StreamInfo, error) {
+		st, err := consumer.Stats(ctx)
+		return st.Streams, err
+	})
 	app.OnReady(func(context.Context) error {
 		if !consumer.Running() {
 			return errNotReading
@@ -107,11 +112,3 @@ func consumerName(configured, group string) (string, error) {
 }
 
 var streamID = regexp.MustCompile(`^[0-9]+-[0-9]+$`)
-
-// tracedEvents continues the trace of the command behind each event in its
-// handling, so that whatever the handler calls carries it on.
-func tracedEvents(next eventstore.Handler) eventstore.Handler {
-	return func(ctx context.Context, e eventstore.Event) error {
-		return next(WithTrace(ctx, e.Meta["traceparent"]), e)
-	}
-}

@@ -18,12 +18,12 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 )
 
-// newRouter is a router that answers every error in JSON, a panic too, and
-// logs one line per request.
-func newRouter(cfg Config, log *slog.Logger) chi.Router {
+// newRouter is a router that answers every error in JSON, a panic too,
+// traces each request, logs one line for it and measures it.
+func newRouter(cfg Config, log *slog.Logger, m *Metrics) chi.Router {
 	r := chi.NewRouter()
 	// Traced first, so that the log lines carry the request's trace.
-	r.Use(Traced, accessLog(log), recoverer(log), middleware.RequestSize(cfg.MaxBodyBytes))
+	r.Use(traced, accessLog(log, m), recoverer(log), middleware.RequestSize(cfg.MaxBodyBytes))
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, r, Errorf(http.StatusNotFound, "no route %s %s", r.Method, r.URL.Path))
 	})
@@ -33,28 +33,37 @@ func newRouter(cfg Config, log *slog.Logger) chi.Router {
 	return r
 }
 
-// accessLog logs each request with its route pattern, not its path, so that
-// lines group by route. Probes ask every few seconds: their lines are Debug.
-func accessLog(log *slog.Logger) func(http.Handler) http.Handler {
+// accessLog logs and measures each request with its route pattern, not its
+// path, so that lines and series group by route. Probes and scrapes ask
+// every few seconds: their lines are Debug.
+func accessLog(log *slog.Logger, m *Metrics) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
 			ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
 			next.ServeHTTP(ww, r)
 			level := slog.LevelInfo
-			if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
+			if periodic(r) {
 				level = slog.LevelDebug
 			}
 			status := ww.Status()
 			if status == 0 {
 				status = http.StatusOK // nothing written: net/http answers 200
 			}
+			took, route := time.Since(start), chi.RouteContext(r.Context()).RoutePattern()
+			m.request(route, r.Method, status, took)
 			log.LogAttrs(r.Context(), level, "request", slog.String("method", r.Method),
-				slog.String("route", chi.RouteContext(r.Context()).RoutePattern()), slog.Int("status", status),
-				slog.Int("bytes", ww.BytesWritten()), slog.Duration("duration", time.Since(start)),
+				slog.String("route", route), slog.Int("status", status),
+				slog.Int("bytes", ww.BytesWritten()), slog.Duration("duration", took),
 				slog.String("trace_id", TraceID(r.Context())))
 		})
 	}
+}
+
+// periodic says whether a request is one that orchestrators and Prometheus
+// send every few seconds: a probe or a scrape.
+func periodic(r *http.Request) bool {
+	return r.URL.Path == "/healthz" || r.URL.Path == "/readyz" || r.URL.Path == "/metrics"
 }
 
 // recoverer answers a handler's panic with the JSON 500 every other error

@@ -2,6 +2,7 @@ package platform
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/ordershop/ordershop/pkg/entitycache"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // NoConfig is the config of a service that needs none beyond Config.
@@ -48,7 +50,13 @@ func Run[C any](ctx context.Context, name string, domain Domain, wire func(*App,
 	if *check {
 		os.Exit(healthcheck(base.AdminAddr))
 	}
-	err := connect(base, log, func(rdb redis.UniversalClient) error {
+	tp, err := Tracing(ctx, name)
+	if err != nil {
+		log.Error("startup", "err", err)
+		os.Exit(1)
+	}
+	useTracerProvider(func() trace.TracerProvider { return tp })
+	err = connect(base, log, func(rdb redis.UniversalClient) error {
 		app := NewApp(name, base, rdb, log)
 		if *rebuild {
 			return Rebuild(ctx, app, domain.Streams)
@@ -63,6 +71,10 @@ func Run[C any](ctx context.Context, name string, domain Domain, wire func(*App,
 		defer stop()
 		return app.Serve(ctx)
 	})
+	// The spans of the last seconds are still to export.
+	flush, cancel := context.WithTimeout(context.WithoutCancel(ctx), base.ShutdownTimeout)
+	defer cancel()
+	err = errors.Join(err, tp.Shutdown(flush))
 	if err != nil {
 		log.Error("stopped", "err", err)
 		os.Exit(1)
@@ -83,6 +95,9 @@ func connect(cfg Config, log *slog.Logger, do func(redis.UniversalClient) error)
 		"request_timeout", cfg.RequestTimeout, "max_body_bytes", cfg.MaxBodyBytes, "key_prefix", cfg.KeyPrefix)
 	rdb := redis.NewUniversalClient(opt)
 	defer rdb.Close()
+	if err := instrument(rdb); err != nil {
+		return err
+	}
 	return do(rdb)
 }
 

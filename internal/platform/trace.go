@@ -2,53 +2,190 @@ package platform
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
+	"fmt"
 	"net/http"
-	"regexp"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/ordershop/ordershop/pkg/eventstore"
+	"github.com/redis/go-redis/extra/redisotel/v9"
+	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 )
 
-type traceKey struct{}
+// Traces follow a request through the services and the events it causes,
+// with OpenTelemetry and the W3C traceparent header: each API request
+// continues the client's trace or starts one, outbound calls carry it on,
+// an append puts it in the event's meta.traceparent, and a consumer
+// continues it in its handling of the event.
 
-var traceParentRE = regexp.MustCompile(`^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$`)
+// propagator reads and writes the W3C traceparent (and tracestate).
+var propagator = propagation.TraceContext{}
 
-// WithTrace carries a W3C traceparent in a context; an invalid or empty one
-// is replaced by a new trace.
-func WithTrace(ctx context.Context, traceparent string) context.Context {
-	if !traceParentRE.MatchString(traceparent) {
-		b := make([]byte, 24)
-		rand.Read(b)
-		traceparent = "00-" + hex.EncodeToString(b[:16]) + "-" + hex.EncodeToString(b[16:]) + "-01"
+// tracerName names the spans this package starts.
+const tracerName = "github.com/ordershop/ordershop/internal/platform"
+
+var traceSetup sync.Once
+
+// useTracerProvider installs the process's tracer provider and the W3C
+// propagator, the first time only: Run installs the one the OTEL_*
+// variables ask for before it builds the app, and an app built otherwise
+// (in tests) gets one without an exporter, which still starts traces with
+// valid ids, so that they propagate.
+func useTracerProvider(tp func() trace.TracerProvider) {
+	traceSetup.Do(func() {
+		otel.SetTracerProvider(tp())
+		otel.SetTextMapPropagator(propagator)
+	})
+}
+
+// Tracing builds the tracer provider that the standard variables ask for:
+// OTEL_TRACES_EXPORTER unset or "none" exports nothing, "console" writes
+// spans to stdout, "otlp" sends them over OTLP/HTTP as the
+// OTEL_EXPORTER_OTLP_* variables say (binaries built with -tags otlp only).
+// OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES and OTEL_TRACES_SAMPLER are
+// honoured; the service name defaults to service, the sampler to
+// entrySampler. Shutdown flushes what is left to export.
+func Tracing(ctx context.Context, service string) (*sdktrace.TracerProvider, error) {
+	res, err := resource.New(ctx, resource.WithAttributes(attribute.String("service.name", service)),
+		resource.WithFromEnv(), resource.WithTelemetrySDK())
+	if err != nil {
+		return nil, fmt.Errorf("trace resource: %w", err)
 	}
-	return context.WithValue(ctx, traceKey{}, traceparent)
+	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
+	if os.Getenv("OTEL_TRACES_SAMPLER") == "" {
+		opts = append(opts, sdktrace.WithSampler(sdktrace.ParentBased(entrySampler{})))
+	}
+	switch name := os.Getenv("OTEL_TRACES_EXPORTER"); name {
+	case "", "none":
+	case "console":
+		exp, err := stdouttrace.New(stdouttrace.WithWriter(os.Stdout))
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, sdktrace.WithBatcher(exp))
+	case "otlp":
+		if otlpExporter == nil {
+			return nil, fmt.Errorf("OTEL_TRACES_EXPORTER=otlp: this binary was built without OTLP (go build -tags otlp)")
+		}
+		exp, err := otlpExporter(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("OTEL_TRACES_EXPORTER=otlp: %w", err)
+		}
+		opts = append(opts, sdktrace.WithBatcher(exp))
+	default:
+		return nil, fmt.Errorf("OTEL_TRACES_EXPORTER=%q: want none, console or otlp", name)
+	}
+	return sdktrace.NewTracerProvider(opts...), nil
 }
 
-// TraceParent is the traceparent a context carries, or "".
+// entrySampler starts a trace only where work enters a service: a request
+// (a server span) or an event handled (a consumer span). The Redis commands
+// that belong to neither, a consumer's read every second, its claims, would
+// each be a trace of one span.
+type entrySampler struct{}
+
+func (entrySampler) ShouldSample(p sdktrace.SamplingParameters) sdktrace.SamplingResult {
+	if p.Kind == trace.SpanKindServer || p.Kind == trace.SpanKindConsumer {
+		return sdktrace.SamplingResult{Decision: sdktrace.RecordAndSample}
+	}
+	return sdktrace.SamplingResult{Decision: sdktrace.Drop}
+}
+
+func (entrySampler) Description() string { return "EntrySampler" }
+
+// otlpExporter builds the OTLP exporter, in binaries built with -tags otlp:
+// it adds some megabytes, which most deployments do not need.
+var otlpExporter func(context.Context) (sdktrace.SpanExporter, error)
+
+// instrument traces every command of a Redis client.
+func instrument(rdb redis.UniversalClient) error {
+	return redisotel.InstrumentTracing(rdb)
+}
+
+// traced continues the trace of each request, or starts one; probes and
+// scrapes, every few seconds, are no traces.
+func traced(next http.Handler) http.Handler {
+	return otelhttp.NewHandler(next, "http.server", otelhttp.WithPropagators(propagator),
+		otelhttp.WithSpanNameFormatter(spanName),
+		otelhttp.WithFilter(func(r *http.Request) bool { return !periodic(r) }))
+}
+
+// spanName names a request's span by its route once chi has routed it, which
+// sets the request's Pattern: "GET /customers/{id}".
+func spanName(_ string, r *http.Request) string {
+	if r.Pattern != "" {
+		return r.Method + " " + r.Pattern
+	}
+	return r.Method
+}
+
+// Outbound is the transport of a call to another service: Transport, which
+// carries the caller's trace on in the traceparent header.
+func Outbound(timeout time.Duration) http.RoundTripper {
+	return otelhttp.NewTransport(Transport(timeout), otelhttp.WithPropagators(propagator))
+}
+
+// WithTrace is a context that continues the trace of a W3C traceparent;
+// with an invalid or empty one it is ctx.
+func WithTrace(ctx context.Context, traceparent string) context.Context {
+	return propagator.Extract(ctx, propagation.MapCarrier{"traceparent": traceparent})
+}
+
+// TraceParent is the W3C traceparent of the span a context carries, or "".
 func TraceParent(ctx context.Context) string {
-	tp, _ := ctx.Value(traceKey{}).(string)
-	return tp
+	return TraceMeta(ctx)["traceparent"]
 }
 
-// TraceID is the trace id of the traceparent a context carries, or "".
+// TraceID is the trace id of the span a context carries, or "".
 func TraceID(ctx context.Context) string {
-	if tp := TraceParent(ctx); len(tp) == 55 {
-		return tp[3:35]
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		return sc.TraceID().String()
 	}
 	return ""
 }
 
 // TraceMeta is the event metadata that carries a context's trace: every
-// event a command appends carries the command's.
+// event a command appends carries the command's span as its parent.
 func TraceMeta(ctx context.Context) map[string]string {
-	if tp := TraceParent(ctx); tp != "" {
-		return map[string]string{"traceparent": tp}
+	meta := propagation.MapCarrier{}
+	propagator.Inject(ctx, meta)
+	if len(meta) == 0 {
+		return nil
 	}
-	return nil
+	return meta
 }
 
-// Traced takes the traceparent of each request, or starts a trace.
-func Traced(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		next.ServeHTTP(w, r.WithContext(WithTrace(r.Context(), r.Header.Get("traceparent"))))
-	})
+// tracedEvents continues the trace of the command behind each event: the
+// handling is a span, child of the span that appended the event, so that
+// whatever the handler calls or appends carries the trace on.
+func tracedEvents(group string) eventstore.Middleware {
+	tracer := otel.Tracer(tracerName)
+	return func(next eventstore.Handler) eventstore.Handler {
+		return func(ctx context.Context, e eventstore.Event) error {
+			ctx = propagator.Extract(ctx, propagation.MapCarrier(e.Meta))
+			ctx, span := tracer.Start(ctx, "handle "+e.Type, trace.WithSpanKind(trace.SpanKindConsumer),
+				trace.WithAttributes(attribute.String("messaging.system", "redis_streams"),
+					attribute.String("messaging.destination.name", eventstore.StreamOf(ctx)),
+					attribute.String("messaging.consumer.group.name", group),
+					attribute.String("messaging.message.id", e.StreamID),
+					attribute.String("event.id", e.ID), attribute.String("entity.id", e.EntityID)))
+			defer span.End()
+			err := next(ctx, e)
+			if err != nil {
+				span.RecordError(err)
+				span.SetStatus(codes.Error, err.Error())
+			}
+			return err
+		}
+	}
 }

@@ -18,6 +18,7 @@ type Store struct {
 	prefix     string
 	partitions int // of each entity type's stream; 1 when not split
 	meta       func(context.Context) map[string]string
+	appended   func(streamKey string, n int)
 	published  atomic.Int64
 }
 
@@ -28,6 +29,13 @@ type Option func(*Store)
 // command's context, e.g. its trace; an event's own Meta wins.
 func WithMeta(meta func(context.Context) map[string]string) Option {
 	return func(s *Store) { s.meta = meta }
+}
+
+// WithAppended has the store call appended after each append with the
+// stream's key and the number of events appended, e.g. to count them. A
+// repeated append, which writes nothing, is reported again.
+func WithAppended(appended func(streamKey string, n int)) Option {
+	return func(s *Store) { s.appended = appended }
 }
 
 // New returns a store. The prefix goes in front of every key; it is empty in
@@ -287,6 +295,9 @@ func (s *Store) Append(ctx context.Context, stream string, recs ...Record) ([]Ev
 		out[i].Version = pair[1].(int64)
 	}
 	s.published.Add(int64(len(out)))
+	if s.appended != nil {
+		s.appended(s.StreamKey(stream), len(out))
+	}
 	return out, nil
 }
 

@@ -40,6 +40,7 @@ type ConsumerConfig struct {
 	MaxDeliveries int64         // deliveries before an entry is dead (default 15)
 	MaxBackoff    time.Duration // cap of the wait while Redis is away (default 5s)
 	Logger        *slog.Logger
+	OnDeadLetter  func(streamKey string) // called for each entry moved to the dead letters, e.g. to count it
 }
 
 // Consumer reads streams through a consumer group. It reads each stream on
@@ -255,7 +256,7 @@ func (c *Consumer) handle(ctx context.Context, stream string, msgs []redis.XMess
 	if len(msgs) == 0 {
 		return
 	}
-	work := context.WithoutCancel(ctx)
+	work := withStream(context.WithoutCancel(ctx), c.store.StreamKey(stream))
 	last := msgs[len(msgs)-1].ID
 	if recovered {
 		msgs = c.deliverable(work, stream, msgs)
@@ -303,6 +304,19 @@ func (c *Consumer) handleOne(ctx context.Context, m redis.XMessage) error {
 		return err
 	}
 	return c.handleEvent(ctx, e)
+}
+
+type streamKey struct{}
+
+func withStream(ctx context.Context, key string) context.Context {
+	return context.WithValue(ctx, streamKey{}, key)
+}
+
+// StreamOf is the key of the stream a consumer read the event it hands a
+// handler from, e.g. for middleware that measures per stream; "" elsewhere.
+func StreamOf(ctx context.Context) string {
+	key, _ := ctx.Value(streamKey{}).(string)
+	return key
 }
 
 // handleEvent hands one event to the handler, one at a time.

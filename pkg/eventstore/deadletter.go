@@ -109,7 +109,7 @@ func (c *Consumer) Replay(ctx context.Context, stream, id string) error {
 	d := deadLetterOf(msgs[0])
 	e, err := decode(d.StreamID, d.Values)
 	if err == nil {
-		err = c.handleEvent(ctx, e) // not beside Run's handling
+		err = c.handleEvent(withStream(ctx, c.store.StreamKey(stream)), e) // not beside Run's handling
 	}
 	if errors.Is(err, ErrSkip) {
 		c.counts.skipped.Add(1)

@@ -129,4 +129,7 @@ func (c *Consumer) deadLetter(ctx context.Context, stream string, m redis.XMessa
 		return
 	}
 	c.counts.deadLettered.Add(1)
+	if c.cfg.OnDeadLetter != nil {
+		c.cfg.OnDeadLetter(c.store.StreamKey(stream))
+	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/ordershop/ordershop/internal/platform"
 	"github.com/ordershop/ordershop/internal/shop"
+	"github.com/ordershop/ordershop/pkg/entitycache"
+	"github.com/ordershop/ordershop/pkg/eventstore"
 )
 
 func wire(app *platform.App, cfg config) error {
@@ -66,7 +69,22 @@ func wire(app *platform.App, cfg config) error {
 		}
 		app.Admin.Handle(path+"/*", h)
 	}
+	app.Metrics.Streams("", func(ctx context.Context) ([]eventstore.StreamInfo, error) { return streams(ctx, app) })
 	return nil
+}
+
+// streams reads every stream's facts; the gateway reads none through a
+// group, so its metrics have the lengths only.
+func streams(ctx context.Context, app *platform.App) ([]eventstore.StreamInfo, error) {
+	out := make([]eventstore.StreamInfo, len(shop.Streams))
+	for i, kinds := range shop.Streams {
+		info, err := app.Store.Info(ctx, entitycache.StreamOf(kinds[0]))
+		if err != nil {
+			return nil, err
+		}
+		out[i] = info
+	}
+	return out, nil
 }
 
 // rateLimit answers a client address that sent more than limit requests in
@@ -93,7 +111,7 @@ func proxy(app *platform.App, target, strip string, timeout time.Duration) (http
 			pr.SetURL(u)
 			pr.SetXForwarded()
 		},
-		Transport: platform.Transport(timeout),
+		Transport: platform.Outbound(timeout),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			var tooBig *http.MaxBytesError
 			if errors.As(err, &tooBig) {

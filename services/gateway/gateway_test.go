@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -11,10 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/ordershop/ordershop/internal/platform"
 	"github.com/ordershop/ordershop/internal/platform/platformtest"
 	"github.com/ordershop/ordershop/internal/redistest"
 	"github.com/ordershop/ordershop/internal/shop"
+	"github.com/ordershop/ordershop/pkg/entitycache"
 )
 
 func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
@@ -180,4 +184,23 @@ func TestOverTheRateLimitIs429WithRetryAfter(t *testing.T) {
 	}
 	// The admin listener is not limited: probes must get through.
 	platformtest.JSON(t, "GET", srv.Admin.URL+"/healthz", nil, http.StatusOK, nil)
+}
+
+// The gateway reads no stream through a group: its metrics have every
+// stream's length, read when scraped, and no group's lag.
+func TestMetricsHaveEveryStreamsLength(t *testing.T) {
+	t.Parallel()
+	app, _ := start(t, nil)
+	platformtest.Created(t, app.Cache, shop.Customers.Kind, shop.Customer{Name: "Ada", Email: "ada@example.com"})
+	platformtest.Created(t, app.Cache, shop.Customers.Kind, shop.Customer{Name: "Bob", Email: "bob@example.com"})
+	platformtest.Created(t, app.Cache, shop.Products.Kind, shop.Product{Name: "Tea", Price: 350})
+	want := "# HELP ordershop_stream_length Entries in a stream, read at scrape time.\n# TYPE ordershop_stream_length gauge\n"
+	length := map[string]int{"customer": 2, "product": 1}
+	for _, kinds := range shop.Streams {
+		stream := entitycache.StreamOf(kinds[0])
+		want += fmt.Sprintf("ordershop_stream_length{service=%q,stream=%q} %d\n", "gateway", app.Store.StreamKey(stream), length[stream])
+	}
+	if err := testutil.GatherAndCompare(app.Metrics.Registry, strings.NewReader(want), "ordershop_stream_length", "ordershop_consumer_group_lag"); err != nil {
+		t.Error(err)
+	}
 }

@@ -21,6 +21,15 @@ type Mail struct {
 	Trace string `json:"-"` // the request's traceparent
 }
 
+// TraceID is the trace id of a W3C traceparent, "" if it is none: a
+// handler's call carries the trace of the event, in a span of its own.
+func TraceID(traceparent string) string {
+	if parts := strings.Split(traceparent, "-"); len(parts) == 4 && len(parts[1]) == 32 {
+		return parts[1]
+	}
+	return ""
+}
+
 // MailPeer stands in for msg over HTTP in the tests of services that mail:
 // it records each key's mail once, as msg does, and answers 503 for the
 // addresses it is told to fail for.
