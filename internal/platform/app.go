@@ -35,6 +35,9 @@ type App struct {
 
 	ready      []func(context.Context) error
 	background []func(context.Context) error
+	public     map[string]bool // admin paths served without the token
+	stopping   chan struct{}
+	stop       sync.Once
 }
 
 // NewApp builds an app on a Redis client.
@@ -45,8 +48,9 @@ func NewApp(name string, cfg Config, rdb redis.UniversalClient, log *slog.Logger
 		HTTP:   &http.Client{Timeout: cfg.RequestTimeout, Transport: Transport(cfg.RequestTimeout)},
 		Router: newRouter(cfg, log),
 		Admin:  newRouter(cfg, log),
+		public: map[string]bool{"/healthz": true, "/readyz": true}, stopping: make(chan struct{}),
 	}
-	a.Admin.Use(adminOnly(cfg.AdminToken))
+	a.Admin.Use(adminOnly(cfg.AdminToken, func(path string) bool { return a.public[path] }))
 	a.Admin.Get("/healthz", Handle(func(*http.Request) (any, error) { return map[string]string{"status": "alive"}, nil }))
 	a.Admin.Get("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		if err := a.Ready(r.Context()); err != nil {
@@ -76,6 +80,19 @@ var (
 	errRedisUnreachable = &Error{Status: http.StatusServiceUnavailable, Msg: "redis unreachable"}
 	errNotReading       = &Error{Status: http.StatusServiceUnavailable, Msg: "consumer not reading"}
 )
+
+// AdminPublic serves h on the admin listener at path without the token: for
+// the probes, which orchestrators ask without credentials, and for pages that
+// hold no data and send the token themselves with what they fetch.
+func (a *App) AdminPublic(path string, h http.HandlerFunc) {
+	a.public[path] = true
+	a.Admin.Get(path, h)
+}
+
+// Stopping is closed when the app begins to shut down. Responses that never
+// end by themselves, such as an event stream, end then, so that the graceful
+// stop need not wait for them.
+func (a *App) Stopping() <-chan struct{} { return a.stopping }
 
 // OnReady adds a readiness check.
 func (a *App) OnReady(check func(context.Context) error) { a.ready = append(a.ready, check) }
@@ -129,6 +146,7 @@ func (a *App) Serve(ctx context.Context) error {
 	case <-ctx.Done():
 		a.Log.Info("shutting down")
 	}
+	a.stop.Do(func() { close(a.stopping) })
 	shutdown, cancel := context.WithTimeout(context.Background(), a.Config.ShutdownTimeout)
 	defer cancel()
 	for _, srv := range servers {

@@ -66,7 +66,7 @@ func wire(app *platform.App, cfg config) error {
 		}
 		app.Admin.Handle(path+"/*", h)
 	}
-	return nil
+	return serveDashboard(app, cfg.EventsHeartbeat)
 }
 
 // rateLimit answers a client address that sent more than limit requests in
