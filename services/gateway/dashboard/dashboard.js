@@ -55,6 +55,12 @@ function status(cls, text) {
   s.textContent = text;
 }
 
+// label is a stream's key without what a KEY_PREFIX put in front of it.
+function label(key) {
+  const i = key.lastIndexOf("events:");
+  return i > 0 ? key.slice(i) : key;
+}
+
 function clock(t) {
   const d = new Date(t);
   if (isNaN(d)) return t || "";
@@ -70,7 +76,7 @@ function card(key) {
   if (c) return c;
   const count = el("small", {}, "0 seen");
   const list = el("ol", {}, el("li", { class: "none" }, "waiting for events…"));
-  document.getElementById("streams").append(el("div", { class: "stream", "data-stream": key }, el("h3", {}, key, count), list));
+  document.getElementById("streams").append(el("div", { class: "stream", "data-stream": key }, el("h3", { title: key }, label(key), count), list));
   c = { list, count, seen: 0 };
   cards.set(key, c);
   return c;
@@ -153,7 +159,7 @@ async function pollGroups() {
       for (const g of s.groups) {
         const consumers = g.consumers.map(c => c.name + " (" + c.pending + ", " + (c.idle_ms / 1000).toFixed(1) + " s)").join(", ");
         rows.push(el("tr", { "data-stream": s.stream, "data-group": g.name },
-          el("td", { class: "mono" }, s.stream), el("td", {}, g.name),
+          el("td", { class: "mono", title: s.stream }, label(s.stream)), el("td", {}, g.name),
           el("td", { class: "num lag" + (g.lag > 0 ? " high" : "") }, g.lag < 0 ? "?" : g.lag),
           el("td", { class: "num pending" }, g.pending),
           el("td", { class: "num dead" + (g.dead_letters > 0 ? " bad" : "") }, g.dead_letters),
@@ -196,7 +202,7 @@ function deadRow(service, d) {
       pollDeadLetters();
     },
   }, "Replay");
-  return el("tr", {}, el("td", {}, d.group), el("td", {}, d.stream),
+  return el("tr", { "data-group": d.group, "data-entity-id": entry.entity_id || "" }, el("td", {}, d.group), el("td", {}, d.stream),
     el("td", { class: "mono", title: "dead letter " + d.id + ", stream entry " + d.stream_id }, entry.type || d.stream_id),
     el("td", { class: "mono" }, entry.entity_id || ""), el("td", {}, d.error),
     el("td", { class: "num" }, d.deliveries), el("td", { class: "mono" }, clock(d.time)), el("td", {}, button));
