@@ -3,6 +3,7 @@
 # With a reachable registry: builds with Dockerfile and the Docker Hub images.
 # Without one: builds local images (scripts/build-local-images.sh) and uses local.env.
 # ORDERSHOP_LOCAL=1 or 0 skips the guess; UP_TIMEOUT (seconds, default 180) bounds the wait.
+# COMPOSE_PROFILES=observability starts Prometheus too.
 # The Redis passwords, one per user of deploy/redis/users.acl, are in .env (git-ignored):
 # a missing one is generated, an existing one is never replaced.
 set -euo pipefail
@@ -37,13 +38,18 @@ if [[ $ORDERSHOP_LOCAL == 1 ]]; then
   while IFS='=' read -r key value; do
     [[ $key =~ ^[A-Z_]+$ ]] && env_default "$key" "$value"
   done <local.env
-  if [[ -n ${ORDERSHOP_TAG:-} ]]; then export REDIS_IMAGE=${REDIS_IMAGE:-ordershop/redis:$ORDERSHOP_TAG}; fi
+  if [[ -n ${ORDERSHOP_TAG:-} ]]; then
+    export REDIS_IMAGE=${REDIS_IMAGE:-ordershop/redis:$ORDERSHOP_TAG}
+    export PROMETHEUS_IMAGE=${PROMETHEUS_IMAGE:-ordershop/prometheus:$ORDERSHOP_TAG}
+  fi
   "${compose[@]}" up -d --no-build --remove-orphans
 else
   "${compose[@]}" up -d --build --remove-orphans
 fi
 
-want=$("${compose[@]}" config --services | wc -l)
+# The containers up made: the services of the active profiles (COMPOSE_PROFILES=observability
+# adds Prometheus), which docker-compose 1.29's "config --services" does not tell apart.
+want=$("${compose[@]}" ps -q | wc -l)
 deadline=$((SECONDS + ${UP_TIMEOUT:-180}))
 while :; do
   mapfile -t ids < <("${compose[@]}" ps -q)
