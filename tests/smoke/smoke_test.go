@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -39,9 +40,10 @@ func suffix(tag string) string {
 var env = func() []string {
 	env := []string{
 		"RATE_LIMIT=0", // the scenario's polls from one address would go over the gateway's limit
+		"ADMIN_TOKEN=" + adminToken,
 	}
-	if tag := os.Getenv("ORDERSHOP_TAG"); tag != "" {
-		env = append(env, "REDIS_IMAGE=ordershop/redis:"+tag) // the script builds it with the tag
+	if tag := os.Getenv("ORDERSHOP_TAG"); tag != "" { // the script builds them with the tag
+		env = append(env, "REDIS_IMAGE=ordershop/redis:"+tag, "PROMETHEUS_IMAGE=ordershop/prometheus:"+tag)
 	}
 	for _, user := range []string{"ops", "gateway", "customer", "product", "inventory", "order", "msg", "billing", "crm"} {
 		b := make([]byte, 16)
@@ -51,10 +53,14 @@ var env = func() []string {
 	return env
 }()
 
-// compose runs scripts/compose.sh on the smoke project with the local images.
+// adminToken guards the admin listeners, and Prometheus sends it.
+var adminToken = rand.Text()
+
+// compose runs scripts/compose.sh on the smoke project with the local images,
+// Prometheus's profile included.
 func compose(t *testing.T, args ...string) string {
 	t.Helper()
-	cmd := exec.Command("scripts/compose.sh", append([]string{"-p", project, "--env-file", "local.env"}, args...)...)
+	cmd := exec.Command("scripts/compose.sh", append([]string{"-p", project, "--env-file", "local.env", "--profile", "observability"}, args...)...)
 	cmd.Dir = "../.."
 	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.CombinedOutput()
@@ -105,9 +111,10 @@ func TestComposeStackRunsTheOriginalScenario(t *testing.T) {
 	})
 	start := time.Now()
 	compose(t, "up", "-d", "--no-build")
-	waitHealthy(t, 9)
+	waitHealthy(t, 10)
 	t.Logf("stack healthy %v after up", time.Since(start).Round(time.Second))
 	checkContainers(t)
+	checkPrometheus(t)
 
 	g := scenario.Gateway("http://127.0.0.1:" + port)
 	scenario.Original(t, g)
@@ -139,6 +146,12 @@ func checkContainers(t *testing.T) {
 			if info[i+1] == "0" || strings.HasPrefix(info[i+1], "-") {
 				t.Errorf("%s has no %s limit: %v", service, what, info)
 			}
+		}
+		if service == "prometheus" {
+			if len(info) < 5 || info[4] != "65534:65534" {
+				t.Errorf("prometheus runs as %v, want nobody", info[4:])
+			}
+			continue
 		}
 		if service == "redis" {
 			redis = id
@@ -181,6 +194,50 @@ func checkContainers(t *testing.T) {
 	}
 	if out := cli("ping"); !strings.Contains(out, "NOAUTH") {
 		t.Errorf("PING without a user: %s, want NOAUTH", out)
+	}
+}
+
+// checkPrometheus checks that Prometheus listens on 127.0.0.1 only and
+// scrapes every service's admin listener with the admin token: each target
+// answers it, none refuses it (401). Until the services serve /metrics, a
+// target answers 404.
+func checkPrometheus(t *testing.T) {
+	t.Helper()
+	port := envOr("PROMETHEUS_PORT", "9090")
+	if got := compose(t, "port", "prometheus", "9090"); strings.TrimSpace(got) != "127.0.0.1:"+port {
+		t.Errorf("prometheus is published on %q, want 127.0.0.1:%s only", got, port)
+	}
+	var seen string
+	redistest.Eventually(t, time.Minute, "every service scraped", func() bool {
+		resp, err := http.Get("http://127.0.0.1:" + port + "/api/v1/targets")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var targets struct {
+			Data struct {
+				ActiveTargets []struct {
+					ScrapeURL, Health, LastError string
+				}
+			}
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&targets); err != nil {
+			return false
+		}
+		var answered []string
+		seen = ""
+		for _, tg := range targets.Data.ActiveTargets {
+			seen += fmt.Sprintf("\n%s %s %s", tg.ScrapeURL, tg.Health, tg.LastError)
+			if tg.Health == "up" || strings.HasSuffix(tg.LastError, "404 Not Found") {
+				answered = append(answered, tg.ScrapeURL)
+			}
+		}
+		return len(answered) == 8
+	})
+	for _, name := range []string{"customer", "product", "inventory", "order", "billing", "crm", "msg", "gateway"} {
+		if !strings.Contains(seen, "http://"+name+":9000/metrics ") {
+			t.Errorf("prometheus does not scrape %s:%s", name, seen)
+		}
 	}
 }
 
