@@ -4,6 +4,9 @@
 #                           busybox's sh and awk for deploy/redis/entrypoint.sh
 #   ordershop/<svc>:local   the service binaries built here, on scratch (Dockerfile.local),
 #                           with the host's CA certificates (Debian's ca-certificates)
+#   ordershop/prometheus:local  Debian's Prometheus, its web UI's scripts and the host
+#                           libraries it links, with busybox for its entrypoint and health
+#                           check: compose's observability profile (PROMETHEUS=0 skips it)
 # ORDERSHOP_TAG (default local) tags the images otherwise, so that trees built side by
 # side on one Docker do not replace each other's images.
 # Unchanged inputs give the same images, so a rerun takes seconds and changes nothing.
@@ -61,42 +64,106 @@ redis_image() {
   mkdir -p "$root/usr/share/doc/busybox"
   cp "$x/usr/share/doc/busybox-static/copyright" "$root/usr/share/doc/busybox/"
 
-  local libs
-  libs=$(ldd "$root/usr/bin/redis-check-rdb" "$root/usr/bin/redis-cli")
-  if grep -q 'not found' <<<"$libs"; then
-    echo "missing libraries for redis:" >&2; grep 'not found' <<<"$libs" >&2; exit 1
-  fi
-  # "libx.so => /path (addr)" and the loader's "/lib64/ld-linux-x86-64.so.2 (addr)".
-  awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' <<<"$libs" | sort -u |
-    while read -r lib; do cp -L --parents "$lib" "$root"; done
+  copy_libs "$root" /usr/bin/redis-check-rdb /usr/bin/redis-cli
 
   printf 'root:x:0:0:root:/root:/usr/sbin/nologin\nredis:x:%s:%s:redis:/data:/usr/sbin/nologin\n' \
     "$redis_uid" "$redis_uid" >"$root/etc/passwd"
   printf 'root:x:0:\nredis:x:%s:\n' "$redis_uid" >"$root/etc/group"
   chmod 1777 "$root/tmp"
 
-  # A reproducible tar (fixed owners, times, order), so its hash says whether anything changed.
-  local tarball=$work/rootfs.tar sum current
-  local tar_opts=(--sort=name --mtime=@0 --numeric-owner)
-  tar -C "$root" "${tar_opts[@]}" --owner=0 --group=0 --exclude=./data -cf "$tarball" .
-  tar -C "$root" "${tar_opts[@]}" --owner="$redis_uid" --group="$redis_uid" -rf "$tarball" ./data
-  sum=$(sha256sum "$tarball" | cut -c1-64)
-  current=$(docker image inspect -f '{{index .Config.Labels "ordershop.rootfs"}}' "ordershop/redis:$tag" 2>/dev/null || true)
-  if [[ $current == "$sum" ]]; then
-    echo "ordershop/redis:$tag is up to date (redis $version)"
-    return
-  fi
   # No ENTRYPOINT: compose's "command: [redis-server, ...]" then works as with redis:7-alpine.
   # Protected mode stays on (Redis's default); compose runs it with the ACL.
-  docker import \
-    --change 'ENV PATH=/usr/bin:/bin' \
-    --change 'WORKDIR /data' \
-    --change "USER $redis_uid:$redis_uid" \
-    --change 'EXPOSE 6379' \
-    --change 'CMD ["redis-server"]' \
-    --change "LABEL ordershop.rootfs=$sum org.opencontainers.image.version=$version" \
-    "$tarball" "ordershop/redis:$tag" >/dev/null
-  echo "built ordershop/redis:$tag (redis $version)"
+  reproducible_import "$root" "ordershop/redis:$tag" "$redis_uid" "$version" ./data -- \
+    'ENV PATH=/usr/bin:/bin' 'WORKDIR /data' "USER $redis_uid:$redis_uid" 'EXPOSE 6379' 'CMD ["redis-server"]'
+}
+
+# reproducible_import root image uid version folder… -- change…: tars root reproducibly
+# (fixed owners, times, order; the folders given go to uid:uid), and imports it as image
+# with the Dockerfile changes given, unless the image holds that tar already (its hash is
+# a label): a rerun with nothing changed takes seconds and changes nothing.
+reproducible_import() {
+  local root=$1 image=$2 uid=$3 version=$4 tarball=$1.tar sum current owned=() change
+  shift 4
+  local changes=()
+  while (($#)) && [[ $1 != -- ]]; do owned+=("$1"); shift; done
+  shift
+  for change; do changes+=(--change "$change"); done
+  local tar_opts=(--sort=name --mtime=@0 --numeric-owner)
+  tar -C "$root" "${tar_opts[@]}" --owner=0 --group=0 "${owned[@]/#/--exclude=}" -cf "$tarball" .
+  tar -C "$root" "${tar_opts[@]}" --owner="$uid" --group="$uid" -rf "$tarball" "${owned[@]}"
+  sum=$(sha256sum "$tarball" | cut -c1-64)
+  current=$(docker image inspect -f '{{index .Config.Labels "ordershop.rootfs"}}' "$image" 2>/dev/null || true)
+  if [[ $current == "$sum" ]]; then
+    echo "$image is up to date ($version)"
+    return
+  fi
+  docker import "${changes[@]}" --change "LABEL ordershop.rootfs=$sum org.opencontainers.image.version=$version" \
+    "$tarball" "$image" >/dev/null
+  echo "built $image ($version)"
+}
+
+# copy_libs copies the host libraries that the binaries (paths in root) link into root.
+copy_libs() {
+  local root=$1 libs
+  shift
+  libs=$(ldd "${@/#/$root}")
+  if grep -q 'not found' <<<"$libs"; then
+    echo "missing libraries for $*:" >&2; grep 'not found' <<<"$libs" >&2; exit 1
+  fi
+  # "libx.so => /path (addr)" and the loader's "/lib64/ld-linux-x86-64.so.2 (addr)".
+  awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' <<<"$libs" | sort -u |
+    while read -r lib; do cp -L --parents "$lib" "$root"; done
+}
+
+# Debian's Prometheus, for compose's observability profile. Its package is downloaded,
+# never installed (that would start a daemon on the host); its web UI loads jQuery,
+# Bootstrap … from Debian's libjs packages, which come along. It runs as nobody.
+prometheus_image() {
+  local work=.build/prometheus version debs root x pkg
+  version=$(apt-cache policy prometheus 2>/dev/null | awk '$1 == "Candidate:" {print $2}')
+  if [[ -z $version || $version == "(none)" ]]; then
+    as_root apt-get update -qq
+    version=$(apt-cache policy prometheus | awk '$1 == "Candidate:" {print $2}')
+  fi
+  debs=$work/debs/$version
+  if [[ ! -e $debs/complete ]]; then
+    rm -rf "$debs"
+    mkdir -p "$debs"
+    (cd "$debs" && apt-get download -qq -o APT::Sandbox::User="$(id -un)" "prometheus=$version" \
+      fonts-glyphicons-halflings libjs-bootstrap4 libjs-eonasdan-bootstrap-datetimepicker libjs-jquery \
+      libjs-jquery-hotkeys libjs-moment libjs-moment-timezone libjs-mustache libjs-popper.js libjs-rickshaw \
+      libjs-d3 busybox-static)
+    touch "$debs/complete"
+  fi
+  root=$work/rootfs x=$work/x
+  rm -rf "$root" "$x"
+  mkdir -p "$root/usr/bin" "$root/usr/share" "$root/bin" "$root/etc/prometheus" "$root/prometheus" "$root/tmp" "$x"
+  for pkg in "$debs"/*.deb; do dpkg -x "$pkg" "$x"; done
+  cp -a "$x/usr/bin/prometheus" "$root/usr/bin/"
+  cp -a "$x/usr/share/prometheus" "$x/usr/share/javascript" "$x/usr/share/nodejs" "$x/usr/share/fonts"* "$root/usr/share/"
+  # The UI loads moment-timezone-with-data.min.js; the 200 MB of zone data beside it, never.
+  rm -rf "$root/usr/share/javascript/moment-timezone/data"
+  rm "$root/usr/share/nodejs/bootstrap/scss" # Bootstrap's sources, in a package left out
+  # The UI's files are links into these packages: each must lead somewhere.
+  local broken
+  broken=$(find -L "$root/usr/share" -type l)
+  if [[ -n $broken ]]; then echo "broken links in the Prometheus image:" >&2; echo "$broken" >&2; exit 1; fi
+  cp -a "$x/bin/busybox" "$root/bin/"
+  ln -s busybox "$root/bin/sh"
+  ln -s busybox "$root/bin/wget"
+  for pkg in prometheus busybox-static; do
+    mkdir -p "$root/usr/share/doc/$pkg"
+    cp "$x/usr/share/doc/$pkg/copyright" "$root/usr/share/doc/$pkg/"
+  done
+  copy_libs "$root" /usr/bin/prometheus
+  printf 'root:x:0:0:root:/root:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/prometheus:/usr/sbin/nologin\n' >"$root/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
+  chmod 1777 "$root/tmp"
+  # As the official image: the binary as entrypoint, nobody, the data in /prometheus.
+  reproducible_import "$root" "ordershop/prometheus:$tag" 65534 "$version" ./prometheus -- \
+    'ENV PATH=/usr/bin:/bin' 'WORKDIR /prometheus' 'USER 65534:65534' 'EXPOSE 9090' \
+    'ENTRYPOINT ["/usr/bin/prometheus"]' \
+    'CMD ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus"]'
 }
 
 # For rediss:// URLs: the host's CA bundle, from Debian's ca-certificates.
@@ -139,6 +206,7 @@ service_images() {
 }
 
 redis_image
+[[ ${PROMETHEUS:-1} == 0 ]] || prometheus_image
 ca_certificates
 service_images
 docker image ls --filter "reference=ordershop/*:$tag" --format 'table {{.Repository}}:{{.Tag}}\t{{.ID}}\t{{.Size}}'

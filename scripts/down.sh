@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Stops the stack and removes its containers, network and the Redis volume.
+# Stops the stack and removes its containers, network and volumes (Redis's, Prometheus's),
+# those of the observability profile too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec scripts/compose.sh down -v --remove-orphans
+exec scripts/compose.sh --profile observability down -v --remove-orphans

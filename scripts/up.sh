@@ -4,6 +4,7 @@
 # Without one: builds local images (scripts/build-local-images.sh) and uses local.env.
 # ORDERSHOP_LOCAL=1 or 0 skips the guess; UP_TIMEOUT (seconds, default 180) bounds the wait.
 # CLUSTER=1 starts the Redis Cluster variant (docker-compose.cluster.yml, see scripts/compose.sh).
+# COMPOSE_PROFILES=observability starts Prometheus too.
 # The Redis passwords, one per user of deploy/redis/users.acl, are in .env (git-ignored):
 # a missing one is generated, an existing one is never replaced.
 set -euo pipefail
@@ -38,17 +39,19 @@ if [[ $ORDERSHOP_LOCAL == 1 ]]; then
   while IFS='=' read -r key value; do
     [[ $key =~ ^[A-Z_]+$ ]] && env_default "$key" "$value"
   done <local.env
-  if [[ -n ${ORDERSHOP_TAG:-} ]]; then export REDIS_IMAGE=${REDIS_IMAGE:-ordershop/redis:$ORDERSHOP_TAG}; fi
+  if [[ -n ${ORDERSHOP_TAG:-} ]]; then
+    export REDIS_IMAGE=${REDIS_IMAGE:-ordershop/redis:$ORDERSHOP_TAG}
+    export PROMETHEUS_IMAGE=${PROMETHEUS_IMAGE:-ordershop/prometheus:$ORDERSHOP_TAG}
+  fi
   "${compose[@]}" up -d --no-build --remove-orphans
 else
   "${compose[@]}" up -d --build --remove-orphans
 fi
 
-# Every service stays up but, in the cluster variant, the single redis (scale 0) and
-# redis-init, which exits once the cluster is formed.
-services=$("${compose[@]}" config --services)
-if [[ ${CLUSTER:-0} == 1 ]]; then services=$(grep -vx -e redis -e redis-init <<<"$services"); fi
-want=$(wc -l <<<"$services")
+# The containers up made: the services of the active profiles (COMPOSE_PROFILES=observability
+# adds Prometheus), which docker-compose 1.29's "config --services" does not tell apart; in
+# the cluster variant not redis-init, which exits once the cluster is formed.
+want=$("${compose[@]}" ps -q | xargs -r docker inspect -f '{{.Name}}' | grep -vc '[-_]redis-init[-_]' || true)
 deadline=$((SECONDS + ${UP_TIMEOUT:-180}))
 while :; do
   mapfile -t ids < <("${compose[@]}" ps -q)

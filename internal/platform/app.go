@@ -39,6 +39,9 @@ type App struct {
 
 	ready      []func(context.Context) error
 	background []func(context.Context) error
+	public     map[string]bool // admin paths served without the token
+	stopping   chan struct{}
+	stop       sync.Once
 }
 
 // NewApp builds an app on a Redis client.
@@ -53,8 +56,9 @@ func NewApp(name string, cfg Config, rdb redis.UniversalClient, log *slog.Logger
 		Router:  newRouter(cfg, log, metrics),
 		Admin:   newRouter(cfg, log, metrics),
 		Metrics: metrics,
+		public:  map[string]bool{"/healthz": true, "/readyz": true}, stopping: make(chan struct{}),
 	}
-	a.Admin.Use(adminOnly(cfg.AdminToken))
+	a.Admin.Use(adminOnly(cfg.AdminToken, func(path string) bool { return a.public[path] }))
 	a.Admin.Handle("/metrics", metrics.handler())
 	a.Admin.Get("/healthz", Handle(func(*http.Request) (any, error) { return map[string]string{"status": "alive"}, nil }))
 	a.Admin.Get("/readyz", func(w http.ResponseWriter, r *http.Request) {
@@ -85,6 +89,19 @@ var (
 	errRedisUnreachable = &Error{Status: http.StatusServiceUnavailable, Msg: "redis unreachable"}
 	errNotReading       = &Error{Status: http.StatusServiceUnavailable, Msg: "consumer not reading"}
 )
+
+// AdminPublic serves h on the admin listener at path without the token: for
+// the probes, which orchestrators ask without credentials, and for pages that
+// hold no data and send the token themselves with what they fetch.
+func (a *App) AdminPublic(path string, h http.HandlerFunc) {
+	a.public[path] = true
+	a.Admin.Get(path, h)
+}
+
+// Stopping is closed when the app begins to shut down. Responses that never
+// end by themselves, such as an event stream, end then, so that the graceful
+// stop need not wait for them.
+func (a *App) Stopping() <-chan struct{} { return a.stopping }
 
 // OnReady adds a readiness check.
 func (a *App) OnReady(check func(context.Context) error) { a.ready = append(a.ready, check) }
@@ -138,6 +155,7 @@ func (a *App) Serve(ctx context.Context) error {
 	case <-ctx.Done():
 		a.Log.Info("shutting down")
 	}
+	a.stop.Do(func() { close(a.stopping) })
 	shutdown, cancel := context.WithTimeout(context.Background(), a.Config.ShutdownTimeout)
 	defer cancel()
 	for _, srv := range servers {

@@ -2,15 +2,18 @@ package platform_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
@@ -193,4 +196,54 @@ func TestRedisAuthAndPermissionErrorsAre503(t *testing.T) {
 			t.Errorf("%s (%v): %d %q logged %v, want 503 and logged", name, err, status, msg, logged)
 		}
 	}
+}
+
+// A response that lasts until the app stops (an event stream) ends when the
+// graceful stop begins, instead of holding it until its deadline; a public
+// admin path needs no token.
+func TestAStopEndsResponsesThatWaitForIt(t *testing.T) {
+	t.Parallel()
+	rdb, _ := redistest.Client(t)
+	cfg := platformtest.Config(t)
+	cfg.Addr, cfg.AdminAddr, cfg.AdminToken, cfg.ShutdownTimeout = freeAddr(t), freeAddr(t), "s3cret", 5*time.Second
+	app := platform.NewApp("streams", cfg, rdb, slog.Default())
+	app.AdminPublic("/forever", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		http.NewResponseController(w).Flush()
+		select {
+		case <-app.Stopping():
+		case <-r.Context().Done():
+		}
+	})
+	ctx, stop := context.WithCancel(t.Context())
+	defer stop()
+	served := make(chan error, 1)
+	go func() { served <- app.Serve(ctx) }()
+	var resp *http.Response
+	redistest.Eventually(t, 10*time.Second, "the admin listener up", func() bool {
+		var err error
+		resp, err = http.Get("http://" + cfg.AdminAddr + "/forever")
+		return err == nil
+	})
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /forever without the token: %d, want 200", resp.StatusCode)
+	}
+	began := time.Now()
+	stop()
+	if err := <-served; err != nil {
+		t.Fatalf("Serve: %v after %v, want a graceful stop", err, time.Since(began))
+	}
+	if took := time.Since(began); took > 2*time.Second {
+		t.Fatalf("the stop took %v", took)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }

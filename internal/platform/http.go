@@ -89,9 +89,9 @@ func recoverer(log *slog.Logger) func(http.Handler) http.Handler {
 }
 
 // adminOnly lets requests to admin routes through only with the bearer
-// token, when there is one. The probes stay open: orchestrators ask them
-// without credentials.
-func adminOnly(token string) func(http.Handler) http.Handler {
+// token, when there is one, except to the paths that are public (see
+// App.AdminPublic).
+func adminOnly(token string, public func(path string) bool) func(http.Handler) http.Handler {
 	// Hashes have one length, so the comparison takes the same time whatever
 	// the token sent, even its length.
 	want := sha256.Sum256([]byte("Bearer " + token))
@@ -101,7 +101,7 @@ func adminOnly(token string) func(http.Handler) http.Handler {
 		}
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			got := sha256.Sum256([]byte(r.Header.Get("Authorization")))
-			if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" && subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			if !public(r.URL.Path) && subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
 				w.Header().Set("WWW-Authenticate", "Bearer")
 				WriteError(w, r, Errorf(http.StatusUnauthorized, "admin routes need Authorization: Bearer <ADMIN_TOKEN>"))
 				return

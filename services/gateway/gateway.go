@@ -15,7 +15,6 @@ import (
 
 	"github.com/ordershop/ordershop/internal/platform"
 	"github.com/ordershop/ordershop/internal/shop"
-	"github.com/ordershop/ordershop/pkg/entitycache"
 	"github.com/ordershop/ordershop/pkg/eventstore"
 )
 
@@ -70,19 +69,19 @@ func wire(app *platform.App, cfg config) error {
 		app.Admin.Handle(path+"/*", h)
 	}
 	app.Metrics.Streams("", func(ctx context.Context) ([]eventstore.StreamInfo, error) { return streams(ctx, app) })
-	return nil
+	return serveDashboard(app, cfg.EventsHeartbeat)
 }
 
 // streams reads every stream's facts; the gateway reads none through a
 // group, so its metrics have the lengths only.
 func streams(ctx context.Context, app *platform.App) ([]eventstore.StreamInfo, error) {
-	out := make([]eventstore.StreamInfo, len(shop.Streams))
-	for i, kinds := range shop.Streams {
-		info, err := app.Store.Info(ctx, entitycache.StreamOf(kinds[0]))
+	var out []eventstore.StreamInfo
+	for _, s := range allStreams(app.Store) {
+		info, err := app.Store.Info(ctx, s)
 		if err != nil {
 			return nil, err
 		}
-		out[i] = info
+		out = append(out, info)
 	}
 	return out, nil
 }

@@ -34,6 +34,10 @@ type config struct {
 	// Requests per client address and window on the API; 0 is no limit.
 	RateLimit  int           `envconfig:"RATE_LIMIT" default:"100"`
 	RateWindow time.Duration `envconfig:"RATE_WINDOW" default:"1s"`
+
+	// How often the dashboard's event stream says it is alive when no event
+	// comes: below the idle timeout of any proxy in between.
+	EventsHeartbeat time.Duration `envconfig:"EVENTS_HEARTBEAT" default:"5s"`
 }
 
 func main() { platform.Run(context.Background(), "gateway", shop.Domain, wire) }

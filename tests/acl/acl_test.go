@@ -215,6 +215,58 @@ func TestTheGatewayOnlyReadsAndWritesIdempotencyKeys(t *testing.T) {
 	refused(t, gw.XRange(ctx, "events:{order}", "-", "+").Err(), "gateway XRANGE")
 }
 
+// The gateway's dashboard follows every stream and reads its groups,
+// consumers and dead letters, and can change none of them.
+func TestTheGatewayFollowsTheStreamsAndChangesNone(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	ctx := context.Background()
+	customers := entitycache.New(eventstore.New(s.client(t, "customer"), ""))
+	c := shop.Customer{ID: uuid.NewString(), Name: "Ada", Email: "ada@example.com"}
+	events, err := customers.Commit(ctx, shop.Customers.Kind.Change(shop.CustomerCreated, c, eventstore.NoEntity))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops := s.client(t, "ops")
+	if err := ops.XGroupCreate(ctx, "events:{customer}", "crm", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := ops.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "crm", Consumer: "crm-1", Streams: []string{"events:{customer}", ">"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := ops.XAdd(ctx, &redis.XAddArgs{Stream: "events:{customer}:dead:crm", Values: []any{"a", "b"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	gw := s.client(t, "gateway")
+	read, err := gw.XRead(ctx, &redis.XReadArgs{Streams: []string{"events:{customer}", "0-0"}, Block: 10 * time.Millisecond}).Result()
+	if err != nil || len(read) != 1 || len(read[0].Messages) != 1 || read[0].Messages[0].ID != events[0].StreamID {
+		t.Fatalf("gateway XREAD: %v, %v", read, err)
+	}
+	for _, kind := range []string{"product", "inventory", "order", "billing", "email"} {
+		allowed(t, gw.XRead(ctx, &redis.XReadArgs{Streams: []string{"events:{" + kind + "}", "$"}, Block: time.Millisecond}).Err(), "gateway XREAD BLOCK "+kind)
+	}
+	info, err := eventstore.New(gw, "").Info(ctx, "customer") // XINFO STREAM, XINFO GROUPS, XLEN of the dead letters
+	if err != nil || info.Length != 1 || len(info.Groups) != 1 || info.Groups[0].Pending != 1 || info.Groups[0].DeadLetters != 1 {
+		t.Fatalf("gateway reads the stream's info: %+v, %v", info, err)
+	}
+	consumers, err := gw.XInfoConsumers(ctx, "events:{customer}", "crm").Result()
+	if err != nil || len(consumers) != 1 || consumers[0].Name != "crm-1" {
+		t.Fatalf("gateway XINFO CONSUMERS: %v, %v", consumers, err)
+	}
+
+	refused(t, gw.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "crm", Consumer: "gw", Streams: []string{"events:{customer}", ">"}, Block: -1}).Err(), "gateway XREADGROUP")
+	refused(t, gw.XAck(ctx, "events:{customer}", "crm", events[0].StreamID).Err(), "gateway XACK")
+	refused(t, gw.XGroupCreate(ctx, "events:{customer}", "gw", "0").Err(), "gateway XGROUP CREATE")
+	refused(t, gw.XGroupDelConsumer(ctx, "events:{customer}", "crm", "crm-1").Err(), "gateway XGROUP DELCONSUMER")
+	refused(t, gw.XClaim(ctx, &redis.XClaimArgs{Stream: "events:{customer}", Group: "crm", Consumer: "gw", Messages: []string{events[0].StreamID}}).Err(), "gateway XCLAIM")
+	refused(t, gw.XDel(ctx, "events:{customer}", events[0].StreamID).Err(), "gateway XDEL")
+	refused(t, gw.XTrimMaxLen(ctx, "events:{customer}", 0).Err(), "gateway XTRIM")
+	refused(t, gw.XAdd(ctx, &redis.XAddArgs{Stream: "events:{customer}:dead:crm", Values: []any{"a", "b"}}).Err(), "gateway XADD dead letters")
+	refused(t, gw.XRange(ctx, "events:{customer}:dead:crm", "-", "+").Err(), "gateway XRANGE dead letters")
+	refused(t, gw.XRead(ctx, &redis.XReadArgs{Streams: []string{"{customer}:customer_ids", "0-0"}, Block: -1}).Err(), "gateway XREAD outside events:*")
+}
+
 // The event store's own paths: an owner appends with its cache update in one
 // script, and nobody else can.
 func TestOwnersAppendThroughTheEventStore(t *testing.T) {

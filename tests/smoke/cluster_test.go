@@ -20,7 +20,7 @@ import (
 // support; then this test brings up the whole variant and walks the original
 // scenario as TestComposeStackRunsTheOriginalScenario does.
 func TestClusterVariantFormsAClusterThatSurvivesANodeRestart(t *testing.T) {
-	eachCompose(t, "cluster", []string{"docker-compose.cluster.yml"}, func(t *testing.T, s stack) {
+	eachCompose(t, "cluster", stack{files: []string{"docker-compose.cluster.yml"}}, func(t *testing.T, s stack) {
 		start := time.Now()
 		s.run(t, "up", "-d", "--no-build", "redis-init")
 		if ids := s.containers(t, "redis"); len(ids) != 0 {

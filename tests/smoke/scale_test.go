@@ -25,7 +25,7 @@ import (
 // scale.yml) and the mail keys keep a mail from going out twice. With
 // --scale customer=2 the gateway's calls reach both customer replicas.
 func TestScaledCRMDeliversEveryWelcomeOnceWithAReplicaKilled(t *testing.T) {
-	eachCompose(t, "scale", []string{"tests/smoke/scale.yml"}, func(t *testing.T, s stack) {
+	eachCompose(t, "scale", stack{files: []string{"tests/smoke/scale.yml"}}, func(t *testing.T, s stack) {
 		s.run(t, "up", "-d", "--no-build", "--scale", "crm=3", "--scale", "customer=2")
 		s.waitHealthy(t, 12)
 		replicas := s.containers(t, "crm")

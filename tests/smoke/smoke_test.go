@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -37,6 +38,7 @@ type stack struct {
 	compose []string // the program, relative to the repository
 	project string
 	files   []string // -f files beside docker-compose.yml
+	profile string   // a compose profile to run too
 }
 
 // program is a compose program to test with, by subtest name.
@@ -56,11 +58,12 @@ func programs() []program {
 // eachCompose runs test as a subtest with each compose program, one after
 // the other (the stacks publish the same ports), on project
 // ordershop-<name>[-<tag>][-v2].
-func eachCompose(t *testing.T, name string, files []string, test func(t *testing.T, s stack)) {
+func eachCompose(t *testing.T, name string, base stack, test func(t *testing.T, s stack)) {
 	needDocker(t)
 	buildImages(t)
 	for i, p := range programs() {
-		s := stack{compose: p.cmd, project: "ordershop-" + name + suffix(os.Getenv("ORDERSHOP_TAG")), files: files}
+		s := base
+		s.compose, s.project = p.cmd, "ordershop-"+name+suffix(os.Getenv("ORDERSHOP_TAG"))
 		if i > 0 {
 			s.project += "-v2"
 		}
@@ -112,9 +115,10 @@ func suffix(tag string) string {
 var env = func() []string {
 	env := []string{
 		"RATE_LIMIT=0", // the scenario's polls from one address would go over the gateway's limit
+		"ADMIN_TOKEN=" + adminToken,
 	}
-	if tag := os.Getenv("ORDERSHOP_TAG"); tag != "" {
-		env = append(env, "REDIS_IMAGE=ordershop/redis:"+tag) // the script builds it with the tag
+	if tag := os.Getenv("ORDERSHOP_TAG"); tag != "" { // the script builds them with the tag
+		env = append(env, "REDIS_IMAGE=ordershop/redis:"+tag, "PROMETHEUS_IMAGE=ordershop/prometheus:"+tag)
 	}
 	for _, user := range []string{"ops", "gateway", "customer", "product", "inventory", "order", "msg", "billing", "crm"} {
 		b := make([]byte, 16)
@@ -123,6 +127,9 @@ var env = func() []string {
 	}
 	return env
 }()
+
+// adminToken guards the admin listeners, and Prometheus sends it.
+var adminToken = rand.Text()
 
 // run runs compose on the stack's project with the local images, and fails
 // the test if it fails.
@@ -138,6 +145,9 @@ func (s stack) run(t *testing.T, args ...string) string {
 // try runs compose and answers its output and error.
 func (s stack) try(args ...string) (string, error) {
 	flags := []string{"-p", s.project, "--env-file", "local.env"}
+	if s.profile != "" {
+		flags = append(flags, "--profile", s.profile)
+	}
 	if len(s.files) > 0 {
 		flags = append(flags, "-f", "docker-compose.yml")
 		for _, f := range s.files {
@@ -184,12 +194,13 @@ func needDocker(t *testing.T) {
 }
 
 func TestComposeStackRunsTheOriginalScenario(t *testing.T) {
-	eachCompose(t, "smoke", nil, func(t *testing.T, s stack) {
+	eachCompose(t, "smoke", stack{profile: "observability"}, func(t *testing.T, s stack) {
 		start := time.Now()
 		s.run(t, "up", "-d", "--no-build")
-		s.waitHealthy(t, 9)
+		s.waitHealthy(t, 10)
 		t.Logf("stack healthy %v after up", time.Since(start).Round(time.Second))
 		s.checkContainers(t)
+		s.checkPrometheus(t)
 
 		g := scenario.Gateway("http://127.0.0.1:" + envOr("GATEWAY_PORT", "5000"))
 		scenario.Original(t, g)
@@ -222,6 +233,12 @@ func (s stack) checkContainers(t *testing.T) {
 			if info[i+1] == "0" || strings.HasPrefix(info[i+1], "-") {
 				t.Errorf("%s has no %s limit: %v", service, what, info)
 			}
+		}
+		if service == "prometheus" {
+			if len(info) < 5 || info[4] != "65534:65534" {
+				t.Errorf("prometheus runs as %v, want nobody", info[4:])
+			}
+			continue
 		}
 		if service == "redis" {
 			redis = id
@@ -264,6 +281,48 @@ func (s stack) checkContainers(t *testing.T) {
 	}
 	if out := cli("ping"); !strings.Contains(out, "NOAUTH") {
 		t.Errorf("PING without a user: %s, want NOAUTH", out)
+	}
+}
+
+// checkPrometheus checks that Prometheus listens on 127.0.0.1 only and
+// scrapes every service's /metrics with the admin token: each target is up.
+func (s stack) checkPrometheus(t *testing.T) {
+	t.Helper()
+	port := envOr("PROMETHEUS_PORT", "9090")
+	if got := s.run(t, "port", "prometheus", "9090"); strings.TrimSpace(got) != "127.0.0.1:"+port {
+		t.Errorf("prometheus is published on %q, want 127.0.0.1:%s only", got, port)
+	}
+	var seen string
+	redistest.Eventually(t, time.Minute, "every service scraped", func() bool {
+		resp, err := http.Get("http://127.0.0.1:" + port + "/api/v1/targets")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var targets struct {
+			Data struct {
+				ActiveTargets []struct {
+					ScrapeURL, Health, LastError string
+				}
+			}
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&targets); err != nil {
+			return false
+		}
+		up := 0
+		seen = ""
+		for _, tg := range targets.Data.ActiveTargets {
+			seen += fmt.Sprintf("\n%s %s %s", tg.ScrapeURL, tg.Health, tg.LastError)
+			if tg.Health == "up" {
+				up++
+			}
+		}
+		return up == 8
+	})
+	for _, name := range []string{"customer", "product", "inventory", "order", "billing", "crm", "msg", "gateway"} {
+		if !strings.Contains(seen, "http://"+name+":9000/metrics ") {
+			t.Errorf("prometheus does not scrape %s:%s", name, seen)
+		}
 	}
 }
 

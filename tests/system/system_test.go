@@ -62,7 +62,9 @@ type system struct {
 	Admin  string // the gateway's admin listener
 }
 
-func startSystem(t *testing.T) *system {
+// startSystem starts the eight services, with the variables of env on top of
+// the tests' own.
+func startSystem(t *testing.T, env ...string) *system {
 	t.Helper()
 	s := &system{t: t, addr: map[string]string{}, admin: map[string]string{}, procs: map[string]*exec.Cmd{}, logs: map[string]string{}}
 	s.prefix = redistest.Prefix(t)
@@ -70,6 +72,7 @@ func startSystem(t *testing.T) *system {
 		"CLAIM_IDLE=300ms", "MAX_DELIVERIES=3", "REQUEST_TIMEOUT=10s",
 		"RATE_LIMIT=0",         // the tests send hundreds of requests at once from one address
 		"RESERVATION_GRACE=5s") // a reservation whose order never came is released within seconds
+	s.env = append(s.env, env...)
 	for _, name := range services {
 		s.addr[name], s.admin[name] = freeAddr(t), freeAddr(t)
 		s.env = append(s.env, strings.ToUpper(name)+"_URL=http://"+s.addr[name], strings.ToUpper(name)+"_ADMIN_URL=http://"+s.admin[name])
