@@ -1,0 +1,142 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"net/http"
+	"slices"
+	"time"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+)
+
+// fractions of the max throughput at which latencies are measured.
+var fractions = []float64{0.25, 0.50, 0.75}
+
+// load is what one request's figures were under load: the max throughput
+// of a closed loop, and p50/p99 at fixed rates.
+type load struct {
+	Max   float64 // successful requests per second, closed loop
+	Steps []step  // at each of fractions of Max
+}
+
+// step is an open-loop attack at a fixed rate: every request is due on a
+// schedule, whether the ones before it were answered or not, and its
+// latency counts from when it was due, so that a stall shows in the
+// latencies instead of delaying the requests that would have seen it (no
+// coordinated omission), also when the load generator falls behind.
+type step struct {
+	Rate     float64 // asked for, per second
+	Achieved float64 // sent, per second
+	P50, P99 time.Duration
+}
+
+// P99At is the p99 latency of the step at fraction f of the max.
+func (l load) P99At(f float64) time.Duration {
+	for i, s := range l.Steps {
+		if fractions[i] == f {
+			return s.P99
+		}
+	}
+	return 0
+}
+
+// attacker drives targets with vegeta.
+type attacker struct {
+	conns int           // concurrent requests of the closed loop
+	d     time.Duration // each attack's duration
+}
+
+// measure measures a target and its yardstick the same way, one after the
+// other so that both see the same machine: each one's max throughput is the
+// better of two closed loops of conns requests in flight, taken in turns;
+// then each is sent at fixed fractions of its max.
+func (a attacker) measure(name string, target, yardstick vegeta.Target) (load, load, error) {
+	ts := []vegeta.Target{target, yardstick}
+	ls := make([]load, 2)
+	for _, t := range ts {
+		// Connections open, caches and pools warm.
+		if _, err := a.attack(name, t, a.d/5); err != nil {
+			return load{}, load{}, err
+		}
+	}
+	for range 2 {
+		for i, t := range ts {
+			m, err := a.attack(name, t, a.d)
+			if err != nil {
+				return load{}, load{}, err
+			}
+			ls[i].Max = max(ls[i].Max, m.Throughput)
+		}
+	}
+	for _, f := range fractions {
+		for i, t := range ts {
+			s, err := a.step(name, t, f*ls[i].Max)
+			if err != nil {
+				return load{}, load{}, err
+			}
+			ls[i].Steps = append(ls[i].Steps, s)
+		}
+	}
+	return ls[0], ls[1], nil
+}
+
+// step sends t at rate per second for the attacker's d.
+func (a attacker) step(name string, t vegeta.Target, rate float64) (step, error) {
+	freq := max(1, int(math.Round(rate)))
+	var results []*vegeta.Result
+	m, err := a.run(name, t, vegeta.Rate{Freq: freq, Per: time.Second}, a.d, nil, func(r *vegeta.Result) { results = append(results, r) })
+	if err != nil {
+		return step{}, err
+	}
+	// vegeta's pacer has the k-th request (from 0) due at (k+1) intervals
+	// after the attack's start; the start is the latest that no request was
+	// sent before it was due.
+	interval := time.Second / time.Duration(freq)
+	due := func(r *vegeta.Result) time.Time { return r.Timestamp.Add(-time.Duration(r.Seq+1) * interval) }
+	start := due(results[0])
+	for _, r := range results {
+		if d := due(r); d.Before(start) {
+			start = d
+		}
+	}
+	lat := make([]time.Duration, len(results))
+	for i, r := range results {
+		lat[i] = r.Timestamp.Add(r.Latency).Sub(start.Add(time.Duration(r.Seq+1) * interval))
+	}
+	slices.Sort(lat)
+	q := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
+	return step{Rate: rate, Achieved: m.Rate, P50: q(0.50), P99: q(0.99)}, nil
+}
+
+// attack runs t for d as fast as conns workers go: a closed loop.
+func (a attacker) attack(name string, t vegeta.Target, d time.Duration) (*vegeta.Metrics, error) {
+	closed := []func(*vegeta.Attacker){vegeta.Workers(uint64(a.conns)), vegeta.MaxWorkers(uint64(a.conns)), vegeta.Connections(a.conns)}
+	return a.run(name, t, vegeta.Rate{}, d, closed, nil)
+}
+
+// run runs one attack; each result goes to each if given. Any failed
+// request fails it.
+func (a attacker) run(name string, t vegeta.Target, pacer vegeta.Pacer, d time.Duration, opts []func(*vegeta.Attacker), each func(*vegeta.Result)) (*vegeta.Metrics, error) {
+	opts = append(opts, vegeta.Timeout(10*time.Second), vegeta.MaxBody(0), vegeta.KeepAlive(true))
+	var m vegeta.Metrics
+	for res := range vegeta.NewAttacker(opts...).Attack(vegeta.NewStaticTargeter(t), pacer, d, name) {
+		m.Add(res)
+		if each != nil {
+			each(res)
+		}
+	}
+	m.Close()
+	if m.Success < 1 || m.Requests == 0 {
+		return nil, fmt.Errorf("%s: %.2f%% of %d requests failed: %v %v", name, 100*(1-m.Success), m.Requests, m.StatusCodes, m.Errors)
+	}
+	return &m, nil
+}
+
+// get and postJSON are the attacks' targets.
+func get(url string) vegeta.Target { return vegeta.Target{Method: http.MethodGet, URL: url} }
+
+func postJSON(url, body string) vegeta.Target {
+	return vegeta.Target{Method: http.MethodPost, URL: url, Body: []byte(body),
+		Header: http.Header{"Content-Type": {"application/json"}}}
+}
