@@ -16,8 +16,9 @@ var fractions = []float64{0.25, 0.50, 0.75}
 // load is what one request's figures were under load: the max throughput
 // of a closed loop, and p50/p99 at fixed rates.
 type load struct {
-	Max   float64 // successful requests per second, closed loop
-	Steps []step  // at each of fractions of Max
+	Max   float64       // successful requests per second, closed loop
+	CPU   time.Duration // CPU time per request of the processes that serve it, Redis included, in the closed loops
+	Steps []step        // at each of fractions of Max
 }
 
 // step is an open-loop attack at a fixed rate: every request is due on a
@@ -47,36 +48,50 @@ type attacker struct {
 	d     time.Duration // each attack's duration
 }
 
+// side is what measure measures: a target and the processes that serve it.
+type side struct {
+	target vegeta.Target
+	procs  []*proc
+}
+
 // measure measures a target and its yardstick the same way, one after the
 // other so that both see the same machine: each one's max throughput is the
-// better of two closed loops of conns requests in flight, taken in turns;
-// then each is sent at fixed fractions of its max.
-func (a attacker) measure(name string, target, yardstick vegeta.Target) (load, load, error) {
-	ts := []vegeta.Target{target, yardstick}
+// better of two closed loops of conns requests in flight, taken in turns,
+// and its CPU per request is over both; then each is sent at fixed
+// fractions of its max.
+func (a attacker) measure(name string, target, yardstick side) (load, load, error) {
+	sides := []side{target, yardstick}
 	ls := make([]load, 2)
-	for _, t := range ts {
+	for _, s := range sides {
 		// Connections open, caches and pools warm.
-		if _, err := a.attack(name, t, a.d/5); err != nil {
+		if _, err := a.attack(name, s.target, a.d/5); err != nil {
 			return load{}, load{}, err
 		}
 	}
+	requests := make([]uint64, 2)
 	for range 2 {
-		for i, t := range ts {
-			m, err := a.attack(name, t, a.d)
+		for i, s := range sides {
+			cpu := cpuTime(s.procs)
+			m, err := a.attack(name, s.target, a.d)
 			if err != nil {
 				return load{}, load{}, err
 			}
+			ls[i].CPU += cpuTime(s.procs) - cpu
+			requests[i] += m.Requests
 			ls[i].Max = max(ls[i].Max, m.Throughput)
 		}
 	}
 	for _, f := range fractions {
-		for i, t := range ts {
-			s, err := a.step(name, t, f*ls[i].Max)
+		for i, s := range sides {
+			st, err := a.step(name, s.target, f*ls[i].Max)
 			if err != nil {
 				return load{}, load{}, err
 			}
-			ls[i].Steps = append(ls[i].Steps, s)
+			ls[i].Steps = append(ls[i].Steps, st)
 		}
+	}
+	for i := range ls {
+		ls[i].CPU /= time.Duration(requests[i])
 	}
 	return ls[0], ls[1], nil
 }

@@ -128,7 +128,7 @@ func (r *results) run(ctx context.Context, dir, bare string) error {
 		return err
 	}
 	defer rp.stop()
-	if err := r.requests(ctx, dir, bare, rdb); err != nil {
+	if err := r.requests(ctx, dir, bare, rp, rdb); err != nil {
 		return err
 	}
 	if err := r.redisBenchmarks(ctx, rdb); err != nil {
@@ -140,7 +140,7 @@ func (r *results) run(ctx context.Context, dir, bare string) error {
 // requests measures the gateway's reads beside the bare program's, of 10
 // then of 1,000 customers, then POST /customer through the gateway and
 // straight to the customer service.
-func (r *results) requests(ctx context.Context, dir, bare string, rdb *redis.Client) error {
+func (r *results) requests(ctx context.Context, dir, bare string, rp *proc, rdb *redis.Client) error {
 	redisAddr := rdb.Options().Addr
 	s, err := newShop(dir, r.cfg.bin, redisAddr, "")
 	if err != nil {
@@ -186,7 +186,8 @@ func (r *results) requests(ctx context.Context, dir, bare string, rdb *redis.Cli
 				return err
 			}
 			log.Printf("GET %s, %d customers", path, n)
-			g, b, err := a.measure("GET "+path, get(gw+path), get(br+path))
+			g, b, err := a.measure("GET "+path, side{get(gw + path), []*proc{s.procs["gateway"], rp}},
+				side{get(br + path), []*proc{bp, rp}})
 			if err != nil {
 				return err
 			}
@@ -194,9 +195,9 @@ func (r *results) requests(ctx context.Context, dir, bare string, rdb *redis.Cli
 		}
 	}
 	log.Printf("POST /customer")
-	const customer = `{"name":"Load","email":"load@example.com"}`
 	r.http["POST /customer gateway"], r.http["POST /customer direct"], err = a.measure("POST /customer",
-		postJSON(gw+"/customer", customer), postJSON("http://"+s.addr["customer"]+"/customer", customer))
+		side{postJSON(gw+"/customer", loadCustomer), []*proc{s.procs["gateway"], s.procs["customer"], rp}},
+		side{postJSON("http://"+s.addr["customer"]+"/customer", loadCustomer), []*proc{s.procs["customer"], rp}})
 	if err != nil {
 		return err
 	}
@@ -310,9 +311,7 @@ func gateways(ctx context.Context, cfg config, list string) error {
 		target func(string) vegeta.Target
 	}{
 		{"GET /customers (10)", func(u string) vegeta.Target { return get(u + "/customers") }},
-		{"POST /customer", func(u string) vegeta.Target {
-			return postJSON(u+"/customer", `{"name":"Load","email":"load@example.com"}`)
-		}},
+		{"POST /customer", func(u string) vegeta.Target { return postJSON(u+"/customer", loadCustomer) }},
 	} {
 		best := make([]float64, len(urls))
 		for round := range 3 {
@@ -338,6 +337,9 @@ func gateways(ctx context.Context, cfg config, list string) error {
 	}
 	return ctx.Err()
 }
+
+// loadCustomer is the body of the POST /customer of every attack.
+const loadCustomer = `{"name":"Load","email":"load@example.com"}`
 
 func readKey(path string, n int, server string) string {
 	return fmt.Sprintf("GET %s N=%d %s", path, n, server)

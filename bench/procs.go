@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -190,4 +192,26 @@ func (s *shop) stop() {
 	for name := range s.procs {
 		s.stopService(name)
 	}
+}
+
+// cpuTime is the CPU time the processes used so far, user and system, from
+// /proc/<pid>/stat (in ticks of 10 ms, Linux's USER_HZ); 0 where there is
+// no /proc.
+func cpuTime(procs []*proc) time.Duration {
+	var ticks int64
+	for _, p := range procs {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+		if err != nil {
+			continue
+		}
+		// The fields after the command's name, which is in parentheses
+		// and may hold spaces: state is the first, utime the 12th.
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) > 12 {
+			u, _ := strconv.ParseInt(f[11], 10, 64)
+			s, _ := strconv.ParseInt(f[12], 10, 64)
+			ticks += u + s
+		}
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond
 }

@@ -28,10 +28,11 @@ type results struct {
 // it. The bare program's read of 10 customers in the same run puts both on
 // one scale, whatever else the machine was doing.
 type baseline struct {
-	Date   string  `json:"date"`
-	Commit string  `json:"commit"`
-	Post   float64 `json:"post_customer"`
-	Bare   float64 `json:"bare_customers_10"`
+	Date    string        `json:"date"`
+	Commit  string        `json:"commit"`
+	Post    float64       `json:"post_customer"`
+	PostCPU time.Duration `json:"post_customer_cpu_ns"`
+	Bare    float64       `json:"bare_customers_10"`
 }
 
 var baselineLine = regexp.MustCompile(`<!-- bench-baseline (\{.*\}) -->`)
@@ -49,7 +50,7 @@ func (r *results) write() error {
 		}
 	}
 	base := baseline{Date: r.cfg.began.Format("2006-01-02"), Commit: commit(),
-		Post: r.http["POST /customer gateway"].Max, Bare: r.http[readKey("/customers", 10, "bare")].Max}
+		Post: r.http["POST /customer gateway"].Max, PostCPU: r.http["POST /customer gateway"].CPU, Bare: r.http[readKey("/customers", 10, "bare")].Max}
 	if m := baselineLine.FindSubmatch(old); m != nil && !r.cfg.baseline {
 		if err := json.Unmarshal(m[1], &base); err != nil {
 			return fmt.Errorf("%s: the baseline: %w", r.cfg.out, err)
@@ -86,16 +87,18 @@ func (r *results) markdown(base baseline) string {
 	p("| what | now | yardstick | ratio | target | |\n| --- | --- | --- | --- | --- | --- |\n")
 	for _, path := range []string{"/customers", "/report"} {
 		for _, n := range []int{10, 1000} {
-			g, bare := r.http[readKey(path, n, "gateway")].Max, r.http[readKey(path, n, "bare")].Max
-			p("| GET %s, %s customers, max | %s req/s | bare program: %s req/s | %.2f | ≥ 0.90 | %s |\n",
-				path, thousands(float64(n)), thousands(g), thousands(bare), g/bare, met(g/bare >= 0.9))
+			g, bare := r.http[readKey(path, n, "gateway")], r.http[readKey(path, n, "bare")]
+			speed, cpu := g.Max/bare.Max, float64(bare.CPU)/float64(g.CPU)
+			p("| GET %s, %s customers, max | %s req/s, %s CPU/req | bare program: %s req/s, %s CPU/req | %.2f; CPU %.2f² | ≥ 0.90 | %s |\n",
+				path, thousands(float64(n)), thousands(g.Max), us(g.CPU), thousands(bare.Max), us(bare.CPU), speed, cpu, met(speed >= 0.9 && cpu >= 0.9))
 		}
 	}
 	post := r.http["POST /customer gateway"]
 	bareNow := r.http[readKey("/customers", 10, "bare")].Max
 	scaled := (post.Max / bareNow) / (base.Post / base.Bare)
-	p("| POST /customer, max | %s req/s | baseline of %s (%s): %s req/s | %.2f; %.2f on the bare program's scale¹ | ≥ 2 | %s |\n",
-		thousands(post.Max), base.Date, base.Commit, thousands(base.Post), post.Max/base.Post, scaled, met(scaled >= 2))
+	p("| POST /customer, max | %s req/s, %s CPU/req | baseline of %s (%s): %s req/s, %s CPU/req | %.2f; %.2f on the bare program's scale¹; CPU %.2f³ | ≥ 2 | %s |\n",
+		thousands(post.Max), us(post.CPU), base.Date, base.Commit, thousands(base.Post), us(base.PostCPU),
+		post.Max/base.Post, scaled, float64(base.PostCPU)/float64(post.CPU), met(scaled >= 2))
 	p50 := post.P99At(0.5)
 	p("| POST /customer, p99 at 50%% of max | %s | | | ≤ 20 ms | %s |\n", ms(p50), met(p50 <= 20*time.Millisecond))
 	p("| drain of %s events, no-op handler (pkg/eventstore consumer) | %s events/s | raw XREADGROUP+XACK: %s events/s | %.2f | ≥ 0.50 | %s |\n",
@@ -107,13 +110,20 @@ func (r *results) markdown(base baseline) string {
 	p("10 customers in the same run (now %s req/s, at the baseline %s req/s): two Go\n", thousands(bareNow), thousands(base.Bare))
 	p("HTTP servers on one Redis, which a busier machine slows alike. The baseline is\n")
 	p("kept from run to run in this file; `go run ./bench -rebaseline` replaces it.\n\n")
+	p("² The CPU time the serving processes (the gateway or the bare program, and Redis)\n")
+	p("spent per request in the closed loops, the bare program's ÷ the gateway's. On two\n")
+	p("cores the load generator takes about one of them, so a throughput ratio flatters\n")
+	p("the slower server; CPU per request does not depend on the client, nor much on what\n")
+	p("else the machine runs. A read target is met when both ratios are.\n\n")
+	p("³ The CPU time of the gateway, the customer service and Redis per POST, the\n")
+	p("baseline's ÷ now's; the target is judged on the throughput on the bare program's scale.\n\n")
 
 	p("## Every figure of this run\n\n")
 	p("Max: a closed loop of %d requests in flight for %v (after a warm-up of %v). Then\n", c.conns, c.d, c.d/5)
 	p("an open loop at 25, 50 and 75%% of that max for %v each: every request is sent\n", c.d)
 	p("on schedule whether the ones before it were answered or not, so a stall shows in\n")
 	p("the latencies (no coordinated omission). vegeta, on the same machine.\n\n")
-	p("| request | server | max | p50 / p99 at 25%% | at 50%% | at 75%% |\n| --- | --- | --- | --- | --- | --- |\n")
+	p("| request | server | max | CPU/req | p50 / p99 at 25%% | at 50%% | at 75%% |\n| --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, n := range []int{10, 1000} {
 		for _, path := range []string{"/customers", "/report"} {
 			for _, server := range []string{"gateway", "bare"} {
@@ -149,7 +159,7 @@ func (r *results) markdown(base baseline) string {
 }
 
 func (r *results) row(b *strings.Builder, request, server string, l load) {
-	fmt.Fprintf(b, "| %s | %s | %s req/s |", request, server, thousands(l.Max))
+	fmt.Fprintf(b, "| %s | %s | %s req/s | %s |", request, server, thousands(l.Max), us(l.CPU))
 	for _, s := range l.Steps {
 		fmt.Fprintf(b, " %s / %s", ms(s.P50), ms(s.P99))
 		if s.Achieved < 0.95*s.Rate {
@@ -175,6 +185,9 @@ func thousands(n float64) string {
 	}
 	return s
 }
+
+// us is d in microseconds.
+func us(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond)) }
 
 // ms is d in milliseconds, to a precision that suits it.
 func ms(d time.Duration) string {

@@ -4,7 +4,7 @@
 # POST /customer at max through the published 127.0.0.1:$GATEWAY_PORT (docker-proxy,
 # Docker's default) and through the gateway container's own address on the compose
 # network (no proxy: what userland-proxy off or host networking give), in turns, and
-# prints a table. Removes the project, volumes included, at the end.
+# prints a table. crm is stopped meanwhile. Removes the project, volumes included, at the end.
 # BENCHTIME (default 5s) is each attack's duration; the README quotes the figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +26,8 @@ until [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$GATEWAY_ADM
   ((SECONDS < deadline)) || { compose ps; echo "gateway not ready after 120s" >&2; exit 1; }
   sleep 1
 done
+# crm would mail every customer the POSTs create, meanwhile, on the same cores.
+compose stop crm
 ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$(compose ps -q gateway)")
 echo "docker-proxy processes: $(pgrep -c -x docker-proxy || true)"
 BENCHTIME=${BENCHTIME:-5s} ${GO:-go} run ./bench \
