@@ -230,7 +230,7 @@ func (r *results) drains(ctx context.Context, dir string, rdb *redis.Client) err
 	if err := backlog(ctx, store, r.cfg.drain); err != nil {
 		return err
 	}
-	for i := range 2 { // the better of two, in turns, each with groups of its own
+	for i := range 3 { // the best of three, in turns, each with groups of its own
 		raw, err := rawDrain(ctx, rdb, store.StreamKey("customer"), fmt.Sprint("raw", i), r.cfg.drain, r.cfg.batch)
 		if err != nil {
 			return err

@@ -122,7 +122,10 @@ func (r *results) markdown(base baseline) string {
 	p("Max: a closed loop of %d requests in flight for %v (after a warm-up of %v). Then\n", c.conns, c.d, c.d/5)
 	p("an open loop at 25, 50 and 75%% of that max for %v each: every request is sent\n", c.d)
 	p("on schedule whether the ones before it were answered or not, so a stall shows in\n")
-	p("the latencies (no coordinated omission). vegeta, on the same machine.\n\n")
+	p("the latencies (no coordinated omission): each counts from when its request was due.\n")
+	p("vegeta, on the same machine. A step whose load generator fell behind (\"sent … of …\")\n")
+	p("ran while the machine was busier than when the max was measured, also once retried:\n")
+	p("its latencies tell of the machine more than of the server.\n\n")
 	p("| request | server | max | CPU/req | p50 / p99 at 25%% | at 50%% | at 75%% |\n| --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, n := range []int{10, 1000} {
 		for _, path := range []string{"/customers", "/report"} {
