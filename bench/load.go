@@ -29,6 +29,7 @@ type load struct {
 type step struct {
 	Rate     float64 // asked for, per second
 	Achieved float64 // sent, per second
+	Failed   float64 // share of the requests that failed or timed out
 	P50, P99 time.Duration
 }
 
@@ -84,9 +85,10 @@ func (a attacker) measure(name string, target, yardstick side) (load, load, erro
 	for _, f := range fractions {
 		for i, s := range sides {
 			st, err := a.step(name, s.target, f*ls[i].Max)
-			if err == nil && st.Achieved < 0.95*st.Rate {
-				// The load generator fell behind: the machine was busier
-				// than when the max was measured. Once more.
+			if err == nil && (st.Achieved < 0.95*st.Rate || st.Failed > 0) {
+				// The load generator fell behind, or requests timed out:
+				// the machine was busier than when the max was measured.
+				// Once more.
 				st, err = a.step(name, s.target, f*ls[i].Max)
 			}
 			if err != nil {
@@ -101,13 +103,20 @@ func (a attacker) measure(name string, target, yardstick side) (load, load, erro
 	return ls[0], ls[1], nil
 }
 
-// step sends t at rate per second for the attacker's d.
+// step sends t at rate per second for the attacker's d. Requests that fail
+// or time out (after 5 s) count with the time they took.
 func (a attacker) step(name string, t vegeta.Target, rate float64) (step, error) {
 	freq := max(1, int(math.Round(rate)))
 	var results []*vegeta.Result
-	m, err := a.run(name, t, vegeta.Rate{Freq: freq, Per: time.Second}, a.d, nil, func(r *vegeta.Result) { results = append(results, r) })
-	if err != nil {
-		return step{}, err
+	var m vegeta.Metrics
+	opts := []func(*vegeta.Attacker){vegeta.Timeout(5 * time.Second), vegeta.MaxBody(0), vegeta.KeepAlive(true)}
+	for res := range vegeta.NewAttacker(opts...).Attack(vegeta.NewStaticTargeter(t), vegeta.Rate{Freq: freq, Per: time.Second}, a.d, name) {
+		m.Add(res)
+		results = append(results, res)
+	}
+	m.Close()
+	if len(results) == 0 {
+		return step{}, fmt.Errorf("%s at %d/s: no request sent", name, freq)
 	}
 	// vegeta's pacer has the k-th request (from 0) due at (k+1) intervals
 	// after the attack's start; the start is the latest that no request was
@@ -126,25 +135,17 @@ func (a attacker) step(name string, t vegeta.Target, rate float64) (step, error)
 	}
 	slices.Sort(lat)
 	q := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
-	return step{Rate: rate, Achieved: m.Rate, P50: q(0.50), P99: q(0.99)}, nil
+	return step{Rate: rate, Achieved: m.Rate, Failed: 1 - m.Success, P50: q(0.50), P99: q(0.99)}, nil
 }
 
-// attack runs t for d as fast as conns workers go: a closed loop.
+// attack runs t for d as fast as conns workers go: a closed loop. Any
+// failed request fails it.
 func (a attacker) attack(name string, t vegeta.Target, d time.Duration) (*vegeta.Metrics, error) {
-	closed := []func(*vegeta.Attacker){vegeta.Workers(uint64(a.conns)), vegeta.MaxWorkers(uint64(a.conns)), vegeta.Connections(a.conns)}
-	return a.run(name, t, vegeta.Rate{}, d, closed, nil)
-}
-
-// run runs one attack; each result goes to each if given. Any failed
-// request fails it.
-func (a attacker) run(name string, t vegeta.Target, pacer vegeta.Pacer, d time.Duration, opts []func(*vegeta.Attacker), each func(*vegeta.Result)) (*vegeta.Metrics, error) {
-	opts = append(opts, vegeta.Timeout(10*time.Second), vegeta.MaxBody(0), vegeta.KeepAlive(true))
+	opts := []func(*vegeta.Attacker){vegeta.Workers(uint64(a.conns)), vegeta.MaxWorkers(uint64(a.conns)),
+		vegeta.Connections(a.conns), vegeta.Timeout(10 * time.Second), vegeta.MaxBody(0), vegeta.KeepAlive(true)}
 	var m vegeta.Metrics
-	for res := range vegeta.NewAttacker(opts...).Attack(vegeta.NewStaticTargeter(t), pacer, d, name) {
+	for res := range vegeta.NewAttacker(opts...).Attack(vegeta.NewStaticTargeter(t), vegeta.Rate{}, d, name) {
 		m.Add(res)
-		if each != nil {
-			each(res)
-		}
 	}
 	m.Close()
 	if m.Success < 1 || m.Requests == 0 {

@@ -110,11 +110,11 @@ func bench(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
 	r := &results{cfg: cfg, http: map[string]load{}, crm: map[int]float64{}, loadBefore: loadavg()}
 	if err := r.run(ctx, dir, bare); err != nil {
-		return fmt.Errorf("%w (the processes' logs were in %s)", err, dir)
+		return fmt.Errorf("%w (the processes' logs are in %s)", err, dir)
 	}
+	os.RemoveAll(dir)
 	r.loadAfter = loadavg()
 	r.took = time.Since(cfg.began)
 	return r.write()

@@ -124,8 +124,9 @@ func (r *results) markdown(base baseline) string {
 	p("on schedule whether the ones before it were answered or not, so a stall shows in\n")
 	p("the latencies (no coordinated omission): each counts from when its request was due.\n")
 	p("vegeta, on the same machine. A step whose load generator fell behind (\"sent … of …\")\n")
-	p("ran while the machine was busier than when the max was measured, also once retried:\n")
-	p("its latencies tell of the machine more than of the server.\n\n")
+	p("or whose requests failed (timed out after 5 s) ran while the machine was busier than\n")
+	p("when the max was measured, also when tried again: its latencies tell of the machine\n")
+	p("more than of the server.\n\n")
 	p("| request | server | max | CPU/req | p50 / p99 at 25%% | at 50%% | at 75%% |\n| --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, n := range []int{10, 1000} {
 		for _, path := range []string{"/customers", "/report"} {
@@ -167,6 +168,9 @@ func (r *results) row(b *strings.Builder, request, server string, l load) {
 		fmt.Fprintf(b, " %s / %s", ms(s.P50), ms(s.P99))
 		if s.Achieved < 0.95*s.Rate {
 			fmt.Fprintf(b, " (sent %s of %s/s)", thousands(s.Achieved), thousands(s.Rate))
+		}
+		if s.Failed > 0 {
+			fmt.Fprintf(b, " (%.0f%% failed)", 100*s.Failed)
 		}
 		b.WriteString(" |")
 	}
