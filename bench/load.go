@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"math"
+	"net"
 	"net/http"
 	"slices"
 	"time"
@@ -103,35 +104,45 @@ func (a attacker) measure(name string, target, yardstick side) (load, load, erro
 	return ls[0], ls[1], nil
 }
 
+// maxInFlight bounds the open loop's requests in flight, and so its
+// connections: a stall at thousands of requests a second would otherwise
+// open a connection for each request sent meanwhile. Requests it holds back
+// count from when they were due all the same.
+const maxInFlight = 256
+
 // step sends t at rate per second for the attacker's d. Requests that fail
-// or time out (after 5 s) count with the time they took.
+// or time out (after 5 s) count with the time they took; requests that were
+// due but never sent, because maxInFlight were in flight, count with the
+// time from when they were due to the attack's end, at the least.
 func (a attacker) step(name string, t vegeta.Target, rate float64) (step, error) {
 	freq := max(1, int(math.Round(rate)))
 	var results []*vegeta.Result
-	var m vegeta.Metrics
-	opts := []func(*vegeta.Attacker){vegeta.Timeout(5 * time.Second), vegeta.MaxBody(0), vegeta.KeepAlive(true)}
-	for res := range vegeta.NewAttacker(opts...).Attack(vegeta.NewStaticTargeter(t), vegeta.Rate{Freq: freq, Per: time.Second}, a.d, name) {
-		m.Add(res)
-		results = append(results, res)
-	}
-	m.Close()
-	if len(results) == 0 {
-		return step{}, fmt.Errorf("%s at %d/s: no request sent", name, freq)
+	m, err := a.run(name, t, vegeta.Rate{Freq: freq, Per: time.Second}, a.d, maxInFlight, 5*time.Second,
+		func(r *vegeta.Result) { results = append(results, r) })
+	if err != nil {
+		return step{}, err
 	}
 	// vegeta's pacer has the k-th request (from 0) due at (k+1) intervals
-	// after the attack's start; the start is the latest that no request was
-	// sent before it was due.
+	// after the attack's start, and sends those due within d; the start is
+	// the latest that no request was sent before it was due.
 	interval := time.Second / time.Duration(freq)
-	due := func(r *vegeta.Result) time.Time { return r.Timestamp.Add(-time.Duration(r.Seq+1) * interval) }
-	start := due(results[0])
+	dueAt := func(k uint64) time.Duration { return time.Duration(k+1) * interval }
+	start, end := results[0].Timestamp.Add(-dueAt(results[0].Seq)), time.Time{}
 	for _, r := range results {
-		if d := due(r); d.Before(start) {
+		if d := r.Timestamp.Add(-dueAt(r.Seq)); d.Before(start) {
 			start = d
 		}
+		if e := r.Timestamp.Add(r.Latency); e.After(end) {
+			end = e
+		}
 	}
-	lat := make([]time.Duration, len(results))
-	for i, r := range results {
-		lat[i] = r.Timestamp.Add(r.Latency).Sub(start.Add(time.Duration(r.Seq+1) * interval))
+	lat := make([]time.Duration, 0, len(results))
+	for _, r := range results {
+		lat = append(lat, r.Timestamp.Add(r.Latency).Sub(start.Add(dueAt(r.Seq))))
+	}
+	due := uint64(a.d / interval)
+	for k := uint64(len(results)); k < due; k++ {
+		lat = append(lat, end.Sub(start.Add(dueAt(k))))
 	}
 	slices.Sort(lat)
 	q := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
@@ -141,15 +152,30 @@ func (a attacker) step(name string, t vegeta.Target, rate float64) (step, error)
 // attack runs t for d as fast as conns workers go: a closed loop. Any
 // failed request fails it.
 func (a attacker) attack(name string, t vegeta.Target, d time.Duration) (*vegeta.Metrics, error) {
-	opts := []func(*vegeta.Attacker){vegeta.Workers(uint64(a.conns)), vegeta.MaxWorkers(uint64(a.conns)),
-		vegeta.Connections(a.conns), vegeta.Timeout(10 * time.Second), vegeta.MaxBody(0), vegeta.KeepAlive(true)}
+	m, err := a.run(name, t, vegeta.Rate{}, d, a.conns, 10*time.Second, nil)
+	if err == nil && m.Success < 1 {
+		err = fmt.Errorf("%s: %.2f%% of %d requests failed: %v %v", name, 100*(1-m.Success), m.Requests, m.StatusCodes, m.Errors)
+	}
+	return m, err
+}
+
+// run runs one attack with at most workers requests in flight, and hands
+// each result to each if given. Its connections are closed at its end.
+func (a attacker) run(name string, t vegeta.Target, pacer vegeta.Pacer, d time.Duration, workers int, timeout time.Duration, each func(*vegeta.Result)) (*vegeta.Metrics, error) {
+	tr := &http.Transport{MaxIdleConnsPerHost: workers, DialContext: (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext}
+	defer tr.CloseIdleConnections()
+	atk := vegeta.NewAttacker(vegeta.Client(&http.Client{Transport: tr, Timeout: timeout}),
+		vegeta.Workers(uint64(min(workers, a.conns))), vegeta.MaxWorkers(uint64(workers)), vegeta.MaxBody(0))
 	var m vegeta.Metrics
-	for res := range vegeta.NewAttacker(opts...).Attack(vegeta.NewStaticTargeter(t), vegeta.Rate{}, d, name) {
+	for res := range atk.Attack(vegeta.NewStaticTargeter(t), pacer, d, name) {
 		m.Add(res)
+		if each != nil {
+			each(res)
+		}
 	}
 	m.Close()
-	if m.Success < 1 || m.Requests == 0 {
-		return nil, fmt.Errorf("%s: %.2f%% of %d requests failed: %v %v", name, 100*(1-m.Success), m.Requests, m.StatusCodes, m.Errors)
+	if m.Requests == 0 {
+		return nil, fmt.Errorf("%s: no request sent", name)
 	}
 	return &m, nil
 }
