@@ -19,6 +19,7 @@ var fractions = []float64{0.25, 0.50, 0.75}
 type load struct {
 	Max   float64       // successful requests per second, closed loop
 	CPU   time.Duration // CPU time per request of the processes that serve it, Redis included, in the closed loops
+	Redis time.Duration // Redis's part of CPU
 	Steps []step        // at each of fractions of Max
 }
 
@@ -50,10 +51,12 @@ type attacker struct {
 	d     time.Duration // each attack's duration
 }
 
-// side is what measure measures: a target and the processes that serve it.
+// side is what measure measures: a target and the processes that serve it,
+// redis among them.
 type side struct {
 	target vegeta.Target
 	procs  []*proc
+	redis  *proc
 }
 
 // measure measures a target and its yardstick the same way, one after the
@@ -73,12 +76,13 @@ func (a attacker) measure(name string, target, yardstick side) (load, load, erro
 	requests := make([]uint64, 2)
 	for range 2 {
 		for i, s := range sides {
-			cpu := cpuTime(s.procs)
+			cpu, redis := cpuTime(s.procs...), cpuTime(s.redis)
 			m, err := a.attack(name, s.target, a.d)
 			if err != nil {
 				return load{}, load{}, err
 			}
-			ls[i].CPU += cpuTime(s.procs) - cpu
+			ls[i].CPU += cpuTime(s.procs...) - cpu
+			ls[i].Redis += cpuTime(s.redis) - redis
 			requests[i] += m.Requests
 			ls[i].Max = max(ls[i].Max, m.Throughput)
 		}
@@ -100,6 +104,7 @@ func (a attacker) measure(name string, target, yardstick side) (load, load, erro
 	}
 	for i := range ls {
 		ls[i].CPU /= time.Duration(requests[i])
+		ls[i].Redis /= time.Duration(requests[i])
 	}
 	return ls[0], ls[1], nil
 }

@@ -131,7 +131,7 @@ func (r *results) run(ctx context.Context, dir, bare string) error {
 	if err := r.requests(ctx, dir, bare, rp, rdb); err != nil {
 		return err
 	}
-	if err := r.redisBenchmarks(ctx, rdb); err != nil {
+	if err := r.redisBenchmarks(ctx, rp, rdb); err != nil {
 		return err
 	}
 	return r.drains(ctx, dir, rdb)
@@ -186,8 +186,8 @@ func (r *results) requests(ctx context.Context, dir, bare string, rp *proc, rdb 
 				return err
 			}
 			log.Printf("GET %s, %d customers", path, n)
-			g, b, err := a.measure("GET "+path, side{get(gw + path), []*proc{s.procs["gateway"], rp}},
-				side{get(br + path), []*proc{bp, rp}})
+			g, b, err := a.measure("GET "+path, side{get(gw + path), []*proc{s.procs["gateway"], rp}, rp},
+				side{get(br + path), []*proc{bp, rp}, rp})
 			if err != nil {
 				return err
 			}
@@ -196,8 +196,8 @@ func (r *results) requests(ctx context.Context, dir, bare string, rp *proc, rdb 
 	}
 	log.Printf("POST /customer")
 	r.http["POST /customer gateway"], r.http["POST /customer direct"], err = a.measure("POST /customer",
-		side{postJSON(gw+"/customer", loadCustomer), []*proc{s.procs["gateway"], s.procs["customer"], rp}},
-		side{postJSON("http://"+s.addr["customer"]+"/customer", loadCustomer), []*proc{s.procs["customer"], rp}})
+		side{postJSON(gw+"/customer", loadCustomer), []*proc{s.procs["gateway"], s.procs["customer"], rp}, rp},
+		side{postJSON("http://"+s.addr["customer"]+"/customer", loadCustomer), []*proc{s.procs["customer"], rp}, rp})
 	if err != nil {
 		return err
 	}
@@ -205,21 +205,21 @@ func (r *results) requests(ctx context.Context, dir, bare string, rp *proc, rdb 
 }
 
 // redisBenchmarks measures what Redis does for an append without the shop.
-func (r *results) redisBenchmarks(ctx context.Context, rdb *redis.Client) error {
+func (r *results) redisBenchmarks(ctx context.Context, rp *proc, rdb *redis.Client) error {
 	log.Printf("redis-benchmark")
 	for range 2 { // the better of two, in turns
-		x, err := xadd(ctx, rdb, r.cfg.conns, 1, r.cfg.n)
+		x, err := xadd(ctx, rp, rdb, r.cfg.conns, 1, r.cfg.n)
 		if err != nil {
 			return err
 		}
-		e, err := evalsha(ctx, rdb, r.cfg.conns, 1, r.cfg.n)
+		e, err := evalsha(ctx, rp, rdb, r.cfg.conns, 1, r.cfg.n)
 		if err != nil {
 			return err
 		}
-		r.xadd, r.evalsha = max(r.xadd, x), max(r.evalsha, e)
+		r.xadd, r.evalsha = x.better(r.xadd), e.better(r.evalsha)
 	}
 	var err error
-	r.xaddBatch, err = xadd(ctx, rdb, 1, 100, 10*r.cfg.n)
+	r.xaddBatch, err = xadd(ctx, rp, rdb, 1, 100, 10*r.cfg.n)
 	return err
 }
 

@@ -197,7 +197,7 @@ func (s *shop) stop() {
 // cpuTime is the CPU time the processes used so far, user and system, from
 // /proc/<pid>/stat (in ticks of 10 ms, Linux's USER_HZ); 0 where there is
 // no /proc.
-func cpuTime(procs []*proc) time.Duration {
+func cpuTime(procs ...*proc) time.Duration {
 	var ticks int64
 	for _, p := range procs {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))

@@ -15,8 +15,8 @@ import (
 type results struct {
 	cfg                   config
 	http                  map[string]load // by readKey, "POST /customer gateway|direct"
-	xadd, evalsha         float64         // redis-benchmark, cfg.conns clients
-	xaddBatch             float64         // 1 client, pipelined 100 deep
+	xadd, evalsha         ops             // redis-benchmark, cfg.conns clients
+	xaddBatch             ops             // 1 client, pipelined 100 deep
 	rawDrain, storeDrain  float64         // events per second
 	crm                   map[int]float64 // CONSUMER_WORKERS → events per second
 	loadBefore, loadAfter string
@@ -127,7 +127,10 @@ func (r *results) markdown(base baseline) string {
 	p("or whose requests failed (timed out after 5 s) ran while the machine was busier than\n")
 	p("when the max was measured, also when tried again: its latencies tell of the machine\n")
 	p("more than of the server.\n\n")
-	p("| request | server | max | CPU/req | p50 / p99 at 25%% | at 50%% | at 75%% |\n| --- | --- | --- | --- | --- | --- | --- |\n")
+	p("CPU/req: the CPU time of the processes serving the request (the gateway or the bare\n")
+	p("program, the customer service for POSTs, and Redis) per request in the closed loops;\n")
+	p("Redis's part of it beside.\n\n")
+	p("| request | server | max | CPU/req (Redis) | p50 / p99 at 25%% | at 50%% | at 75%% |\n| --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, n := range []int{10, 1000} {
 		for _, path := range []string{"/customers", "/report"} {
 			for _, server := range []string{"gateway", "bare"} {
@@ -144,11 +147,11 @@ func (r *results) markdown(base baseline) string {
 	p("running meanwhile (its mails are measured below).\n\n")
 
 	p("| yardstick | figure | beside it |\n| --- | --- | --- |\n")
-	p("| XADD of an event's envelope (redis-benchmark -c %d -P 1 -n %d) | %s/s | POST /customer through the gateway: %.3f of it |\n",
-		c.conns, c.n, thousands(r.xadd), post.Max/r.xadd)
-	p("| EVALSHA of a script that does that one XADD (-c %d -P 1) | %s/s | %.2f of XADD: what running a script costs |\n",
-		c.conns, thousands(r.evalsha), r.evalsha/r.xadd)
-	p("| XADD pipelined 100 deep, one client (-c 1 -P 100 -n %d) | %s/s | |\n", 10*c.n, thousands(r.xaddBatch))
+	p("| XADD of an event's envelope (redis-benchmark -c %d -P 1 -n %d) | %s/s, %s Redis CPU each | POST /customer through the gateway: %.3f of the rate; Redis CPU per POST %.1f× an XADD's |\n",
+		c.conns, c.n, thousands(r.xadd.PerSecond), us(r.xadd.CPU), post.Max/r.xadd.PerSecond, float64(post.Redis)/float64(r.xadd.CPU))
+	p("| EVALSHA of a script that does that one XADD (-c %d -P 1) | %s/s, %s Redis CPU each | %.2f of XADD's rate; %.1f× its Redis CPU: what running a script costs |\n",
+		c.conns, thousands(r.evalsha.PerSecond), us(r.evalsha.CPU), r.evalsha.PerSecond/r.xadd.PerSecond, float64(r.evalsha.CPU)/float64(r.xadd.CPU))
+	p("| XADD pipelined 100 deep, one client (-c 1 -P 100 -n %d) | %s/s, %s Redis CPU each | |\n", 10*c.n, thousands(r.xaddBatch.PerSecond), us(r.xaddBatch.CPU))
 	p("| raw drain: XREADGROUP COUNT %d, its XACK pipelined with the next read | %s events/s | |\n", c.batch, thousands(r.rawDrain))
 	p("| pkg/eventstore consumer, batch %d, no-op handler | %s events/s | %.2f of raw |\n", c.batch, thousands(r.storeDrain), r.storeDrain/r.rawDrain)
 	p("| crm + msg, CONSUMER_WORKERS=1: a welcome mail per customer event | %s events/s | |\n", thousands(w1))
@@ -163,7 +166,7 @@ func (r *results) markdown(base baseline) string {
 }
 
 func (r *results) row(b *strings.Builder, request, server string, l load) {
-	fmt.Fprintf(b, "| %s | %s | %s req/s | %s |", request, server, thousands(l.Max), us(l.CPU))
+	fmt.Fprintf(b, "| %s | %s | %s req/s | %s (%s) |", request, server, thousands(l.Max), us(l.CPU), us(l.Redis))
 	for _, s := range l.Steps {
 		fmt.Fprintf(b, " %s / %s", ms(s.P50), ms(s.P99))
 		if s.Achieved < 0.95*s.Rate {
@@ -193,8 +196,14 @@ func thousands(n float64) string {
 	return s
 }
 
-// us is d in microseconds.
-func us(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond)) }
+// us is d in microseconds, to a precision that suits it.
+func us(d time.Duration) string {
+	v := float64(d) / float64(time.Microsecond)
+	if v < 10 {
+		return fmt.Sprintf("%.1f µs", v)
+	}
+	return fmt.Sprintf("%.0f µs", v)
+}
 
 // ms is d in milliseconds, to a precision that suits it.
 func ms(d time.Duration) string {
