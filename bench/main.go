@@ -111,7 +111,16 @@ func bench(ctx context.Context, cfg config) error {
 		return err
 	}
 	r := &results{cfg: cfg, http: map[string]load{}, crm: map[int]float64{}, loadBefore: loadavg()}
-	if err := r.run(ctx, dir, bare); err != nil {
+	if r.base, err = readBaseline(cfg); err != nil {
+		return err
+	}
+	var baseBin string
+	if r.base.Code != "" && r.base.Code != codeCommit() {
+		if baseBin, err = buildBaseline(dir, r.base.Code); err != nil {
+			return err
+		}
+	}
+	if err := r.run(ctx, dir, bare, baseBin); err != nil {
 		return fmt.Errorf("%w (the processes' logs are in %s)", err, dir)
 	}
 	os.RemoveAll(dir)
@@ -122,7 +131,7 @@ func bench(ctx context.Context, cfg config) error {
 
 // run measures everything on one throwaway Redis: the shop's requests, the
 // Redis yardsticks, the drains on keys of their own.
-func (r *results) run(ctx context.Context, dir, bare string) error {
+func (r *results) run(ctx context.Context, dir, bare, baseBin string) error {
 	rp, rdb, err := startRedis(ctx, dir)
 	if err != nil {
 		return err
@@ -130,6 +139,11 @@ func (r *results) run(ctx context.Context, dir, bare string) error {
 	defer rp.stop()
 	if err := r.requests(ctx, dir, bare, rp, rdb); err != nil {
 		return err
+	}
+	if baseBin != "" {
+		if err := r.postBeside(ctx, dir, baseBin, rp, rdb); err != nil {
+			return err
+		}
 	}
 	if err := r.redisBenchmarks(ctx, rp, rdb); err != nil {
 		return err
@@ -202,6 +216,53 @@ func (r *results) requests(ctx context.Context, dir, bare string, rp *proc, rdb 
 		return err
 	}
 	return nil
+}
+
+// postBeside measures POST /customer through today's gateway and customer
+// service and through the baseline code's, in turns, each with keys of its
+// own.
+func (r *results) postBeside(ctx context.Context, dir, baseBin string, rp *proc, rdb *redis.Client) error {
+	log.Printf("POST /customer beside the baseline's code, %s", r.base.Code)
+	a := attacker{conns: r.cfg.conns, d: r.cfg.d}
+	var sides []side
+	for _, bin := range []string{r.cfg.bin, baseBin} {
+		s, err := newShop(dir, bin, rdb.Options().Addr, filepath.Base(bin)+":")
+		if err != nil {
+			return err
+		}
+		defer s.stop()
+		for _, name := range []string{"customer", "gateway"} {
+			if err := s.startService(ctx, name); err != nil {
+				return err
+			}
+		}
+		sides = append(sides, side{postJSON("http://"+s.addr["gateway"]+"/customer", loadCustomer),
+			[]*proc{s.procs["gateway"], s.procs["customer"], rp}, rp})
+	}
+	now, base, err := a.measure("POST /customer", sides[0], sides[1])
+	r.postNow, r.postBase = &now, &base
+	return err
+}
+
+// buildBaseline builds the gateway and the customer service of a commit
+// into dir/baseline, from the repository's history.
+func buildBaseline(dir, commit string) (string, error) {
+	log.Printf("building the baseline's gateway and customer service, %s", commit)
+	src, bin := filepath.Join(dir, "baseline-src"), filepath.Join(dir, "baseline")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		return "", err
+	}
+	archive := exec.Command("sh", "-c", `git archive "$1" | tar -x -C "$2"`, "sh", commit, src)
+	if out, err := archive.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("the baseline's code, %s: %v\n%s", commit, err, out)
+	}
+	build := exec.Command(goTool(), "build", "-trimpath", "-o", bin+"/", "./services/gateway", "./services/customer")
+	build.Dir = src
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building the baseline's code, %s: %v\n%s", commit, err, out)
+	}
+	return bin, nil
 }
 
 // redisBenchmarks measures what Redis does for an append without the shop.

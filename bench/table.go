@@ -21,6 +21,10 @@ type results struct {
 	crm                   map[int]float64 // CONSUMER_WORKERS → events per second
 	loadBefore, loadAfter string
 	took                  time.Duration
+	base                  baseline
+	// POST /customer through today's gateway and through the baseline
+	// code's, side by side, when the baseline is other code than today's.
+	postNow, postBase *load
 }
 
 // baseline is POST /customer as it was before issue 14's work on writes,
@@ -30,6 +34,7 @@ type results struct {
 type baseline struct {
 	Date    string        `json:"date"`
 	Commit  string        `json:"commit"`
+	Code    string        `json:"code"` // the last commit that changed the services' code then
 	Post    float64       `json:"post_customer"`
 	PostCPU time.Duration `json:"post_customer_cpu_ns"`
 	Bare    float64       `json:"bare_customers_10"`
@@ -38,6 +43,26 @@ type baseline struct {
 var baselineLine = regexp.MustCompile(`<!-- bench-baseline (\{.*\}) -->`)
 
 const history = "\n## History\n"
+
+// readBaseline reads the baseline from the file the table goes to; none
+// when there is none, or with -rebaseline.
+func readBaseline(cfg config) (baseline, error) {
+	var base baseline
+	if cfg.out == "-" || cfg.baseline {
+		return base, nil
+	}
+	old, err := os.ReadFile(cfg.out)
+	if os.IsNotExist(err) {
+		return base, nil
+	}
+	if m := baselineLine.FindSubmatch(old); m != nil {
+		err = json.Unmarshal(m[1], &base)
+	}
+	if err != nil {
+		return base, fmt.Errorf("%s: the baseline: %w", cfg.out, err)
+	}
+	return base, nil
+}
 
 // write writes the table to cfg.out, above what the file holds from its
 // "## History" on, or prints it.
@@ -49,12 +74,11 @@ func (r *results) write() error {
 			return err
 		}
 	}
-	base := baseline{Date: r.cfg.began.Format("2006-01-02"), Commit: commit(),
-		Post: r.http["POST /customer gateway"].Max, PostCPU: r.http["POST /customer gateway"].CPU, Bare: r.http[readKey("/customers", 10, "bare")].Max}
-	if m := baselineLine.FindSubmatch(old); m != nil && !r.cfg.baseline {
-		if err := json.Unmarshal(m[1], &base); err != nil {
-			return fmt.Errorf("%s: the baseline: %w", r.cfg.out, err)
-		}
+	base := r.base
+	if base.Post == 0 {
+		post := r.http["POST /customer gateway"]
+		base = baseline{Date: r.cfg.began.Format("2006-01-02"), Commit: commit(), Code: codeCommit(),
+			Post: post.Max, PostCPU: post.CPU, Bare: r.http[readKey("/customers", 10, "bare")].Max}
 	}
 	text := r.markdown(base)
 	if r.cfg.out == "-" {
@@ -96,9 +120,15 @@ func (r *results) markdown(base baseline) string {
 	post := r.http["POST /customer gateway"]
 	bareNow := r.http[readKey("/customers", 10, "bare")].Max
 	scaled := (post.Max / bareNow) / (base.Post / base.Bare)
-	p("| POST /customer, max | %s req/s, %s CPU/req | baseline of %s (%s): %s req/s, %s CPU/req | %.2f; %.2f on the bare program's scale¹; CPU %.2f³ | ≥ 2 | %s |\n",
-		thousands(post.Max), us(post.CPU), base.Date, base.Commit, thousands(base.Post), us(base.PostCPU),
-		post.Max/base.Post, scaled, float64(base.PostCPU)/float64(post.CPU), met(scaled >= 2))
+	if r.postBase != nil {
+		now, then := r.postNow.Max/r.postBase.Max, float64(r.postBase.CPU)/float64(r.postNow.CPU)
+		p("| POST /customer, max | %s req/s, %s CPU/req | the baseline's code (%s, of %s) in this run¹: %s req/s, %s CPU/req | %.2f; CPU %.2f³ | ≥ 2 | %s |\n",
+			thousands(r.postNow.Max), us(r.postNow.CPU), base.Code, base.Date, thousands(r.postBase.Max), us(r.postBase.CPU), now, then, met(now >= 2))
+	} else {
+		p("| POST /customer, max | %s req/s, %s CPU/req | baseline of %s (%s): %s req/s, %s CPU/req | %.2f; %.2f on the bare program's scale¹ | ≥ 2 | %s |\n",
+			thousands(post.Max), us(post.CPU), base.Date, base.Commit, thousands(base.Post), us(base.PostCPU),
+			post.Max/base.Post, scaled, met(scaled >= 2))
+	}
 	p50 := post.P99At(0.5)
 	p("| POST /customer, p99 at 50%% of max | %s | | | ≤ 20 ms | %s |\n", ms(p50), met(p50 <= 20*time.Millisecond))
 	p("| drain of %s events, no-op handler (pkg/eventstore consumer) | %s events/s | raw XREADGROUP+XACK: %s events/s | %.2f | ≥ 0.50 | %s |\n",
@@ -106,18 +136,20 @@ func (r *results) markdown(base baseline) string {
 	w1, w8 := r.crm[1], r.crm[8]
 	p("| crm + msg, %s customer events, CONSUMER_WORKERS=8 | %s events/s | CONSUMER_WORKERS=1: %s events/s | %.2f | ≥ 4 | %s |\n\n",
 		thousands(float64(c.crm)), thousands(w8), thousands(w1), w8/w1, met(w8/w1 >= 4))
-	p("¹ Each run's POST /customer as a share of the bare program's GET /customers of\n")
-	p("10 customers in the same run (now %s req/s, at the baseline %s req/s): two Go\n", thousands(bareNow), thousands(base.Bare))
-	p("HTTP servers on one Redis, which a busier machine slows alike. The baseline is\n")
-	p("kept from run to run in this file; `go run ./bench -rebaseline` replaces it.\n\n")
+	p("¹ The baseline is POST /customer as measured on %s at %s, recorded in this file\n", base.Date, base.Commit)
+	p("(`go run ./bench -rebaseline` records it anew). When the services' code has changed\n")
+	p("since (its last commit then: %s), make bench builds that code's gateway and\n", base.Code)
+	p("customer service too and measures both, in turns, in the same run. Until then the\n")
+	p("ratio shown is to the recorded figure, also on the scale of the bare program's\n")
+	p("GET /customers of 10 customers in each run (now %s req/s, then %s req/s),\n", thousands(bareNow), thousands(base.Bare))
+	p("which a busier machine slows alike.\n\n")
 	p("² The CPU time the serving processes (the gateway or the bare program, and Redis)\n")
 	p("spent per request in the closed loops, the bare program's ÷ the gateway's. On two\n")
 	p("cores the load generator takes about one of them, so a throughput ratio flatters\n")
 	p("the slower server; CPU per request does not depend on the client, nor much on what\n")
 	p("else the machine runs. A read target is met when both ratios are.\n\n")
-	p("³ The CPU time of the gateway, the customer service and Redis per POST, the\n")
-	p("baseline's ÷ now's; the target is judged on the throughput on the bare program's scale.\n\n")
-
+	p("³ The CPU time of the gateway, the customer service and Redis per POST: the\n")
+	p("baseline's ÷ now's. The target is judged on the throughput.\n\n")
 	p("## Every figure of this run\n\n")
 	p("Max: a closed loop of %d requests in flight for %v (after a warm-up of %v). Then\n", c.conns, c.d, c.d/5)
 	p("an open loop at 25, 50 and 75%% of that max for %v each: every request is sent\n", c.d)
@@ -226,6 +258,16 @@ func commit() string {
 		c += "-dirty"
 	}
 	return c
+}
+
+// codeCommit is the last commit that changed the services' code: what a
+// baseline's figures were measured on.
+func codeCommit() string {
+	out, err := exec.Command("git", "log", "-1", "--format=%h", "--", "services", "internal", "pkg").Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
 }
 
 // machine is the CPU, cores, memory, kernel, Go and Redis.
