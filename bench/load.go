@@ -127,9 +127,19 @@ func (a attacker) step(name string, t vegeta.Target, rate float64) (step, error)
 	if err != nil {
 		return step{}, err
 	}
-	// vegeta's pacer has the k-th request (from 0) due at (k+1) intervals
-	// after the attack's start, and sends those due within d; the start is
-	// the latest that no request was sent before it was due.
+	lat := sinceDue(results, freq, a.d)
+	slices.Sort(lat)
+	q := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
+	return step{Rate: rate, Achieved: m.Rate, Failed: 1 - m.Success, P50: q(0.50), P99: q(0.99)}, nil
+}
+
+// sinceDue is the latency of each request of an attack at freq per second
+// for d counted from when it was due, and of each that was due but never
+// sent, from when it was due to the attack's end. vegeta's pacer has the
+// k-th request (from 0) due at (k+1) intervals after the attack's start,
+// and sends those due within d; the start is the latest that no request was
+// sent before it was due.
+func sinceDue(results []*vegeta.Result, freq int, d time.Duration) []time.Duration {
 	interval := time.Second / time.Duration(freq)
 	dueAt := func(k uint64) time.Duration { return time.Duration(k+1) * interval }
 	start, end := results[0].Timestamp.Add(-dueAt(results[0].Seq)), time.Time{}
@@ -145,13 +155,10 @@ func (a attacker) step(name string, t vegeta.Target, rate float64) (step, error)
 	for _, r := range results {
 		lat = append(lat, r.Timestamp.Add(r.Latency).Sub(start.Add(dueAt(r.Seq))))
 	}
-	due := uint64(a.d / interval)
-	for k := uint64(len(results)); k < due; k++ {
+	for k := uint64(len(results)); k < uint64(d/interval); k++ {
 		lat = append(lat, end.Sub(start.Add(dueAt(k))))
 	}
-	slices.Sort(lat)
-	q := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
-	return step{Rate: rate, Achieved: m.Rate, Failed: 1 - m.Success, P50: q(0.50), P99: q(0.99)}, nil
+	return lat
 }
 
 // attack runs t for d as fast as conns workers go: a closed loop. Any
