@@ -5,7 +5,7 @@ FUZZTIME ?= 30s
 FUZZ := ./internal/platform:FuzzDecode ./internal/shop:FuzzNewCustomer ./internal/shop:FuzzNewProduct \
 	./internal/shop:FuzzNewOrder ./pkg/eventstore:FuzzDecodeEntry ./pkg/eventstore:FuzzEventDecode
 
-.PHONY: build images up down logs test smoke e2e fuzz
+.PHONY: build images up down logs test smoke e2e fuzz bench
 
 build: ## static binaries in bin/
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o bin/ $(addprefix ./services/,$(SERVICES))
@@ -35,3 +35,6 @@ e2e: images ## the stack in containers: CRM stopped, killed, replicated; Redis r
 
 fuzz: ## each fuzz target for FUZZTIME (30s), one after the other; a failing input lands in testdata/fuzz
 	set -e; for t in $(FUZZ); do $(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) $${t%:*}; done
+
+bench: ## the binaries under load beside their yardsticks; writes docs/BENCHMARKS.md (BENCHTIME, BENCH_QUICK=1)
+	@since=$$(date +%s.%N); $(MAKE) --no-print-directory build && GO=$(GO) $(GO) run ./bench -since $$since $(BENCHFLAGS)
