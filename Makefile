@@ -5,7 +5,7 @@ FUZZTIME ?= 30s
 FUZZ := ./internal/platform:FuzzDecode ./internal/shop:FuzzNewCustomer ./internal/shop:FuzzNewProduct \
 	./internal/shop:FuzzNewOrder ./pkg/eventstore:FuzzDecodeEntry ./pkg/eventstore:FuzzEventDecode
 
-.PHONY: build images up down logs test smoke e2e fuzz bench
+.PHONY: build images up down logs test cluster-test smoke e2e fuzz bench
 
 build: ## static binaries in bin/
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o bin/ $(addprefix ./services/,$(SERVICES))
@@ -26,6 +26,12 @@ test: images ## every test: packages, services, system, compose smoke and e2e (n
 	$(GO) test -count=1 -timeout 40m ./...
 	cd deploy && $(GO) test -count=1 ./...
 	$(GO) test -count=1 -tags otlp -run TestTracing ./internal/platform/
+	$(MAKE) cluster-test
+
+cluster-test: ## the event store, services and system on a 3-master Redis Cluster, with 1 and 4 stream partitions
+	STREAM_PARTITIONS=4 $(GO) test -count=1 ./pkg/... ./services/... ./tests/acl/
+	REDISTEST_CLUSTER=1 $(GO) test -count=1 ./pkg/... ./tests/system/
+	REDISTEST_CLUSTER=1 STREAM_PARTITIONS=4 $(GO) test -count=1 ./pkg/... ./services/... ./tests/system/
 
 smoke: images ## docker-compose up from a clean state, the original scenario, CRM stopped and started
 	$(GO) test -count=1 -v ./tests/smoke/

@@ -221,6 +221,7 @@ func TestTheGatewayFollowsTheStreamsAndChangesNone(t *testing.T) {
 	t.Parallel()
 	s := start(t)
 	ctx := context.Background()
+	// One stream, whatever the partitions: the rights are on events:*.
 	customers := entitycache.New(eventstore.New(s.client(t, "customer"), ""))
 	c := shop.Customer{ID: uuid.NewString(), Name: "Ada", Email: "ada@example.com"}
 	events, err := customers.Commit(ctx, shop.Customers.Kind.Change(shop.CustomerCreated, c, eventstore.NoEntity))
@@ -274,7 +275,7 @@ func TestOwnersAppendThroughTheEventStore(t *testing.T) {
 	s := start(t)
 	ctx := context.Background()
 	cacheOf := func(user string) *entitycache.Cache {
-		return entitycache.New(eventstore.New(s.client(t, user), ""))
+		return entitycache.New(store(s.client(t, user)))
 	}
 	customers := cacheOf("customer")
 	c := shop.Customer{ID: uuid.NewString(), Name: "Ada", Email: "ada@example.com"}
@@ -294,9 +295,10 @@ func TestOwnersAppendThroughTheEventStore(t *testing.T) {
 	if _, err := cacheOf("order").Commit(ctx, shop.Orders.Kind.Change(shop.OrderCreated, o, eventstore.NoEntity)); err != nil {
 		t.Fatalf("order appends an order: %v", err)
 	}
-	n, err := s.client(t, "ops").XLen(ctx, "events:{order}").Result()
+	stream := store(nil).StreamKey(store(nil).PartitionOf("order", o.ID))
+	n, err := s.client(t, "ops").XLen(ctx, stream).Result()
 	if err != nil || n != 1 {
-		t.Fatalf("events:{order} has %d entries (%v), want 1", n, err)
+		t.Fatalf("%s has %d entries (%v), want 1", stream, n, err)
 	}
 }
 
@@ -307,19 +309,20 @@ func TestARestartKeepsWhatTheUsersWrote(t *testing.T) {
 	t.Parallel()
 	s := start(t)
 	ctx := context.Background()
-	customers := entitycache.New(eventstore.New(s.client(t, "customer"), ""))
+	customers := entitycache.New(store(s.client(t, "customer")))
 	c := shop.Customer{ID: uuid.NewString(), Name: "Ada", Email: "ada@example.com"}
 	if _, err := customers.Commit(ctx, shop.Customers.Kind.Change(shop.CustomerCreated, c, eventstore.NoEntity)); err != nil {
 		t.Fatal(err)
 	}
 	s.stop()
 	s.start(t)
-	got, _, err := shop.Customers.Get(ctx, entitycache.New(eventstore.New(s.client(t, "gateway"), "")), c.ID)
+	got, _, err := shop.Customers.Get(ctx, entitycache.New(store(s.client(t, "gateway"))), c.ID)
 	if err != nil || got == nil || got.Name != "Ada" {
 		t.Fatalf("after the restart the gateway reads %v, %v", got, err)
 	}
-	if n, err := s.client(t, "ops").XLen(ctx, "events:{customer}").Result(); err != nil || n != 1 {
-		t.Fatalf("events:{customer} has %d entries (%v), want 1", n, err)
+	stream := store(nil).StreamKey(store(nil).PartitionOf("customer", c.ID))
+	if n, err := s.client(t, "ops").XLen(ctx, stream).Result(); err != nil || n != 1 {
+		t.Fatalf("%s has %d entries (%v), want 1", stream, n, err)
 	}
 	anon := redis.NewClient(&redis.Options{Addr: s.addr, MaxRetries: -1})
 	defer anon.Close()
@@ -335,8 +338,8 @@ func TestCRMWorksItsGroupAndWritesNothingElse(t *testing.T) {
 	s := start(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	customers := entitycache.New(eventstore.New(s.client(t, "customer"), ""))
-	orders := entitycache.New(eventstore.New(s.client(t, "order"), ""))
+	customers := entitycache.New(store(s.client(t, "customer")))
+	orders := entitycache.New(store(s.client(t, "order")))
 	c := shop.Customer{ID: uuid.NewString(), Name: "Ada", Email: "ada@example.com"}
 	o := shop.Order{ID: uuid.NewString(), CustomerID: c.ID, ProductIDs: []string{uuid.NewString()}}
 	if _, err := customers.Commit(ctx, shop.Customers.Kind.Change(shop.CustomerCreated, c, eventstore.NoEntity)); err != nil {
@@ -348,8 +351,8 @@ func TestCRMWorksItsGroupAndWritesNothingElse(t *testing.T) {
 
 	crm := s.client(t, "crm")
 	var handled atomic.Int64
-	consumer, err := eventstore.New(crm, "").NewConsumer(eventstore.ConsumerConfig{
-		Group: "crm", Name: "crm-1", Streams: []string{"customer", "order"}, Block: 50 * time.Millisecond,
+	consumer, err := store(crm).NewConsumer(eventstore.ConsumerConfig{
+		Group: "crm", Name: "crm-1", Streams: append(partitions("customer"), partitions("order")...), Block: 50 * time.Millisecond,
 		MaxDeliveries: 1, RetryDelay: time.Millisecond,
 		Handler: func(_ context.Context, e eventstore.Event) error {
 			handled.Add(1)
@@ -363,7 +366,7 @@ func TestCRMWorksItsGroupAndWritesNothingElse(t *testing.T) {
 		t.Fatal(err)
 	}
 	oneDeadLetter(t, s, consumer, "crm", "customer", &handled)
-	if st, err := consumer.Stats(ctx); err != nil || len(st.Streams) != 2 {
+	if st, err := consumer.Stats(ctx); err != nil || len(st.Streams) != 2*redistest.Partitions() {
 		t.Errorf("crm's stats: %+v, %v", st, err)
 	}
 
@@ -389,10 +392,20 @@ func oneDeadLetter(t *testing.T, s *server, consumer *eventstore.Consumer, group
 	done := make(chan error, 1)
 	go func() { done <- consumer.Run(ctx) }()
 	ops := s.client(t, "ops")
+	st := store(ops)
 	redistest.Eventually(t, 10*time.Second, group+"'s events acked and one dead-lettered", func() bool {
-		dead, _ := ops.XLen(ctx, "events:{order}:dead:"+group).Result()
-		pending, _ := ops.XPending(ctx, "events:{"+stream+"}", group).Result()
-		return dead == 1 && pending != nil && pending.Count == 0 && handled.Load() >= 2
+		dead, pending := int64(0), int64(0)
+		for _, part := range partitions("order") {
+			dead += ops.XLen(ctx, st.DeadLetterKey(part, group)).Val()
+		}
+		for _, part := range partitions(stream) {
+			p, err := ops.XPending(ctx, st.StreamKey(part), group).Result()
+			if err != nil {
+				return false
+			}
+			pending += p.Count
+		}
+		return dead == 1 && pending == 0 && handled.Load() >= 2
 	})
 	cancel()
 	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
@@ -405,7 +418,7 @@ func TestInventoryWorksItsGroupOnTheOrders(t *testing.T) {
 	s := start(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	orders := entitycache.New(eventstore.New(s.client(t, "order"), ""))
+	orders := entitycache.New(store(s.client(t, "order")))
 	good := shop.Order{ID: uuid.NewString(), CustomerID: uuid.NewString(), ProductIDs: []string{uuid.NewString()}}
 	poison := shop.Order{ID: uuid.NewString(), CustomerID: uuid.NewString(), ProductIDs: []string{uuid.NewString()}}
 	for _, o := range []shop.Order{good, poison} {
@@ -415,10 +428,10 @@ func TestInventoryWorksItsGroupOnTheOrders(t *testing.T) {
 	}
 
 	inventory := s.client(t, "inventory")
-	cache := entitycache.New(eventstore.New(inventory, ""))
+	cache := entitycache.New(store(inventory))
 	var read atomic.Int64
-	consumer, err := eventstore.New(inventory, "").NewConsumer(eventstore.ConsumerConfig{
-		Group: "inventory", Name: "inventory-1", Streams: []string{"order"}, Block: 50 * time.Millisecond,
+	consumer, err := store(inventory).NewConsumer(eventstore.ConsumerConfig{
+		Group: "inventory", Name: "inventory-1", Streams: partitions("order"), Block: 50 * time.Millisecond,
 		MaxDeliveries: 1, RetryDelay: time.Millisecond,
 		Handler: func(ctx context.Context, e eventstore.Event) error {
 			if o, _, err := shop.Orders.Get(ctx, cache, e.EntityID); err != nil || o == nil {
@@ -498,3 +511,12 @@ func TestEveryServiceUsesRedisCluster(t *testing.T) {
 		allowed(t, rdb.HSet(ctx, "{"+kind+"}:"+kind+"_entity:1", "id", "1").Err(), user+" HSET on its slot's node")
 	}
 }
+
+// store is an event store of a user's client, with the partitions the
+// tests run with (STREAM_PARTITIONS), whose keys the ACL must allow too.
+func store(rdb redis.UniversalClient) *eventstore.Store {
+	return eventstore.New(rdb, "", eventstore.WithPartitions(redistest.Partitions()))
+}
+
+// partitions are the streams of an entity type.
+func partitions(typ string) []string { return store(nil).Partitions(typ) }
