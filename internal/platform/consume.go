@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"regexp"
 	"slices"
@@ -76,14 +77,19 @@ func Consume(app *App, c Consuming, group string, types []string, router *events
 		return out, nil
 	}))
 	app.Admin.Post("/ops/deadletters/{stream}/{id}/replay", Handle(func(r *http.Request) (any, error) {
-		stream, id := chi.URLParam(r, "stream"), chi.URLParam(r, "id")
+		// A partition's name has a colon, which a client may send escaped.
+		stream, err := url.PathUnescape(chi.URLParam(r, "stream"))
+		if err != nil {
+			return nil, Errorf(http.StatusBadRequest, "stream %q: %v", chi.URLParam(r, "stream"), err)
+		}
+		id := chi.URLParam(r, "id")
 		if !slices.Contains(streams, stream) {
 			return nil, Errorf(http.StatusBadRequest, "unknown stream %q, want one of %s", stream, strings.Join(streams, ", "))
 		}
 		if !streamID.MatchString(id) {
 			return nil, Errorf(http.StatusBadRequest, "id must be a stream ID like 1700000000000-0, not %q", id)
 		}
-		err := consumer.Replay(r.Context(), stream, id)
+		err = consumer.Replay(r.Context(), stream, id)
 		switch {
 		case errors.Is(err, eventstore.ErrNoDeadLetter):
 			return nil, Errorf(http.StatusNotFound, "no dead letter %s in %s", id, stream)

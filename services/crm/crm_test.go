@@ -156,7 +156,7 @@ func TestFailingEventsAreDeadLetteredAndReplayed(t *testing.T) {
 	}
 
 	replay := func(d eventstore.DeadLetter) string {
-		return srv.Admin.URL + "/ops/deadletters/" + d.Stream + "/" + d.ID + "/replay"
+		return srv.Admin.URL + "/ops/deadletters/" + strings.ReplaceAll(d.Stream, ":", "%3A") + "/" + d.ID + "/replay" // escaped, as the dashboard sends it
 	}
 	platformtest.Rejected(t, "POST", replay(byEvent[stuck.ID]), nil, 409)
 	p.FailFor("stuck@example.com", false)

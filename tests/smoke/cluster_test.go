@@ -1,33 +1,32 @@
 package smoke
 
 import (
-	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ordershop/ordershop/internal/redistest"
+	"github.com/ordershop/ordershop/tests/scenario"
 )
 
 // The cluster variant (docker-compose.cluster.yml): redis-init joins the three
-// nodes into a cluster of three masters; a node restarted comes back with its
-// keys (AOF) and its place in the cluster (nodes.conf), also at another
-// address, and redis-init run
-// again leaves the cluster as it is. The clients are sent to the nodes by
-// their service names, not by IPs that change.
-//
-// The services are not started here: that waits for their REDIS_CLUSTER
-// support; then this test brings up the whole variant and walks the original
-// scenario as TestComposeStackRunsTheOriginalScenario does.
-func TestClusterVariantFormsAClusterThatSurvivesANodeRestart(t *testing.T) {
+// nodes into a cluster of three masters and the services run on it with four
+// stream partitions. The original scenario passes; CRM is stopped while
+// customers and orders are created, and one Redis node is restarted at
+// another address meanwhile: it comes back with its keys (AOF) and its place
+// in the cluster (nodes.conf), CRM catches up, every mail goes out once, and
+// -verify finds the cache and the invariants whole. redis-init run again
+// leaves the cluster as it is.
+func TestClusterVariantRunsTheShopThroughANodeRestart(t *testing.T) {
 	eachCompose(t, "cluster", stack{files: []string{"docker-compose.cluster.yml"}}, func(t *testing.T, s stack) {
 		start := time.Now()
-		s.run(t, "up", "-d", "--no-build", "redis-init")
+		s.run(t, "up", "-d", "--no-build")
 		if ids := s.containers(t, "redis"); len(ids) != 0 {
 			t.Fatalf("the single redis runs in the cluster variant: %v", ids)
 		}
 		s.waitExited(t, "redis-init")
-		t.Logf("cluster formed %v after up", time.Since(start).Round(time.Second))
+		s.waitHealthy(t, 11) // three nodes, eight services
+		t.Logf("stack healthy %v after up", time.Since(start).Round(time.Second))
 		cli := func(node string, args ...string) string {
 			t.Helper()
 			ids := s.containers(t, node)
@@ -41,16 +40,25 @@ func TestClusterVariantFormsAClusterThatSurvivesANodeRestart(t *testing.T) {
 			t.Errorf("CLUSTER SLOTS names no hostnames:\n%s", slots)
 		}
 
-		// 30 keys over the slots: with three masters redis-2 holds some.
-		for i := range 30 {
-			if out := cli("redis-1", "-c", "set", fmt.Sprintf("{smoke%d}:key", i), "v"); !strings.Contains(out, "OK") {
-				t.Fatalf("SET: %s", out)
+		g := scenario.Gateway("http://127.0.0.1:" + envOr("GATEWAY_PORT", "5000"))
+		scenario.Original(t, g)
+		for _, node := range []string{"redis-1", "redis-2", "redis-3"} {
+			if n := cli(node, "--scan", "--pattern", "events:{*"); n == "" {
+				t.Errorf("%s holds no stream: the partitions do not spread", node)
 			}
 		}
-		before := cli("redis-2", "dbsize")
-		if before == "0" {
-			t.Fatal("redis-2 holds no key")
+
+		s.run(t, "stop", "crm")
+		customers, emails := g.Customers(t, "cluster", 20)
+		product := g.Create(t, "/product", map[string]any{"name": "Tea", "price": 3})[0]
+		g.Create(t, "/inventory", map[string]any{"product_id": product, "amount": 1000})
+		var orders []map[string]any
+		for _, c := range customers {
+			orders = append(orders, map[string]any{"customer_id": c, "product_ids": []string{product}})
 		}
+		g.Create(t, "/orders", orders)
+		before := cli("redis-2", "dbsize")
+
 		// Restarted at another address: a container takes its old one meanwhile.
 		ip := func() string {
 			return docker(t, "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", s.containers(t, "redis-2")[0])
@@ -64,9 +72,6 @@ func TestClusterVariantFormsAClusterThatSurvivesANodeRestart(t *testing.T) {
 		if now == was {
 			t.Fatalf("redis-2 came back at its old address %s", was)
 		}
-		redistest.Eventually(t, time.Minute, "redis-2 healthy again", func() bool {
-			return docker(t, "inspect", "-f", "{{.State.Health.Status}}", s.containers(t, "redis-2")[0]) == "healthy"
-		})
 		s.checkCluster(t, cli)
 		if nodes := cli("redis-1", "cluster", "nodes"); !strings.Contains(nodes, now+":6379@16379,redis-2 master") {
 			t.Errorf("redis-1 does not know redis-2 at %s:\n%s", now, nodes)
@@ -74,11 +79,14 @@ func TestClusterVariantFormsAClusterThatSurvivesANodeRestart(t *testing.T) {
 		if after := cli("redis-2", "dbsize"); after != before {
 			t.Errorf("redis-2 held %s keys, %s after its restart", before, after)
 		}
-		for i := range 30 {
-			if out := cli("redis-3", "-c", "get", fmt.Sprintf("{smoke%d}:key", i)); out != "v" {
-				t.Fatalf("GET {smoke%d}:key after the restart: %q", i, out)
-			}
+
+		s.run(t, "start", "crm")
+		g.WaitMails(t, 2*time.Minute, "Welcome", emails)
+		g.WaitMails(t, 2*time.Minute, "Thank you for your order", emails)
+		if n := len(g.List(t, "/orders")); n != 20+9 { // the scenario leaves 9
+			t.Errorf("%d orders, want 29", n)
 		}
+		s.verify(t)
 
 		// Once more, as after a restart of the whole variant: nothing to do.
 		out := s.run(t, "run", "--rm", "--no-deps", "redis-init")
@@ -87,6 +95,29 @@ func TestClusterVariantFormsAClusterThatSurvivesANodeRestart(t *testing.T) {
 		}
 		s.checkCluster(t, cli)
 	})
+}
+
+// verify stops the services and runs the gateway's binary once with -verify
+// as ops, on the cluster: the cache equals the streams' projection and the
+// shop's invariants hold.
+func (s stack) verify(t *testing.T) {
+	t.Helper()
+	s.run(t, "stop", "customer", "product", "inventory", "order", "billing", "crm", "msg")
+	out := s.run(t, "run", "--rm", "--no-deps", "-e", "REDIS_URL=redis://ops:"+password("ops")+"@redis-1:6379?addr=redis-2:6379&addr=redis-3:6379",
+		"gateway", "-verify")
+	if !strings.Contains(out, "ok: the cache of") {
+		t.Errorf("gateway -verify:\n%s", out)
+	}
+}
+
+// password is the test's Redis password of a user.
+func password(user string) string {
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "REDIS_PASSWORD_"+strings.ToUpper(user)+"="); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 // checkCluster waits until every node says cluster_state:ok, and checks that

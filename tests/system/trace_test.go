@@ -26,7 +26,7 @@ func TestATraceFollowsACustomerToItsWelcomeMail(t *testing.T) {
 	t.Parallel()
 	s := startSystem(t)
 	rdb, _ := redistest.Client(t)
-	store := eventstore.New(rdb, s.prefix)
+	store := eventstore.New(rdb, s.prefix, eventstore.WithPartitions(redistest.Partitions()))
 	for _, c := range []struct{ name, traceID string }{
 		{"the client's trace", "4bf92f3577b34da6a3ce929d0e0e4736"},
 		{"a trace the gateway starts", ""},
@@ -76,10 +76,10 @@ func TestATraceFollowsACustomerToItsWelcomeMail(t *testing.T) {
 }
 
 // find is the first event of a stream that match says is the one, or none.
-func find(t *testing.T, store *eventstore.Store, stream string, match func(eventstore.Event) bool) eventstore.Event {
+func find(t *testing.T, store *eventstore.Store, typ string, match func(eventstore.Event) bool) eventstore.Event {
 	t.Helper()
 	var found eventstore.Event
-	err := store.Replay(t.Context(), stream, "0", func(events []eventstore.Event) error {
+	err := store.ReplayAll(t.Context(), typ, func(events []eventstore.Event) error {
 		for _, e := range events {
 			if found.ID == "" && match(e) {
 				found = e
