@@ -101,9 +101,13 @@ func (m *Metrics) deadLettered(group string) func(streamKey string) {
 }
 
 // Streams has each scrape report the streams that infos reads: their
-// length, and for group (unless "") its lag, pending entries and dead
-// letters. They are read when Prometheus asks, never polled. A lag Redis
-// cannot tell (-1) is left out.
+// length, and for group its lag, pending entries and dead letters, or for
+// every group with AllGroups. They are read when Prometheus asks, never
+// polled. A lag Redis cannot tell (-1) is left out.
+// AllGroups has Streams report every group: what the gateway does, so that
+// the lag of a consumer that is down is still reported.
+const AllGroups = "*"
+
 func (m *Metrics) Streams(group string, infos func(context.Context) ([]eventstore.StreamInfo, error)) {
 	m.reg.MustRegister(&streamCollector{group: group, infos: infos})
 }
@@ -126,11 +130,9 @@ type streamCollector struct {
 
 func (c *streamCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- streamLength
-	if c.group != "" {
-		ch <- groupLag
-		ch <- groupPending
-		ch <- deadLetters
-	}
+	ch <- groupLag
+	ch <- groupPending
+	ch <- deadLetters
 }
 
 func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
@@ -145,7 +147,7 @@ func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range infos {
 		ch <- prometheus.MustNewConstMetric(streamLength, prometheus.GaugeValue, float64(s.Length), s.Stream)
 		for _, g := range s.Groups {
-			if g.Name != c.group {
+			if c.group != AllGroups && g.Name != c.group {
 				continue // the other groups' own services report them
 			}
 			if g.Lag >= 0 {

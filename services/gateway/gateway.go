@@ -68,12 +68,12 @@ func wire(app *platform.App, cfg config) error {
 		}
 		app.Admin.Handle(path+"/*", h)
 	}
-	app.Metrics.Streams("", func(ctx context.Context) ([]eventstore.StreamInfo, error) { return streams(ctx, app) })
+	app.Metrics.Streams(platform.AllGroups, func(ctx context.Context) ([]eventstore.StreamInfo, error) { return streams(ctx, app) })
 	return serveDashboard(app, cfg.EventsHeartbeat)
 }
 
-// streams reads every stream's facts; the gateway reads none through a
-// group, so its metrics have the lengths only.
+// streams reads every stream's facts, with every group's: the gateway
+// reports them all, also those of a consumer that is down.
 func streams(ctx context.Context, app *platform.App) ([]eventstore.StreamInfo, error) {
 	var out []eventstore.StreamInfo
 	for _, s := range allStreams(app.Store) {

@@ -18,7 +18,7 @@ import (
 	"github.com/ordershop/ordershop/internal/platform/platformtest"
 	"github.com/ordershop/ordershop/internal/redistest"
 	"github.com/ordershop/ordershop/internal/shop"
-	"github.com/ordershop/ordershop/pkg/entitycache"
+	"github.com/ordershop/ordershop/pkg/eventstore"
 )
 
 func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
@@ -186,20 +186,30 @@ func TestOverTheRateLimitIs429WithRetryAfter(t *testing.T) {
 	platformtest.JSON(t, "GET", srv.Admin.URL+"/healthz", nil, http.StatusOK, nil)
 }
 
-// The gateway reads no stream through a group: its metrics have every
-// stream's length, read when scraped, and no group's lag.
-func TestMetricsHaveEveryStreamsLength(t *testing.T) {
+// The gateway's metrics have every stream's length and every group's lag,
+// read when scraped: also the lag of a consumer that is down.
+func TestMetricsHaveEveryStreamAndGroup(t *testing.T) {
 	t.Parallel()
 	app, _ := start(t, nil)
-	platformtest.Created(t, app.Cache, shop.Customers.Kind, shop.Customer{Name: "Ada", Email: "ada@example.com"})
-	platformtest.Created(t, app.Cache, shop.Customers.Kind, shop.Customer{Name: "Bob", Email: "bob@example.com"})
-	platformtest.Created(t, app.Cache, shop.Products.Kind, shop.Product{Name: "Tea", Price: 350})
+	length := map[string]int{}
+	for _, e := range []eventstore.Event{
+		platformtest.Created(t, app.Cache, shop.Customers.Kind, shop.Customer{Name: "Ada", Email: "ada@example.com"}),
+		platformtest.Created(t, app.Cache, shop.Customers.Kind, shop.Customer{Name: "Bob", Email: "bob@example.com"}),
+		platformtest.Created(t, app.Cache, shop.Products.Kind, shop.Product{Name: "Tea", Price: 350}),
+	} {
+		length[app.Store.PartitionOf(e.EntityType, e.EntityID)]++
+	}
+	crm := app.Store.PartitionOf("customer", "") // a group of crm, which reads nothing: all its stream is lag
+	if err := app.Redis.XGroupCreateMkStream(t.Context(), app.Store.StreamKey(crm), "crm", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
 	want := "# HELP ordershop_stream_length Entries in a stream, read at scrape time.\n# TYPE ordershop_stream_length gauge\n"
-	length := map[string]int{"customer": 2, "product": 1}
-	for _, kinds := range shop.Streams {
-		stream := entitycache.StreamOf(kinds[0])
+	for _, stream := range allStreams(app.Store) {
 		want += fmt.Sprintf("ordershop_stream_length{service=%q,stream=%q} %d\n", "gateway", app.Store.StreamKey(stream), length[stream])
 	}
+	want += "# HELP ordershop_consumer_group_lag Entries of a stream a consumer group has yet to read (XINFO GROUPS lag), read at scrape time.\n" +
+		"# TYPE ordershop_consumer_group_lag gauge\n" +
+		fmt.Sprintf("ordershop_consumer_group_lag{group=\"crm\",service=\"gateway\",stream=%q} %d\n", app.Store.StreamKey(crm), length[crm])
 	if err := testutil.GatherAndCompare(app.Metrics.Registry, strings.NewReader(want), "ordershop_stream_length", "ordershop_consumer_group_lag"); err != nil {
 		t.Error(err)
 	}

@@ -16,8 +16,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -210,9 +212,77 @@ func TestComposeStackRunsTheOriginalScenario(t *testing.T) {
 		if n := g.CountMails(t, "Welcome"); n[emails[0]] != 0 {
 			t.Fatal("a welcome mail was sent while CRM was stopped")
 		}
+		// CRM's lag, in Prometheus and on the dashboard's JSON: it rises while
+		// CRM is stopped and falls once it is back.
+		lag := func(want func(float64) bool) {
+			t.Helper()
+			redistest.Eventually(t, time.Minute, "CRM's lag in Prometheus", func() bool {
+				v, ok := s.promQuery(t, `sum(ordershop_consumer_group_lag{service="gateway",group="crm"})`)
+				return ok && want(v)
+			})
+		}
+		lag(func(v float64) bool { return v >= 20 })
+		if n := s.dashboardLag(t, "crm"); n < 20 {
+			t.Errorf("the dashboard shows a lag of %d for crm, want 20 or more", n)
+		}
 		s.run(t, "start", "crm")
 		g.WaitMails(t, time.Minute, "Welcome", emails)
+		lag(func(v float64) bool { return v == 0 })
+		if n := s.dashboardLag(t, "crm"); n != 0 {
+			t.Errorf("the dashboard shows a lag of %d for crm once it caught up", n)
+		}
 	})
+}
+
+// promQuery asks Prometheus for one number.
+func (s stack) promQuery(t *testing.T, query string) (float64, bool) {
+	t.Helper()
+	resp, err := http.Get("http://127.0.0.1:" + envOr("PROMETHEUS_PORT", "9090") + "/api/v1/query?query=" + url.QueryEscape(query))
+	if err != nil {
+		return 0, false
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Data struct {
+			Result []struct{ Value []any }
+		}
+	}
+	if json.NewDecoder(resp.Body).Decode(&r) != nil || len(r.Data.Result) != 1 || len(r.Data.Result[0].Value) != 2 {
+		return 0, false
+	}
+	v, err := strconv.ParseFloat(fmt.Sprint(r.Data.Result[0].Value[1]), 64)
+	return v, err == nil
+}
+
+// dashboardLag is a group's lag over every stream, as the dashboard's
+// /ops/streams shows it on the gateway's admin listener.
+func (s stack) dashboardLag(t *testing.T, group string) int64 {
+	t.Helper()
+	req, _ := http.NewRequest("GET", "http://127.0.0.1:"+envOr("GATEWAY_ADMIN_PORT", "9000")+"/ops/streams", nil)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var streams []struct {
+		Groups []struct {
+			Name string
+			Lag  int64
+		}
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&streams); err != nil {
+		t.Fatalf("/ops/streams: %v", err)
+	}
+	var lag int64
+	for _, st := range streams {
+		for _, g := range st.Groups {
+			if g.Name == group {
+				lag += g.Lag
+			}
+		}
+	}
+	return lag
 }
 
 // checkContainers checks what compose gives every container: memory, CPU and
