@@ -33,3 +33,21 @@ func BenchmarkList1000(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkCommitParallel commits from 16 goroutines at once, as a busy
+// service's requests do: what partitions over a cluster's nodes can spread.
+func BenchmarkCommitParallel(b *testing.B) {
+	c := newCache(b)
+	ctx := context.Background()
+	b.SetParallelism(8) // × GOMAXPROCS goroutines
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			ch := create(orders, order{ID: uuid.NewString(), CustomerID: "c1", ProductIDs: []string{"p1", "p2", "p3"}})
+			if _, err := c.Commit(ctx, ch); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
