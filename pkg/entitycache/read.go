@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -112,11 +113,13 @@ func (a *All[T]) decode() error {
 // sorted ids pages read. No versions: a list decides nothing.
 func (c *Cache) ListAll(ctx context.Context, lists ...Listing) error {
 	rs := make([]*reads, len(lists))
+	parts := make([][]string, len(lists))
 	sets := make([][]*redis.StringSliceCmd, len(lists))
 	_, err := c.store.Redis().Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, l := range lists {
 			rs[i] = l.reads()
-			for _, part := range c.parts(rs[i].kind) {
+			parts[i] = c.parts(rs[i].kind)
+			for _, part := range parts[i] {
 				sets[i] = append(sets[i], p.SMembers(ctx, c.idsKey(rs[i].kind, part)))
 			}
 		}
@@ -127,12 +130,20 @@ func (c *Cache) ListAll(ctx context.Context, lists ...Listing) error {
 	}
 	_, err = c.store.Redis().Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, r := range rs {
-			var ids []string
-			for _, s := range sets[i] {
-				ids = append(ids, s.Val()...)
+			// Each id's key, from the part whose set holds it.
+			var all []idKey
+			for j, s := range sets[i] {
+				prefix := c.entityKeyIn(r.kind, parts[i][j], "")
+				for _, id := range s.Val() {
+					all = append(all, idKey{id, prefix + id})
+				}
 			}
-			slices.Sort(ids)
-			r.queue(ctx, c, p, ids)
+			slices.SortFunc(all, func(a, b idKey) int { return strings.Compare(a.id, b.id) })
+			ids, keys := make([]string, len(all)), make([]string, len(all))
+			for j, e := range all {
+				ids[j], keys[j] = e.id, e.key
+			}
+			r.queue(ctx, p, ids, keys)
 		}
 		return nil
 	})
@@ -226,7 +237,11 @@ func (k Kind[T]) read(ctx context.Context, c *Cache, ids []string, first func(re
 		if first != nil {
 			first(p)
 		}
-		r.queue(ctx, c, p, ids)
+		keys := make([]string, len(ids))
+		for i, id := range ids {
+			keys[i] = c.entityKey(r.kind, id)
+		}
+		r.queue(ctx, p, ids, keys)
 		return nil
 	})
 	if err != nil && err != redis.Nil {
@@ -246,6 +261,8 @@ func (k Kind[T]) read(ctx context.Context, c *Cache, ids []string, first func(re
 	return out, nil
 }
 
+type idKey struct{ id, key string }
+
 // reads are the reads of entities of one kind in a pipeline: HMGET of the
 // scalar fields, read as strings (a field that is not there reads as ""),
 // and LRANGE of each list field.
@@ -256,17 +273,21 @@ type reads struct {
 	lists  []*redis.StringSliceCmd // len(kind.codec.lists) per id
 }
 
-// queue adds the reads of the entities with ids to a pipeline.
-func (r *reads) queue(ctx context.Context, c *Cache, p redis.Pipeliner, ids []string) {
+// queue adds the reads of the entities with ids, whose hashes are at keys,
+// to a pipeline.
+func (r *reads) queue(ctx context.Context, p redis.Pipeliner, ids, keys []string) {
 	cd := r.kind.codec
 	r.ids = ids
 	r.hashes = make([]*redis.StringSliceCmd, len(ids))
 	r.lists = make([]*redis.StringSliceCmd, 0, len(ids)*len(cd.lists))
-	for i, id := range ids {
-		key := c.entityKey(r.kind, id)
-		args := make([]any, 2, 2+len(cd.names))
-		args[0], args[1] = "hmget", key
-		r.hashes[i] = redis.NewStringSliceCmd(ctx, append(args, cd.fields...)...)
+	// Every HMGET's arguments in one allocation.
+	n := 2 + len(cd.fields)
+	args := make([]any, len(ids)*n)
+	for i, key := range keys {
+		a := args[i*n : (i+1)*n : (i+1)*n]
+		a[0], a[1] = "hmget", key
+		copy(a[2:], cd.fields)
+		r.hashes[i] = redis.NewStringSliceCmd(ctx, a...)
 		_ = p.Process(ctx, r.hashes[i])
 		for _, f := range cd.lists {
 			r.lists = append(r.lists, p.LRange(ctx, key+":"+f.name, 0, -1))
