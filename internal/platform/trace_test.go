@@ -2,8 +2,14 @@ package platform
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/go-chi/chi/v5"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ordershop/ordershop/internal/redistest"
 	"github.com/redis/go-redis/v9"
@@ -69,5 +75,48 @@ func TestRedisCommandsAndPipelinesAreSpans(t *testing.T) {
 	}
 	if strings.Join(names, ",") != "set,redis.pipeline" {
 		t.Fatalf("spans %v, want set,redis.pipeline", names)
+	}
+}
+
+// A request is a server span of the client's trace, or of a new one, named
+// by its route, with its status, an error from 500 on; the handler runs in
+// it. Probes are no spans.
+func TestARequestIsAServerSpanNamedByItsRoute(t *testing.T) {
+	t.Parallel()
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	r := chi.NewRouter()
+	r.Use(traced(tp))
+	var seen []string
+	r.Get("/things/{id}", func(w http.ResponseWriter, r *http.Request) { seen = append(seen, TraceID(r.Context())) })
+	r.Get("/boom", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) })
+	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {})
+	const client = "0af7651916cd43dd8448eb211c80319c"
+	for _, path := range []string{"/things/1", "/boom", "/healthz"} {
+		req := httptest.NewRequest("GET", path, nil)
+		req.Header.Set("traceparent", "00-"+client+"-b7ad6b7169203331-01")
+		r.ServeHTTP(httptest.NewRecorder(), req)
+	}
+	got := spans.Ended()
+	if len(got) != 2 || len(seen) != 1 || seen[0] != client {
+		t.Fatalf("%d spans, the handler saw trace %v; want 2 spans and %s", len(got), seen, client)
+	}
+	for i, want := range []struct {
+		name   string
+		status int64
+		code   codes.Code
+	}{{"GET /things/{id}", 200, codes.Unset}, {"GET /boom", 503, codes.Error}} {
+		s := got[i]
+		var status int64
+		for _, a := range s.Attributes() {
+			if a.Key == "http.response.status_code" {
+				status = a.Value.AsInt64()
+			}
+		}
+		if s.Name() != want.name || s.SpanKind() != trace.SpanKindServer || s.Parent().TraceID().String() != client ||
+			status != want.status || s.Status().Code != want.code {
+			t.Errorf("span %q (%v) of trace %s, status %d, %v; want %q, a server span of %s, %d, %v",
+				s.Name(), s.SpanKind(), s.Parent().TraceID(), status, s.Status().Code, want.name, client, want.status, want.code)
+		}
 	}
 }

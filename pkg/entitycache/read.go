@@ -131,7 +131,11 @@ func (c *Cache) ListAll(ctx context.Context, lists ...Listing) error {
 	_, err = c.store.Redis().Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, r := range rs {
 			// Each id's key, from the part whose set holds it.
-			var all []idKey
+			n := 0
+			for _, s := range sets[i] {
+				n += len(s.Val())
+			}
+			all := make([]idKey, 0, n)
 			for j, s := range sets[i] {
 				prefix := c.entityKeyIn(r.kind, parts[i][j], "")
 				for _, id := range s.Val() {
