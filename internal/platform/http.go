@@ -16,6 +16,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+	"go.opentelemetry.io/otel"
 )
 
 // newRouter is a router that answers every error in JSON, a panic too,
@@ -23,7 +24,7 @@ import (
 func newRouter(cfg Config, log *slog.Logger, m *Metrics) chi.Router {
 	r := chi.NewRouter()
 	// Traced first, so that the log lines carry the request's trace.
-	r.Use(traced, accessLog(log, m), recoverer(log), middleware.RequestSize(cfg.MaxBodyBytes))
+	r.Use(traced(otel.GetTracerProvider()), accessLog(log, m), recoverer(log), middleware.RequestSize(cfg.MaxBodyBytes))
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, r, Errorf(http.StatusNotFound, "no route %s %s", r.Method, r.URL.Path))
 	})

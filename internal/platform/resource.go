@@ -1,7 +1,6 @@
 package platform
 
 import (
-	"context"
 	"net/http"
 	"strings"
 
@@ -22,7 +21,9 @@ type Collection interface {
 	Plural() string               // "customers": the list's route and its key in /report
 	Paths(suffix string) []string // the route patterns with suffix
 	Queries(r chi.Router, cache *entitycache.Cache)
-	ListAll(ctx context.Context, cache *entitycache.Cache) (any, error)
+	// Listing is its whole list, for entitycache's ListAll to read along
+	// with others'.
+	Listing() entitycache.Listing
 }
 
 // Plural is the resource's plural name.
@@ -37,10 +38,8 @@ func (res Resource[T]) Paths(suffix string) []string {
 	return []string{"/" + res.One + suffix, "/" + res.Many + suffix}
 }
 
-// ListAll is List for a caller that does not know T.
-func (res Resource[T]) ListAll(ctx context.Context, cache *entitycache.Cache) (any, error) {
-	return res.List(ctx, cache)
-}
+// Listing is the resource's whole list, to be read by entitycache's ListAll.
+func (res Resource[T]) Listing() entitycache.Listing { return res.All() }
 
 // Queries adds the read routes of a resource, answered from the entity cache:
 // GET /customers lists them (all, or a page: see List), GET /customer/{id}

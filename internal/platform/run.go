@@ -16,6 +16,7 @@ import (
 
 	"github.com/ordershop/ordershop/pkg/entitycache"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -95,7 +96,7 @@ func connect(cfg Config, log *slog.Logger, do func(redis.UniversalClient) error)
 		"request_timeout", cfg.RequestTimeout, "max_body_bytes", cfg.MaxBodyBytes, "key_prefix", cfg.KeyPrefix)
 	rdb := redis.NewUniversalClient(opt)
 	defer rdb.Close()
-	if err := instrument(rdb); err != nil {
+	if err := instrument(rdb, otel.GetTracerProvider()); err != nil {
 		return err
 	}
 	return do(rdb)

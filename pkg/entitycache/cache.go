@@ -116,8 +116,12 @@ func (c *Cache) sortedIDsKey(k kind, part string) string {
 	return c.store.Key(part, k.name+"_sorted_ids")
 }
 func (c *Cache) versionsKey(k kind, part string) string { return c.store.Key(part, k.name+"_versions") }
-func (c *Cache) entityKey(k kind, id string) string {
-	return c.store.Key(c.part(k, id), k.name+"_entity:"+id)
+func (c *Cache) entityKey(k kind, id string) string     { return c.entityKeyIn(k, c.part(k, id), id) }
+
+// entityKeyIn is the key of an entity in a part; with id "" the prefix of
+// every entity's key there, to which a list of many adds each id.
+func (c *Cache) entityKeyIn(k kind, part, id string) string {
+	return c.store.Key(part, k.name+"_entity:"+id)
 }
 
 // indexKey is the sorted set of the ids in a part whose Index field holds value.

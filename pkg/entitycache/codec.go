@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // codec maps an entity struct to the article's layout and back: its scalar
@@ -17,6 +19,7 @@ type codec struct {
 	scalars []field // string, int64 and bool fields, in declaration order
 	lists   []field // []string fields
 	names   []string
+	fields  []any // names, as HMGET's arguments
 }
 
 type field struct {
@@ -54,6 +57,7 @@ func codecOf[T any]() *codec {
 			}
 			c.scalars = append(c.scalars, field{name, i, f.Type.Kind()})
 			c.names = append(c.names, name)
+			c.fields = append(c.fields, name)
 		default:
 			panic(fmt.Sprintf("entitycache: field %s.%s is a %s, want string, int64, bool or []string", typ, f.Name, f.Type))
 		}
@@ -109,14 +113,15 @@ func (c *codec) list(v reflect.Value, i int) []string {
 	return v.Field(c.lists[i].index).Interface().([]string)
 }
 
-// decode sets v from the HMGET of the scalar fields (in c.names order) and the
-// lists. It reports false for an entity that is not in the cache.
-func (c *codec) decode(v reflect.Value, hash []any, lists [][]string) (bool, error) {
-	if hash[c.id] == nil {
+// decode sets v from the HMGET of the scalar fields (in c.names order, a
+// field not there being "") and the LRANGE of each list. It reports false
+// for an entity that is not in the cache: its hash has no id.
+func (c *codec) decode(v reflect.Value, hash []string, lists []*redis.StringSliceCmd) (bool, error) {
+	if hash[c.id] == "" {
 		return false, nil
 	}
 	for i, f := range c.scalars {
-		s, _ := hash[i].(string)
+		s := hash[i]
 		fv := v.Field(f.index)
 		switch f.kind {
 		case reflect.String:
@@ -135,11 +140,12 @@ func (c *codec) decode(v reflect.Value, hash []any, lists [][]string) (bool, err
 		}
 	}
 	for i, f := range c.lists {
-		items := lists[i]
+		items := lists[i].Val()
 		if items == nil {
 			items = []string{}
 		}
-		v.Field(f.index).Set(reflect.ValueOf(items))
+		// Through a pointer: reflect.ValueOf(items) would allocate.
+		*v.Field(f.index).Addr().Interface().(*[]string) = items
 	}
 	return true, nil
 }

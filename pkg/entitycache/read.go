@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -54,36 +55,121 @@ type Page struct {
 	Limit int
 }
 
-// List returns every entity of a kind, sorted by id. Two round trips,
-// whatever the number of entities. It reads the set of ids, which a cache
-// written before pages existed has too, so that whole lists answer as they
-// did on such a Redis before -rebuild gave it the sorted ids pages read.
+// List returns every entity of a kind, sorted by id: ListAll of one kind.
 func (k Kind[T]) List(ctx context.Context, c *Cache) ([]T, error) {
-	kd := k.kind()
-	parts := c.parts(kd)
-	sets := make([]*redis.StringSliceCmd, len(parts))
+	all := k.All()
+	err := c.ListAll(ctx, all)
+	return all.Items, err
+}
+
+// All is the whole list of a kind, which ListAll reads along with others:
+// Items, sorted by id, once it has.
+type All[T any] struct {
+	kind  Kind[T]
+	Items []T
+	read  reads
+}
+
+// All is the kind's whole list, to be read by ListAll.
+func (k Kind[T]) All() *All[T] { return &All[T]{kind: k} }
+
+// Listing is a whole list for ListAll: an *All of some kind.
+type Listing interface {
+	// Entities are the Items, for a caller that does not know T.
+	Entities() any
+	reads() *reads
+	decode() error
+}
+
+func (a *All[T]) Entities() any { return a.Items }
+
+func (a *All[T]) reads() *reads {
+	a.read.kind = a.kind.kind()
+	return &a.read
+}
+
+func (a *All[T]) decode() error {
+	a.Items = make([]T, len(a.read.ids))
+	items := reflect.ValueOf(a.Items)
+	n := 0
+	for i := range a.read.ids {
+		found, err := a.read.decode(i, items.Index(n))
+		if err != nil {
+			return fmt.Errorf("cached %s %s: %w", a.kind.Name, a.read.ids[i], err)
+		}
+		if found {
+			n++
+		}
+	}
+	a.Items = a.Items[:n]
+	return nil
+}
+
+// ListAll reads the whole lists of several kinds in two round trips in all,
+// whatever their number and size: a pipeline of every set of ids (one per
+// partition of each kind), then one of every entity. It reads the sets of
+// ids, which a cache written before pages existed has too, so that whole
+// lists answer as they did on such a Redis before -rebuild gave it the
+// sorted ids pages read. No versions: a list decides nothing.
+func (c *Cache) ListAll(ctx context.Context, lists ...Listing) error {
+	rs := make([]*reads, len(lists))
+	parts := make([][]string, len(lists))
+	sets := make([][]*redis.StringSliceCmd, len(lists))
 	_, err := c.store.Redis().Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, part := range parts {
-			sets[i] = p.SMembers(ctx, c.idsKey(kd, part))
+		for i, l := range lists {
+			rs[i] = l.reads()
+			parts[i] = c.parts(rs[i].kind)
+			for _, part := range parts[i] {
+				sets[i] = append(sets[i], p.SMembers(ctx, c.idsKey(rs[i].kind, part)))
+			}
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	var ids []string
-	for _, s := range sets {
-		ids = append(ids, s.Val()...)
+	_, err = c.store.Redis().Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, r := range rs {
+			// Each id's key, from the part whose set holds it.
+			n := 0
+			for _, s := range sets[i] {
+				n += len(s.Val())
+			}
+			all := make([]idKey, 0, n)
+			for j, s := range sets[i] {
+				prefix := c.entityKeyIn(r.kind, parts[i][j], "")
+				for _, id := range s.Val() {
+					all = append(all, idKey{id, prefix + id})
+				}
+			}
+			slices.SortFunc(all, func(a, b idKey) int { return strings.Compare(a.id, b.id) })
+			ids, keys := make([]string, len(all)), make([]string, len(all))
+			for j, e := range all {
+				ids[j], keys[j] = e.id, e.key
+			}
+			r.queue(ctx, p, ids, keys)
+		}
+		return nil
+	})
+	if err != nil && err != redis.Nil {
+		return err
 	}
-	slices.Sort(ids)
-	ents, err := k.read(ctx, c, ids, nil)
-	return present(ents), err
+	for _, l := range lists {
+		if err := l.decode(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ListPage returns a page of a kind's entities, sorted by id, and the After
 // of the next page: "" when this one is the last. Two round trips, which
-// read the page's entities and no others.
+// read the page's entities and no others. The page of all is List.
 func (k Kind[T]) ListPage(ctx context.Context, c *Cache, p Page) ([]T, string, error) {
+	if p == (Page{}) {
+		all, err := k.List(ctx, c)
+		return all, "", err
+	}
 	kd := k.kind()
 	return k.listIn(ctx, c, func(part string) string { return c.sortedIDsKey(kd, part) }, p)
 }
@@ -150,33 +236,25 @@ func present[T any](ents []*T) []T {
 // read reads entities in one pipeline, after whatever reads first queues;
 // an entity that does not exist is nil.
 func (k Kind[T]) read(ctx context.Context, c *Cache, ids []string, first func(redis.Pipeliner)) ([]*T, error) {
-	kd := k.kind()
-	hashes := make([]*redis.SliceCmd, len(ids))
-	lists := make([][]*redis.StringSliceCmd, len(ids))
+	r := reads{kind: k.kind()}
 	_, err := c.store.Redis().Pipelined(ctx, func(p redis.Pipeliner) error {
 		if first != nil {
 			first(p)
 		}
+		keys := make([]string, len(ids))
 		for i, id := range ids {
-			key := c.entityKey(kd, id)
-			hashes[i] = p.HMGet(ctx, key, kd.codec.names...)
-			for _, f := range kd.codec.lists {
-				lists[i] = append(lists[i], p.LRange(ctx, key+":"+f.name, 0, -1))
-			}
+			keys[i] = c.entityKey(r.kind, id)
 		}
+		r.queue(ctx, p, ids, keys)
 		return nil
 	})
 	if err != nil && err != redis.Nil {
 		return nil, err
 	}
 	out := make([]*T, len(ids))
-	items := make([][]string, len(kd.codec.lists))
 	for i := range ids {
-		for j, l := range lists[i] {
-			items[j] = l.Val()
-		}
 		var ent T
-		found, err := kd.codec.decode(reflect.ValueOf(&ent).Elem(), hashes[i].Val(), items)
+		found, err := r.decode(i, reflect.ValueOf(&ent).Elem())
 		if err != nil {
 			return nil, fmt.Errorf("cached %s %s: %w", k.Name, ids[i], err)
 		}
@@ -185,4 +263,44 @@ func (k Kind[T]) read(ctx context.Context, c *Cache, ids []string, first func(re
 		}
 	}
 	return out, nil
+}
+
+type idKey struct{ id, key string }
+
+// reads are the reads of entities of one kind in a pipeline: HMGET of the
+// scalar fields, read as strings (a field that is not there reads as ""),
+// and LRANGE of each list field.
+type reads struct {
+	kind   kind
+	ids    []string
+	hashes []*redis.StringSliceCmd
+	lists  []*redis.StringSliceCmd // len(kind.codec.lists) per id
+}
+
+// queue adds the reads of the entities with ids, whose hashes are at keys,
+// to a pipeline.
+func (r *reads) queue(ctx context.Context, p redis.Pipeliner, ids, keys []string) {
+	cd := r.kind.codec
+	r.ids = ids
+	r.hashes = make([]*redis.StringSliceCmd, len(ids))
+	r.lists = make([]*redis.StringSliceCmd, 0, len(ids)*len(cd.lists))
+	// Every HMGET's arguments in one allocation.
+	n := 2 + len(cd.fields)
+	args := make([]any, len(ids)*n)
+	for i, key := range keys {
+		a := args[i*n : (i+1)*n : (i+1)*n]
+		a[0], a[1] = "hmget", key
+		copy(a[2:], cd.fields)
+		r.hashes[i] = redis.NewStringSliceCmd(ctx, a...)
+		_ = p.Process(ctx, r.hashes[i])
+		for _, f := range cd.lists {
+			r.lists = append(r.lists, p.LRange(ctx, key+":"+f.name, 0, -1))
+		}
+	}
+}
+
+// decode sets v, a T, to the i-th entity read; false if it does not exist.
+func (r *reads) decode(i int, v reflect.Value) (bool, error) {
+	n := len(r.kind.codec.lists)
+	return r.kind.codec.decode(v, r.hashes[i].Val(), r.lists[i*n:(i+1)*n])
 }

@@ -25,14 +25,14 @@ func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
 
 // start runs the gateway with every service behind it at an address where
 // nothing listens, except those given.
-func start(t *testing.T, up map[string]string) (*platform.App, string) {
+func start(t testing.TB, up map[string]string) (*platform.App, string) {
 	app, srv := startWith(t, platformtest.Config(t), up, func(*config) {})
 	return app, srv.URL
 }
 
 // startWith is start with the platform's config base and a change to the
 // gateway's own.
-func startWith(t *testing.T, base platform.Config, up map[string]string, change func(*config)) (*platform.App, *platformtest.Server) {
+func startWith(t testing.TB, base platform.Config, up map[string]string, change func(*config)) (*platform.App, *platformtest.Server) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
