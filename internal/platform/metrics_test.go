@@ -128,7 +128,9 @@ func TestMetricsCountRequestsAppendsAndHandledEvents(t *testing.T) {
 	var m map[string]*dto.MetricFamily
 	redistest.Eventually(t, 10*time.Second, "three events handled and one dead-lettered", func() bool {
 		m = scrape(t, srv.Admin.URL, "s3cret")
+		// The dead letter is in Redis a moment before the consumer counts it.
 		return value(m, "ordershop_dead_letters", "stream", key, "group", "metered") == 1 &&
+			value(m, "ordershop_events_handled_total", "stream", key, "group", "metered", "outcome", "dead_lettered") == 1 &&
 			value(m, "ordershop_events_handled_total", "stream", key, "group", "metered", "outcome", "ok") == 3
 	})
 	service := []string{"service", "metered"}
