@@ -107,9 +107,12 @@ func (entrySampler) Description() string { return "EntrySampler" }
 // it adds some megabytes, which most deployments do not need.
 var otlpExporter func(context.Context) (sdktrace.SpanExporter, error)
 
-// instrument traces every command of a Redis client.
+// instrument traces every command of a Redis client, by its name: not its
+// arguments, which hold what clients sent (names, addresses) and cost more to
+// format than most commands to run, nor the caller's file and line, which
+// costs a stack walk per command.
 func instrument(rdb redis.UniversalClient) error {
-	return redisotel.InstrumentTracing(rdb)
+	return redisotel.InstrumentTracing(rdb, redisotel.WithDBStatement(false), redisotel.WithCallerEnabled(false))
 }
 
 // traced continues the trace of each request, or starts one; probes and

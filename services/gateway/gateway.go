@@ -9,6 +9,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/go-chi/httprate"
@@ -110,7 +111,8 @@ func proxy(app *platform.App, target, strip string, timeout time.Duration) (http
 			pr.SetURL(u)
 			pr.SetXForwarded()
 		},
-		Transport: platform.Outbound(timeout),
+		Transport:  platform.Outbound(timeout),
+		BufferPool: buffers,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			var tooBig *http.MaxBytesError
 			if errors.As(err, &tooBig) {
@@ -131,6 +133,22 @@ func proxy(app *platform.App, target, strip string, timeout time.Duration) (http
 		h.ServeHTTP(w, r)
 	}, nil
 }
+
+// buffers lends every proxy its copy buffers: without a pool, ReverseProxy
+// makes a new one of 32 KiB per request, most of what the gateway allocates
+// on a command.
+var buffers = &bufferPool{}
+
+type bufferPool struct{ pool sync.Pool }
+
+func (p *bufferPool) Get() []byte {
+	if b, ok := p.pool.Get().(*[]byte); ok {
+		return *b
+	}
+	return make([]byte, 32<<10)
+}
+
+func (p *bufferPool) Put(b []byte) { p.pool.Put(&b) }
 
 // report lists every collection: two round trips each, whatever their size.
 func report(r *http.Request, app *platform.App) (any, error) {
