@@ -138,6 +138,13 @@ func Outbound(timeout time.Duration) http.RoundTripper {
 	return otelhttp.NewTransport(Transport(timeout), otelhttp.WithPropagators(propagator))
 }
 
+// CarryTrace writes the trace of ctx into the headers of a request that
+// goes out through Transport alone: a proxy's, whose own request span
+// covers the call, so that one of its own would say nothing more.
+func CarryTrace(ctx context.Context, h http.Header) {
+	propagator.Inject(ctx, propagation.HeaderCarrier(h))
+}
+
 // WithTrace is a context that continues the trace of a W3C traceparent;
 // with an invalid or empty one it is ctx.
 func WithTrace(ctx context.Context, traceparent string) context.Context {

@@ -110,8 +110,9 @@ func proxy(app *platform.App, target, strip string, timeout time.Duration) (http
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(u)
 			pr.SetXForwarded()
+			platform.CarryTrace(pr.In.Context(), pr.Out.Header)
 		},
-		Transport:  platform.Outbound(timeout),
+		Transport:  platform.Transport(timeout),
 		BufferPool: buffers,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			var tooBig *http.MaxBytesError
