@@ -111,7 +111,8 @@ const maxArgs = 1000
 // redis.call(unpack(w)), and lists their keys, which a script must declare.
 // A write of more than maxArgs args becomes several writes of the same
 // command, which for a list of items or pairs changes nothing. Every arg
-// but VersionArg becomes a string, as cjson would read a number as a double.
+// becomes a string, as cjson would read a number as a double. It is for
+// writes that carry their version: VersionArg is the append's alone.
 func EncodeWrites(ws []Write) (writes [][]any, keys []string) {
 	writes = make([][]any, 0, len(ws)) // [], not null, in JSON
 	for _, w := range ws {
@@ -133,10 +134,10 @@ func EncodeWrites(ws []Write) (writes [][]any, keys []string) {
 	return writes, keys
 }
 
-// text is an arg as the string Redis would receive; VersionArg stays itself.
-func text(a any) any {
+// text is an arg as the string Redis would receive.
+func text(a any) string {
 	switch a := a.(type) {
-	case versionArg, string:
+	case string:
 		return a
 	case []byte:
 		return string(a)
