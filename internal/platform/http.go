@@ -1,11 +1,13 @@
 package platform
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -151,7 +153,39 @@ func (t *refreshingTransport) RoundTrip(r *http.Request) (*http.Response, error)
 	if last := t.last.Load(); now-last >= int64(t.refresh) && t.last.CompareAndSwap(last, now) {
 		t.CloseIdleConnections()
 	}
+	r, err := inMemory(r)
+	if err != nil {
+		return nil, err
+	}
 	return t.Transport.RoundTrip(r)
+}
+
+// maxInMemory bounds the bodies inMemory reads first.
+const maxInMemory = 64 << 10
+
+// inMemory is r with its body read into memory when its length is known and
+// at most maxInMemory. http.Transport writes the headers of a request and
+// its body in one write only when it sees the body is in memory; otherwise
+// (the body a proxy forwards, or one the tracing transport wraps) it sends
+// the headers first and the body in a second write, which costs both sides
+// a system call and the callee a read. A body in memory can also be sent
+// again, which lets the transport retry a request on a pooled connection
+// that turns out closed before anything was written.
+func inMemory(r *http.Request) (*http.Request, error) {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength <= 0 || r.ContentLength > maxInMemory {
+		return r, nil
+	}
+	body := make([]byte, r.ContentLength)
+	_, err := io.ReadFull(r.Body, body)
+	r.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	r2 := new(http.Request)
+	*r2 = *r // as the request is not ours to change
+	r2.Body = io.NopCloser(bytes.NewReader(body))
+	r2.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	return r2, nil
 }
 
 // spreadDialer dials a host name at one of its addresses, round robin over

@@ -109,11 +109,13 @@ func (entrySampler) Description() string { return "EntrySampler" }
 // it adds some megabytes, which most deployments do not need.
 var otlpExporter func(context.Context) (sdktrace.SpanExporter, error)
 
-// instrument traces every command of a Redis client, with tp's tracer: a
-// command alone by redisotel, a pipeline by pipelineSpans. redisotel would
-// spell every command of a pipeline out, args and all, to name its span: a
-// string of 100 kB for a list of 1,000 entities, made on every request. It
-// leaves out the Go caller too, which costs a walk of the stack per command.
+// instrument traces every command of a Redis client, with tp's tracer, by
+// its name: not its arguments, which hold what clients sent (names,
+// addresses), nor the caller's file and line, which costs a stack walk per
+// command. A command alone is redisotel's span, a pipeline pipelineSpans's:
+// redisotel would spell every command of a pipeline out, args and all, to
+// name its span: a string of 100 kB for a list of 1,000 entities, made on
+// every request.
 func instrument(rdb redis.UniversalClient, tp trace.TracerProvider) error {
 	pipelines := pipelineSpans{tp.Tracer(tracerName)}
 	if c, ok := rdb.(*redis.ClusterClient); ok {
@@ -121,7 +123,7 @@ func instrument(rdb redis.UniversalClient, tp trace.TracerProvider) error {
 	} else {
 		rdb.AddHook(pipelines)
 	}
-	return redisotel.InstrumentTracing(rdb, redisotel.WithTracerProvider(tp), redisotel.WithCallerEnabled(false),
+	return redisotel.InstrumentTracing(rdb, redisotel.WithTracerProvider(tp), redisotel.WithCallerEnabled(false), redisotel.WithDBStatement(false),
 		redisotel.WithCommandsFilter(func([]redis.Cmder) bool { return true }))
 }
 
@@ -184,6 +186,13 @@ func traced(tp trace.TracerProvider) func(http.Handler) http.Handler {
 // carries the caller's trace on in the traceparent header.
 func Outbound(timeout time.Duration) http.RoundTripper {
 	return otelhttp.NewTransport(Transport(timeout), otelhttp.WithPropagators(propagator))
+}
+
+// CarryTrace writes the trace of ctx into the headers of a request that
+// goes out through Transport alone: a proxy's, whose own request span
+// covers the call, so that one of its own would say nothing more.
+func CarryTrace(ctx context.Context, h http.Header) {
+	propagator.Inject(ctx, propagation.HeaderCarrier(h))
 }
 
 // WithTrace is a context that continues the trace of a W3C traceparent;

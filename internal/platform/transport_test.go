@@ -7,11 +7,13 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ordershop/ordershop/internal/redistest"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 )
 
 // replicas serves one port on two loopback addresses, 127.0.0.1 and
@@ -117,4 +119,67 @@ func TestTransportMovesItsPooledConnectionsToAReplicaThatCameUp(t *testing.T) {
 		return r.calls[1].Load() > 0
 	})
 	t.Logf("first call to the new replica after %v", time.Since(start).Round(time.Millisecond))
+}
+
+// writeCounter counts the writes on a connection.
+type writeCounter struct {
+	net.Conn
+	writes *atomic.Int64
+}
+
+func (c writeCounter) Write(b []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(b)
+}
+
+// onlyReader hides what a body is, as the body a proxy forwards is, or the
+// tracing transport's wrapper of one.
+type onlyReader struct{ io.Reader }
+
+// A request with a body goes out in one write, headers and body, also
+// through the tracing transport (Outbound) and with a body the transport
+// cannot tell is in memory: the callee reads it at once, and neither side
+// makes a system call more.
+func TestTransportWritesARequestAndItsBodyAtOnce(t *testing.T) {
+	got := make(chan string, 1)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- string(b)
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+
+	var writes atomic.Int64
+	tr := newTransport(2*time.Second, time.Minute, net.DefaultResolver.LookupHost)
+	dial := tr.DialContext
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		return writeCounter{c, &writes}, err
+	}
+	c := &http.Client{Transport: otelhttp.NewTransport(tr), Timeout: 5 * time.Second}
+	for _, body := range []string{`{"name":"Ada"}`, strings.Repeat("x", maxInMemory)} {
+		writes.Store(0)
+		req, err := http.NewRequest(http.MethodPost, "http://"+ln.Addr().String()+"/", onlyReader{strings.NewReader(body)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.ContentLength = int64(len(body))
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if b := <-got; b != body {
+			t.Fatalf("the server read %d bytes, want %d", len(b), len(body))
+		}
+		// The largest body read first is whole too, in writes of the
+		// transport's buffer.
+		if n := writes.Load(); n != 1 && len(body) < maxInMemory {
+			t.Errorf("a request of %d bytes of body in %d writes", len(body), n)
+		}
+	}
 }

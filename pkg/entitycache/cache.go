@@ -12,12 +12,14 @@
 //	{order}:order_sorted_ids                   the same ids, sorted (score 0)
 //	{order}:order_entity:<id>                  hash of the scalar fields
 //	{order}:order_entity:<id>:product_ids      list field
-//	{order}:order_versions                     hash: id -> version applied
 //	{email}:email_by_to:<value>                sorted ids by an Index field
 //
-// The versions hash keeps the versions of deleted entities too, so applying
-// an event again, or an older one, changes nothing. The sorted sets exist so
-// that a page of a list (read.go) is a range of ids, not a read of all.
+// The version of each entity is the event store's ({order}:versions), which
+// the append that commits the entity writes in the same step: one hash says
+// both which version commands expect and which one the cache holds. It keeps
+// the versions of deleted entities too, so applying an event again, or an
+// older one, changes nothing. The sorted sets exist so that a page of a list
+// (read.go) is a range of ids, not a read of all.
 package entitycache
 
 import (
@@ -115,7 +117,10 @@ func (c *Cache) idsKey(k kind, part string) string { return c.store.Key(part, k.
 func (c *Cache) sortedIDsKey(k kind, part string) string {
 	return c.store.Key(part, k.name+"_sorted_ids")
 }
-func (c *Cache) versionsKey(k kind, part string) string { return c.store.Key(part, k.name+"_versions") }
+
+// versionsKey is the versions hash of the part: the event store's, which
+// the kinds of a stream share.
+func (c *Cache) versionsKey(_ kind, part string) string { return c.store.Key(part, "versions") }
 func (c *Cache) entityKey(k kind, id string) string     { return c.entityKeyIn(k, c.part(k, id), id) }
 
 // entityKeyIn is the key of an entity in a part; with id "" the prefix of
@@ -171,7 +176,7 @@ func (c *Cache) Commit(ctx context.Context, changes ...Change) ([]eventstore.Eve
 		}
 		recs[part] = append(recs[part], eventstore.Record{
 			Event: e, Expected: ch.Expected,
-			Writes: c.writes(ch.kind, ch.ID, ch.entity, ch.Type == ch.kind.deleted, eventstore.VersionArg),
+			Writes: c.writes(ch.kind, ch.ID, ch.entity, ch.Type == ch.kind.deleted),
 		})
 	}
 	var events []eventstore.Event
@@ -198,8 +203,8 @@ func (k Kind[T]) NewID(c *Cache, near string) string {
 }
 
 // writes are the cache commands that apply one event: the entity is replaced
-// whole, or removed, and its version recorded.
-func (c *Cache) writes(k kind, id string, ent reflect.Value, deleted bool, version any) []eventstore.Write {
+// whole, or removed. Its version is the append's to record.
+func (c *Cache) writes(k kind, id string, ent reflect.Value, deleted bool) []eventstore.Write {
 	part := c.part(k, id)
 	key := c.entityKey(k, id)
 	ws := []eventstore.Write{{Cmd: "DEL", Key: key}}
@@ -235,7 +240,7 @@ func (c *Cache) writes(k kind, id string, ent reflect.Value, deleted bool, versi
 			ws = append(ws, eventstore.Write{Cmd: "ZADD", Key: s, Args: []any{"0", id}})
 		}
 	}
-	return append(ws, eventstore.Write{Cmd: "HSET", Key: c.versionsKey(k, part), Args: []any{id, version}})
+	return ws
 }
 
 // Update reads an entity, lets decide compute its next state, and commits it

@@ -8,6 +8,7 @@ import (
 	"os"
 	"reflect"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -265,6 +266,61 @@ func TestRebuildGivesTheSameCacheKeyForKey(t *testing.T) {
 	}
 	if after := dump(t, c); !reflect.DeepEqual(before, after) {
 		t.Fatal("rebuild did not repair a damaged entity")
+	}
+	// The versions hash, which the cache shares with the store, comes back
+	// with the cache.
+	versions := c.Store().Redis().HGetAll(ctx, stockKey(c, "versions")).Val()
+	for k := range before {
+		c.Store().Redis().Del(ctx, k)
+	}
+	c.Store().Redis().Del(ctx, stockKey(c, "versions"))
+	if err := c.Rebuild(ctx, stock, reservations); err != nil {
+		t.Fatal(err)
+	}
+	if after := dump(t, c); !reflect.DeepEqual(before, after) {
+		t.Fatalf("cache rebuilt without versions differs:\nbefore %v\nafter  %v", before, after)
+	}
+	if again := c.Store().Redis().HGetAll(ctx, stockKey(c, "versions")).Val(); !reflect.DeepEqual(versions, again) {
+		t.Fatalf("versions rebuilt: %v, want %v", again, versions)
+	}
+}
+
+// A Redis written when the cache kept versions of its own, one hash per kind
+// beside the store's ({inventory}:inventory_versions), works on: the store's
+// versions, which commands expect, were always written too. The old hashes
+// are keys no stream gives, which -verify reports and -rebuild removes.
+func TestRebuildRemovesTheVersionsOfTheOldLayout(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newCache(t)
+	rdb := c.Store().Redis()
+	for i := range 3 {
+		commit(t, c, create(stock, item{ID: fmt.Sprint("i", i), ProductID: "p"}))
+		commit(t, c, create(reservations, reservation{ID: fmt.Sprint("o", i), ProductIDs: []string{"p"}}))
+	}
+	// The old layout: the same versions, per kind.
+	for name, ids := range map[string][]string{"inventory": {"i0", "i1", "i2"}, "reservation": {"o0", "o1", "o2"}} {
+		for _, id := range ids {
+			rdb.HSet(ctx, stockKey(c, name+"_versions"), id, "1")
+		}
+	}
+	if diffs, _ := c.Diff(ctx, stock, reservations); len(diffs) != 2 {
+		t.Fatalf("the old layout's versions: %d differences, want 2:\n%s", len(diffs), strings.Join(diffs, "\n"))
+	}
+	if err := c.Rebuild(ctx, stock, reservations); err != nil {
+		t.Fatal(err)
+	}
+	if diffs, err := c.Diff(ctx, stock, reservations); err != nil || len(diffs) != 0 {
+		t.Fatalf("after the rebuild: %v, %v", diffs, err)
+	}
+	for _, name := range []string{"inventory_versions", "reservation_versions"} {
+		if rdb.Exists(ctx, stockKey(c, name)).Val() != 0 {
+			t.Errorf("%s is still there", name)
+		}
+	}
+	commit(t, c, stock.Change(stock.Updated, item{ID: "i1", ProductID: "p", Amount: 3}, 1))
+	if got, v, err := stock.Get(ctx, c, "i1"); err != nil || got.Amount != 3 || v != 2 {
+		t.Fatalf("i1 after the rebuild: %+v at version %d (%v)", got, v, err)
 	}
 }
 

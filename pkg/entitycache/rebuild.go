@@ -5,16 +5,16 @@ import (
 	"encoding/json"
 	"reflect"
 	"slices"
-	"strconv"
 
 	"github.com/ordershop/ordershop/pkg/eventstore"
 	"github.com/redis/go-redis/v9"
 )
 
-// applyScript applies one event to the cache unless the cache already has a
-// later version of the entity, or the same one and ARGV[4] is not "repair".
-// A commit writes the cache and its version in one step, so an event older
-// than the cache's version never overwrites a newer entity.
+// applyScript applies one event to the cache, and its version, unless the
+// versions hash already has a later version of the entity, or the same one
+// and ARGV[4] is not "repair". A commit writes the cache and its version in
+// one step, so an event older than the version never overwrites a newer
+// entity.
 var applyScript = redis.NewScript(`
 local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or 0)
 local v = tonumber(ARGV[2])
@@ -54,12 +54,14 @@ func (c *Cache) apply(ctx context.Context, events []eventstore.Event, kinds []Pr
 			if ws == nil {
 				continue
 			}
+			versions := c.versionsKey(k, c.part(k, e.EntityID))
+			ws = append(ws, eventstore.Write{Cmd: "HSET", Key: versions, Args: []any{e.EntityID, e.Version}})
 			writes, keys := eventstore.EncodeWrites(ws)
 			arg, err := json.Marshal(writes)
 			if err != nil {
 				return err
 			}
-			applyScript.Eval(ctx, p, append([]string{c.versionsKey(k, c.part(k, e.EntityID))}, keys...), e.EntityID, e.Version, arg, mode)
+			applyScript.Eval(ctx, p, append([]string{versions}, keys...), e.EntityID, e.Version, arg, mode)
 		}
 		return nil
 	})
@@ -78,7 +80,7 @@ func (c *Cache) writesOf(e eventstore.Event, kinds []Projection) (kind, []events
 	if err != nil {
 		return k, nil, err
 	}
-	return k, c.writes(k, e.EntityID, ent, e.Type == k.deleted, strconv.FormatInt(e.Version, 10)), nil
+	return k, c.writes(k, e.EntityID, ent, e.Type == k.deleted), nil
 }
 
 // Rebuild builds the cache of the kinds, which all live in one stream, again
@@ -86,7 +88,18 @@ func (c *Cache) writesOf(e eventstore.Event, kinds []Projection) (kind, []events
 // safe while commands run: every event is applied only over an older version
 // of its entity (or the same one, to mend it), so a rebuild never undoes a
 // commit that lands meanwhile, and no entity is ever missing on the way.
+//
+// A Redis written before the cache shared the store's versions hash has one
+// of its own per kind ({order}:order_versions), which nothing reads any
+// more: the rebuild removes it.
 func (c *Cache) Rebuild(ctx context.Context, kinds ...Projection) error {
+	for _, part := range c.store.Partitions(kinds[0].kind().stream) {
+		for _, k := range kinds {
+			if err := c.store.Redis().Del(ctx, c.store.Key(part, k.kind().name+"_versions")).Err(); err != nil {
+				return err
+			}
+		}
+	}
 	return c.store.ReplayAll(ctx, kinds[0].kind().stream, func(events []eventstore.Event) error {
 		return c.apply(ctx, events, kinds, "repair")
 	})

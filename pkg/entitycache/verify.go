@@ -14,8 +14,8 @@ import (
 
 // Diff compares the cache of the kinds, which all live in one stream, with
 // what applying the stream gives, key for key: the sets and sorted sets of
-// ids, the entities' hashes and lists, the versions the cache holds, the
-// index, and the versions commands expect. It returns one line per key that
+// ids, the entities' hashes and lists, the index, and the versions hash,
+// which commands expect and the cache holds. It returns one line per key that
 // differs, none when they agree. It reads the stream and the cache one after
 // the other, so it tells the truth on a quiet system only: a commit landing
 // meanwhile is a difference.

@@ -29,8 +29,8 @@ func TestDiffFindsEveryKeyTheCacheHasWrong(t *testing.T) {
 	rdb.ZAdd(ctx, key("reservation_sorted_ids"), redis.Z{Member: "o4"}) // a deleted one back
 	rdb.RPush(ctx, key("reservation_entity:o0:product_ids"), "p3")      // a piece too many
 	rdb.HSet(ctx, key("reservation_entity:o9"), "id", "o9")             // an entity no event made
-	rdb.HSet(ctx, key("inventory_versions"), "i3", "7")                 // a version the stream never gave
-	rdb.HSet(ctx, key("versions"), "i0", "3")                           // one commands would expect
+	rdb.HSet(ctx, key("inventory_versions"), "i3", "7")                 // a hash the cache no longer writes
+	rdb.HSet(ctx, key("versions"), "i0", "3")                           // a version the stream never gave
 	diffs, err := c.Diff(ctx, stock, reservations)
 	if err != nil {
 		t.Fatal(err)

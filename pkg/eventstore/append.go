@@ -2,12 +2,13 @@ package eventstore
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -69,13 +70,11 @@ const (
 )
 
 // VersionArg stands for the version the append assigns; it may appear in the
-// arguments of Writes. It reaches the script as a JSON object, which no
-// string argument can be, so that no value a client sends is mistaken for it.
+// arguments of Writes. The script is told where it stands, apart from the
+// arguments, so that no value a client sends is mistaken for it.
 var VersionArg any = versionArg{}
 
 type versionArg struct{}
-
-func (versionArg) MarshalJSON() ([]byte, error) { return []byte(`{"version":true}`), nil }
 
 // ErrConflict is matched by every ConflictError.
 var ErrConflict = errors.New("version conflict")
@@ -112,7 +111,8 @@ const maxArgs = 1000
 // redis.call(unpack(w)), and lists their keys, which a script must declare.
 // A write of more than maxArgs args becomes several writes of the same
 // command, which for a list of items or pairs changes nothing. Every arg
-// but VersionArg becomes a string, as cjson would read a number as a double.
+// becomes a string, as cjson would read a number as a double. It is for
+// writes that carry their version: VersionArg is the append's alone.
 func EncodeWrites(ws []Write) (writes [][]any, keys []string) {
 	writes = make([][]any, 0, len(ws)) // [], not null, in JSON
 	for _, w := range ws {
@@ -134,10 +134,10 @@ func EncodeWrites(ws []Write) (writes [][]any, keys []string) {
 	return writes, keys
 }
 
-// text is an arg as the string Redis would receive; VersionArg stays itself.
-func text(a any) any {
+// text is an arg as the string Redis would receive.
+func text(a any) string {
 	switch a := a.(type) {
-	case versionArg, string:
+	case string:
 		return a
 	case []byte:
 		return string(a)
@@ -158,81 +158,117 @@ type Record struct {
 // safe to run again: go-redis sends a script again when the reply was lost,
 // and the second run answers what the first did.
 //
-// KEYS: the stream, the versions hash, the marker, the keys of the writes.
-// ARGV: one JSON record per event, {id, expected, fields, writes}.
+// Its arguments are flat strings, which it reads in place: no JSON to decode,
+// no table per event, and each one costs Redis a string to make, so there
+// are few. KEYS: the stream, the versions hash, the marker, the keys of the
+// writes. ARGV, per event: the entity id, the expected version, the values
+// of the envelope's fields in the order of Event.fields (the names are the
+// script's own) but the entity id and version, the number of meta args and
+// those args, the number of writes, and the writes. A write is its command,
+// the index of its key in KEYS, the number n of its args, and the args; a
+// write with the version in some of its args has -n for n, and after its
+// args the number of those and their places (1 to n).
 var appendScript = redis.NewScript(`
 local done = redis.call('GET', KEYS[3])
-if done then return cjson.decode(done) end
+if done then
+  local out = {}
+  for id, v in string.gmatch(done, '(%S+) (%S+)') do out[#out + 1] = {id, tonumber(v)} end
+  return out
+end
 
 local function fail(msg) error({err = 'ERR append refused: ' .. msg}) end
 
 -- need checks that key will hold a want, or nothing, when the writes checked
--- before have run, and notes what it holds after; want is 'none' for DEL.
+-- before have run, and notes what it holds after; want is 'none' for DEL,
+-- which takes a key of any type.
 local types = {}
 local function need(key, want)
-  local t = types[key] or redis.call('TYPE', key).ok
-  if want ~= 'none' and t ~= 'none' and t ~= want then
-    fail(key .. ' holds a ' .. t .. ', not a ' .. want)
+  if want ~= 'none' then
+    local t = types[key] or redis.call('TYPE', key).ok
+    if t ~= 'none' and t ~= want then fail(key .. ' holds a ' .. t .. ', not a ' .. want) end
   end
   types[key] = want
 end
 
--- The key type each write command needs, and the args of one item: DEL
--- takes its key alone, HSET pairs.
-local commands = {
-  DEL = {'none', 0}, HSET = {'hash', 2}, HDEL = {'hash', 1},
-  SADD = {'set', 1}, SREM = {'set', 1}, ZADD = {'zset', 2}, ZREM = {'zset', 1},
-  RPUSH = {'list', 1}, LPUSH = {'list', 1},
-}
-
--- put sets the version in place of the placeholder, the object
--- {"version":true} exactly; every other arg must be a string, as Go sends.
-local function placeholder(a)
-  if type(a) ~= 'table' or a.version ~= true then return false end
-  for k in pairs(a) do if k ~= 'version' then return false end end
-  return true
+-- kind is the key type a write command needs and the args of one item: DEL
+-- takes its key alone, HSET pairs. An if chain, as a table of them would be
+-- built again on every run.
+local function kind(cmd)
+  if cmd == 'HSET' then return 'hash', 2 elseif cmd == 'SADD' then return 'set', 1
+  elseif cmd == 'ZADD' then return 'zset', 2 elseif cmd == 'DEL' then return 'none', 0
+  elseif cmd == 'RPUSH' or cmd == 'LPUSH' then return 'list', 1
+  elseif cmd == 'HDEL' then return 'hash', 1 elseif cmd == 'SREM' then return 'set', 1
+  elseif cmd == 'ZREM' then return 'zset', 1 end
 end
-local function put(args, from, v)
-  for j = from, #args do
-    if type(args[j]) ~= 'string' then
-      if not placeholder(args[j]) then fail('arg ' .. j .. ' is not a string') end
-      args[j] = v
-    end
+
+-- write reads the write at ARGV[w]: its command, key, args from ARGV[a] to
+-- ARGV[a + n - 1], the number of places of the version (at ARGV[a + n + 1]
+-- on), and where the next write begins.
+local function write(w)
+  local n, p = tonumber(ARGV[w + 2]), 0
+  local next = w + 3 + n
+  if n < 0 then
+    n, next = -n, w + 3 - n
+    p = tonumber(ARGV[next])
+    next = next + 1 + p
   end
+  return ARGV[w], KEYS[tonumber(ARGV[w + 1])], w + 3, n, p, next
 end
 
-local heads, batch = {}, {}
-for i = 1, #ARGV do
-  local e = cjson.decode(ARGV[i])
+-- Check everything: the versions, then every key each write needs.
+local heads, versions, i = {}, {}, 1
+while i <= #ARGV do
+  local id, expected = ARGV[i], tonumber(ARGV[i + 1])
+  local cur = heads[id] or tonumber(redis.call('HGET', KEYS[2], id) or 0)
+  -- The HGET failed unless the versions hash is one or nothing: no TYPE.
+  types[KEYS[2]] = types[KEYS[2]] or 'hash'
   need(KEYS[2], 'hash')
-  local cur = heads[e.id] or tonumber(redis.call('HGET', KEYS[2], e.id) or 0)
-  if e.expected >= 0 and e.expected ~= cur then
-    return redis.error_reply(string.format('CONFLICT %d %d %s', e.expected, cur, e.id))
+  if expected >= 0 and expected ~= cur then
+    return redis.error_reply(string.format('CONFLICT %d %d %s', expected, cur, id))
   end
-  e.version = cur + 1
-  heads[e.id] = e.version
+  heads[id] = cur + 1
+  versions[#versions + 1] = cur + 1
   need(KEYS[1], 'stream')
-  put(e.fields, 1, e.version)
-  for _, w in ipairs(e.writes) do
-    local c, n = commands[string.upper(w[1])], #w - 2
-    if not c or (c[2] == 0 and n > 0) or (c[2] > 0 and (n == 0 or n % c[2] ~= 0)) then
-      fail(w[1] .. ' with ' .. n .. ' args')
+  local w = i + 8 + tonumber(ARGV[i + 7])
+  i = w + 1
+  for _ = 1, tonumber(ARGV[w]) do
+    local cmd, key, _, n
+    cmd, key, _, n, _, i = write(i)
+    local t, item = kind(cmd)
+    if not t or (item == 0 and n > 0) or (item > 0 and (n == 0 or n % item ~= 0)) then
+      fail(cmd .. ' with ' .. n .. ' args')
     end
-    need(w[2], c[1])
-    put(w, 3, e.version)
+    need(key, t)
   end
-  batch[i] = e
 end
 
-local out = {}
-for i, e in ipairs(batch) do
-  redis.call('HSET', KEYS[2], e.id, e.version)
-  local id = redis.call('XADD', KEYS[1], '*', unpack(e.fields))
-  for _, w in ipairs(e.writes) do redis.call(unpack(w)) end
-  out[i] = {id, e.version}
+-- Then write.
+local out, flat = {}, {}
+i = 1
+for e, v in ipairs(versions) do
+  local id, meta = ARGV[i], tonumber(ARGV[i + 7])
+  redis.call('HSET', KEYS[2], id, v)
+  local sid = redis.call('XADD', KEYS[1], '*', 'event_id', ARGV[i + 2], 'type', ARGV[i + 3],
+    'entity_type', ARGV[i + 4], 'entity_id', id, 'version', v, 'time', ARGV[i + 5],
+    'entity', ARGV[i + 6], unpack(ARGV, i + 8, i + 7 + meta))
+  local w = i + 8 + meta
+  i = w + 1
+  for _ = 1, tonumber(ARGV[w]) do
+    local cmd, key, a, n, p
+    cmd, key, a, n, p, i = write(i)
+    if p == 0 then
+      redis.call(cmd, key, unpack(ARGV, a, a + n - 1))
+    else
+      local args = {unpack(ARGV, a, a + n - 1)}
+      for j = a + n + 1, a + n + p do args[tonumber(ARGV[j])] = v end
+      redis.call(cmd, key, unpack(args))
+    end
+  end
+  out[e] = {sid, v}
+  flat[2 * e - 1], flat[2 * e] = sid, v
 end
 -- A minute: far longer than go-redis goes on retrying.
-redis.call('SET', KEYS[3], cjson.encode(out), 'EX', 60)
+redis.call('SET', KEYS[3], table.concat(flat, ' '), 'EX', 60)
 return out
 `)
 
@@ -247,8 +283,7 @@ func (s *Store) Append(ctx context.Context, stream string, recs ...Record) ([]Ev
 	if len(recs) == 0 {
 		return nil, nil
 	}
-	keys := []string{s.StreamKey(stream), s.Key(stream, "versions"), s.Key(stream, "appended:"+recs[0].Event.ID)}
-	argv := make([]any, len(recs))
+	a := appendArgs{keys: []string{s.StreamKey(stream), s.Key(stream, "versions"), s.Key(stream, "appended:"+recs[0].Event.ID)}}
 	var meta map[string]string
 	if s.meta != nil {
 		meta = s.meta(ctx)
@@ -266,21 +301,29 @@ func (s *Store) Append(ctx context.Context, stream string, recs ...Record) ([]Ev
 		if err := r.Event.check(); err != nil {
 			return nil, fmt.Errorf("event %d of %d: %w", i+1, len(recs), err)
 		}
-		fields := r.Event.fields()
-		if len(fields) > maxArgs {
+		if 2*len(r.Event.Meta) > maxArgs {
 			return nil, fmt.Errorf("event %d of %d: %w: %d metadata entries", i+1, len(recs), ErrInvalidEvent, len(r.Event.Meta))
 		}
-		writes, wkeys := EncodeWrites(r.Writes)
-		keys = append(keys, wkeys...)
-		arg, err := json.Marshal(map[string]any{
-			"id": r.Event.EntityID, "expected": r.Expected, "fields": fields, "writes": writes,
-		})
-		if err != nil {
-			return nil, err
+		e := &r.Event
+		a.argv = append(a.argv, e.EntityID, r.Expected, e.ID, e.Type, e.EntityType,
+			e.Time.UTC().Format(time.RFC3339Nano), string(e.Entity), 2*len(e.Meta))
+		for k, v := range e.Meta {
+			a.argv = append(a.argv, metaPrefix+k, v)
 		}
-		argv[i] = arg
+		a.argv = append(a.argv, 0)
+		count := len(a.argv) - 1
+		for _, w := range r.Writes {
+			for args := w.Args; ; {
+				n := min(len(args), maxArgs)
+				a.write(w.Cmd, w.Key, args[:n])
+				a.argv[count] = a.argv[count].(int) + 1
+				if args = args[n:]; len(args) == 0 {
+					break
+				}
+			}
+		}
 	}
-	res, err := appendScript.Run(ctx, s.rdb, keys, argv...).Slice()
+	res, err := appendScript.Run(ctx, s.rdb, a.keys, a.argv...).Slice()
 	if err != nil {
 		return nil, conflictOr(err)
 	}
@@ -299,6 +342,36 @@ func (s *Store) Append(ctx context.Context, stream string, recs ...Record) ([]Ev
 		s.appended(s.StreamKey(stream), len(out))
 	}
 	return out, nil
+}
+
+// appendArgs are the KEYS and ARGV of the append script.
+type appendArgs struct {
+	keys []string
+	argv []any
+}
+
+// write appends a write of args, each as text, and after them the places of
+// VersionArg among them if any.
+func (a *appendArgs) write(cmd, key string, args []any) {
+	i := slices.Index(a.keys, key)
+	if i < 0 {
+		i = len(a.keys)
+		a.keys = append(a.keys, key)
+	}
+	head := len(a.argv)
+	a.argv = append(a.argv, strings.ToUpper(cmd), i+1, len(args))
+	var places []any
+	for j, arg := range args {
+		if _, ok := arg.(versionArg); ok {
+			places = append(places, j+1)
+			arg = ""
+		}
+		a.argv = append(a.argv, text(arg))
+	}
+	if len(places) > 0 {
+		a.argv[head+2] = -len(args)
+		a.argv = append(append(a.argv, len(places)), places...)
+	}
 }
 
 // conflictOr reads a CONFLICT reply, "CONFLICT <expected> <actual> <id>",

@@ -53,7 +53,7 @@
 // stream and the cache of one entity type together, also on Redis Cluster:
 //
 //	events:{customer}                 the stream, never trimmed
-//	{customer}:versions               hash: entity id -> latest version
+//	{customer}:versions               hash: entity id -> latest version (the entity cache's too)
 //	{customer}:appended:<event id>    a batch's reply, for a minute (client retries come within seconds)
 //	events:{customer}:dead:<group>    dead letters of one group
 //	{customer}:checkpoints            hash: group -> stream ID it is done up to

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-chi/httprate"
@@ -112,8 +113,10 @@ func proxy(app *platform.App, target, strip string, timeout time.Duration) (http
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(u)
 			pr.SetXForwarded()
+			platform.CarryTrace(pr.In.Context(), pr.Out.Header)
 		},
-		Transport: platform.Outbound(timeout),
+		Transport:  platform.Transport(timeout),
+		BufferPool: buffers,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			var tooBig *http.MaxBytesError
 			if errors.As(err, &tooBig) {
@@ -134,6 +137,22 @@ func proxy(app *platform.App, target, strip string, timeout time.Duration) (http
 		h.ServeHTTP(w, r)
 	}, nil
 }
+
+// buffers lends every proxy its copy buffers: without a pool, ReverseProxy
+// makes a new one of 32 KiB per request, most of what the gateway allocates
+// on a command.
+var buffers = &bufferPool{}
+
+type bufferPool struct{ pool sync.Pool }
+
+func (p *bufferPool) Get() []byte {
+	if b, ok := p.pool.Get().(*[]byte); ok {
+		return *b
+	}
+	return make([]byte, 32<<10)
+}
+
+func (p *bufferPool) Put(b []byte) { p.pool.Put(&b) }
 
 // report answers GET /report: every collection, by its plural, in two
 // round trips in all, whatever their number and size. The keys are in

@@ -95,6 +95,35 @@ func TestCommandsGoToTheirOwner(t *testing.T) {
 	}
 }
 
+// A command goes on in the client's trace: the owner gets a traceparent of
+// the same trace, whose parent is the gateway's span, not the client's.
+func TestCommandsCarryTheirTraceToTheOwner(t *testing.T) {
+	t.Parallel()
+	got := make(chan string, 1)
+	owner := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Get("traceparent")
+		platform.WriteJSON(w, http.StatusOK, true)
+	}))
+	t.Cleanup(owner.Close)
+	_, url := start(t, map[string]string{"customer": owner.URL})
+	const trace, client = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+	req, err := http.NewRequest("POST", url+"/customer", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("traceparent", "00-"+trace+"-"+client+"-01")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	tp := strings.Split(<-got, "-")
+	if len(tp) != 4 || tp[1] != trace || tp[2] == client || tp[3] != "01" {
+		t.Fatalf("the owner got traceparent %q, want one of trace %s under the gateway's span", strings.Join(tp, "-"), trace)
+	}
+}
+
 func TestBadInputAtTheGateway(t *testing.T) {
 	t.Parallel()
 	_, url := start(t, nil)

@@ -174,7 +174,7 @@ func TestAServiceWritesOnlyItsOwnKeys(t *testing.T) {
 	allowed(t, customer.HSet(ctx, "{customer}:customer_entity:1", "name", "Ada").Err(), "customer HSET {customer}")
 	refused(t, customer.HSet(ctx, "{order}:order_entity:1", "customer_id", "1").Err(), "customer HSET {order}")
 	refused(t, customer.XAdd(ctx, &redis.XAddArgs{Stream: "events:{order}", Values: []any{"a", "b"}}).Err(), "customer XADD events:{order}")
-	refused(t, customer.HGet(ctx, "{order}:order_versions", "1").Err(), "customer HGET {order}")
+	refused(t, customer.HGet(ctx, "{order}:versions", "1").Err(), "customer HGET {order}")
 	refused(t, customer.Set(ctx, "other", "x", 0).Err(), "customer SET other")
 	refused(t, customer.FlushAll(ctx).Err(), "customer FLUSHALL")
 	refused(t, customer.ConfigSet(ctx, "appendonly", "no").Err(), "customer CONFIG SET")
