@@ -16,10 +16,14 @@ func (c *Consumer) claimIdle(ctx context.Context) error {
 	for _, s := range c.cfg.Streams {
 		key := c.store.StreamKey(s)
 		for start := "0-0"; ctx.Err() == nil; {
-			msgs, next, err := c.store.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
-				Stream: key, Group: c.cfg.Group, Consumer: c.cfg.Name,
-				MinIdle: c.cfg.ClaimIdle, Start: start, Count: c.cfg.Batch,
-			}).Result()
+			var claim *redis.XAutoClaimCmd
+			c.withAcks(ctx, func(r redis.Cmdable) {
+				claim = r.XAutoClaim(ctx, &redis.XAutoClaimArgs{
+					Stream: key, Group: c.cfg.Group, Consumer: c.cfg.Name,
+					MinIdle: c.cfg.ClaimIdle, Start: start, Count: c.cfg.Batch,
+				})
+			})
+			msgs, next, err := claim.Result()
 			if err != nil {
 				return err
 			}
