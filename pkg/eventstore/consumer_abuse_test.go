@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -336,5 +337,41 @@ func TestGracefulStopLeavesTheRestOfTheBatchPending(t *testing.T) {
 	})
 	if got.total() != 10 {
 		t.Fatalf("%d handlings of 10 events", got.total())
+	}
+}
+
+func TestLiveConsumersOfAQuietStreamStayInTheGroup(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t)
+	names := []string{"crm-a", "crm-b", "crm-c", "crm-gone"}
+	// In the group before they start, as after their first reads.
+	if err := s.Redis().XGroupCreateMkStream(ctx, s.StreamKey("customer"), "crm", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range names {
+		if err := s.Redis().XGroupCreateConsumer(ctx, s.StreamKey("customer"), "crm", name).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var logs lockedBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	const claimIdle = 100 * time.Millisecond
+	var stop func()
+	for _, name := range names {
+		_, stop = start(t, s, eventstore.ConsumerConfig{Name: name, Handler: newSeen().handle, ClaimIdle: claimIdle, Logger: log})
+	}
+	stop() // crm-gone's
+	began := time.Now()
+	redistest.Eventually(t, 10*time.Second, "5×ClaimIdle passed and the stopped consumer removed", func() bool {
+		return time.Since(began) > 5*claimIdle && !slices.Contains(consumerNames(t, s), "crm-gone")
+	})
+	for line := range strings.Lines(logs.String()) {
+		if strings.Contains(line, "removed consumers") && !strings.Contains(line, "consumers=[crm-gone]") {
+			t.Errorf("a live consumer was removed: %s", line)
+		}
+	}
+	if got := consumerNames(t, s); !slices.Equal(got, names[:3]) {
+		t.Fatalf("the group lists %v, want %v", got, names[:3])
 	}
 }
