@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -73,30 +74,36 @@ func consumerNames(t testing.TB, s *eventstore.Store) []string {
 
 func TestEntriesOfABatchAreNotClaimedWhileItIsHandled(t *testing.T) {
 	t.Parallel()
-	s := newStore(t)
-	got := newSeen()
-	slow := func(ctx context.Context, e eventstore.Event) error {
-		time.Sleep(30 * time.Millisecond) // the handler's work: a batch takes 3x ClaimIdle
-		return got.handle(ctx, e)
-	}
-	cfg := eventstore.ConsumerConfig{Handler: slow, Batch: 10, ClaimIdle: 100 * time.Millisecond}
-	cfg.Name = "crm-a"
-	a, stopA := start(t, s, cfg)
-	cfg.Name = "crm-b"
-	b, stopB := start(t, s, cfg)
-	redistest.Eventually(t, 5*time.Second, "both consumers reading", func() bool { return a.Running() && b.Running() })
-	// Twice, one consumer gets a batch of ten while the other has nothing to do
-	// but its claim pass.
-	for range 2 {
-		events := appendN(t, s, "customer", 10)
-		redistest.Eventually(t, 20*time.Second, "all handled and acked", func() bool {
-			return got.has(events) && pending(t, s, "customer", "crm") == 0
+	for _, workers := range []int{1, 2} {
+		t.Run(fmt.Sprint(workers, " workers"), func(t *testing.T) {
+			t.Parallel()
+			s := newStore(t)
+			got := newSeen()
+			slow := func(ctx context.Context, e eventstore.Event) error {
+				time.Sleep(30 * time.Millisecond) // the handler's work: a batch takes 3x ClaimIdle
+				return got.handle(ctx, e)
+			}
+			n := 10 * workers // events of different entities
+			cfg := eventstore.ConsumerConfig{Handler: slow, Batch: int64(n), Workers: workers, ClaimIdle: 100 * time.Millisecond}
+			cfg.Name = "crm-a"
+			a, stopA := start(t, s, cfg)
+			cfg.Name = "crm-b"
+			b, stopB := start(t, s, cfg)
+			redistest.Eventually(t, 5*time.Second, "both consumers reading", func() bool { return a.Running() && b.Running() })
+			// Twice, one consumer gets a batch while the other has nothing to do
+			// but its claim pass.
+			for range 2 {
+				events := appendN(t, s, "customer", n)
+				redistest.Eventually(t, 20*time.Second, "all handled and acked", func() bool {
+					return got.has(events) && pending(t, s, "customer", "crm") == 0
+				})
+			}
+			stopA()
+			stopB()
+			if got.total() != 2*n {
+				t.Fatalf("%d handlings of %d events: entries in flight were claimed by the other consumer", got.total(), 2*n)
+			}
 		})
-	}
-	stopA()
-	stopB()
-	if n := got.total(); n != 20 {
-		t.Fatalf("%d handlings of 20 events: entries in flight were claimed by the other consumer", n)
 	}
 }
 

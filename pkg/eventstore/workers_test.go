@@ -34,6 +34,11 @@ func appendEntities(t testing.TB, s *eventstore.Store, stream string, n, rounds 
 	return out
 }
 
+// appendBoth appends events of customers and of orders (see appendEntities).
+func appendBoth(t testing.TB, s *eventstore.Store, customers, orders, rounds int) []eventstore.Event {
+	return append(appendEntities(t, s, "customer", customers, rounds), appendEntities(t, s, "order", orders, rounds)...)
+}
+
 // entities checks what a handler sees of each entity: its events in order
 // (by version), never two of them at once, each once; and how many
 // handlers ran at once at most.
@@ -108,8 +113,7 @@ func busy(e eventstore.Event) func() error {
 func TestWorkersKeepEachEntitysOrderAndHandleItOnce(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
-	events := appendEntities(t, s, "customer", 37, 15)
-	events = append(events, appendEntities(t, s, "order", 29, 15)...)
+	events := appendBoth(t, s, 37, 29, 15)
 	en := newEntities()
 	handler := func(ctx context.Context, e eventstore.Event) error { return en.handle(ctx, e, busy(e)) }
 	_, stop := start(t, s, eventstore.ConsumerConfig{Streams: []string{"customer", "order"}, Handler: handler, Workers: 8, Batch: 100})
@@ -129,8 +133,7 @@ func TestWorkersKeepEachEntitysOrderAndHandleItOnce(t *testing.T) {
 func TestOneWorkerHandlesOneEventAtATime(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
-	events := appendEntities(t, s, "customer", 20, 5)
-	events = append(events, appendEntities(t, s, "order", 20, 5)...)
+	events := appendBoth(t, s, 20, 20, 5)
 	en := newEntities()
 	shared := 0 // unguarded on purpose: -race sees two handlers at once
 	handler := func(ctx context.Context, e eventstore.Event) error {
@@ -242,31 +245,4 @@ func TestPanickingHandlerOfAWorkerIsAFailedDelivery(t *testing.T) {
 	redistest.Eventually(t, 10*time.Second, "later events handled, the panicking one dead-lettered", func() bool {
 		return got.has(later) && len(deadLetters(t, s)) == 1 && pending(t, s, "customer", "crm") == 0
 	})
-}
-
-func TestWorkersKeepTheirSlowBatchOwned(t *testing.T) {
-	t.Parallel()
-	s := newStore(t)
-	got := newSeen()
-	slow := func(ctx context.Context, e eventstore.Event) error {
-		time.Sleep(30 * time.Millisecond) // the handler's work: a batch takes 3x ClaimIdle
-		return got.handle(ctx, e)
-	}
-	cfg := eventstore.ConsumerConfig{Handler: slow, Batch: 20, Workers: 2, ClaimIdle: 100 * time.Millisecond}
-	cfg.Name = "crm-a"
-	a, stopA := start(t, s, cfg)
-	cfg.Name = "crm-b"
-	b, stopB := start(t, s, cfg)
-	redistest.Eventually(t, 5*time.Second, "both consumers reading", func() bool { return a.Running() && b.Running() })
-	for range 2 {
-		events := appendEntities(t, s, "customer", 20, 1)
-		redistest.Eventually(t, 20*time.Second, "all handled and acked", func() bool {
-			return got.has(events) && pending(t, s, "customer", "crm") == 0
-		})
-	}
-	stopA()
-	stopB()
-	if n := got.total(); n != 40 {
-		t.Fatalf("%d handlings of 40 events: entries in flight were claimed by the other consumer", n)
-	}
 }
