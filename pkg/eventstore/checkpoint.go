@@ -118,7 +118,8 @@ func (c *Consumer) checkpointKeys(a owedAck) []string {
 // createGroups creates every missing group: at the stream's start the first
 // time, from its checkpoint when the group was lost. It adds the consumer to
 // each, so that the group lists it from its start (Redis 7.0 would only once
-// it was handed an entry).
+// it was handed an entry), marked seen first: one that comes back after a
+// while keeps the idle time it left with.
 func (c *Consumer) createGroups(ctx context.Context) error {
 	for _, s := range c.cfg.Streams {
 		cp, err := c.store.rdb.HGet(ctx, c.store.CheckpointKey(s), c.cfg.Group).Result()
@@ -137,6 +138,9 @@ func (c *Consumer) createGroups(ctx context.Context) error {
 		case cp != "":
 			c.cfg.Logger.Error("consumer group was lost and is created again from its checkpoint: entries after it are delivered again",
 				"group", c.cfg.Group, "stream", s, "checkpoint", cp)
+		}
+		if err := c.removeGone(ctx, s); err != nil {
+			return err
 		}
 		if err := c.store.rdb.XGroupCreateConsumer(ctx, c.store.StreamKey(s), c.cfg.Group, c.cfg.Name).Err(); err != nil {
 			return err
