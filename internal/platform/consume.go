@@ -26,6 +26,8 @@ type Consuming struct {
 	MaxRetryDelay time.Duration `envconfig:"MAX_RETRY_DELAY" default:"30s"`
 	MaxDeliveries int64         `envconfig:"MAX_DELIVERIES" default:"15"`
 	Batch         int64         `envconfig:"BATCH" default:"50"`
+	// Handlers at once; each entity's events stay in order on one of them.
+	Workers int `envconfig:"CONSUMER_WORKERS" default:"1"`
 }
 
 // Consume runs a consumer of the group on the streams of entity types while the app serves,
@@ -48,7 +50,7 @@ func Consume(app *App, c Consuming, group string, types []string, router *events
 	consumer, err := app.Store.NewConsumer(eventstore.ConsumerConfig{
 		Group: group, Name: name, Streams: streams, Handler: router.Handler(),
 		Batch: c.Batch, ClaimIdle: c.ClaimIdle, RetryDelay: c.RetryDelay, MaxRetryDelay: c.MaxRetryDelay,
-		MaxDeliveries: c.MaxDeliveries, Logger: app.Log, OnDeadLetter: app.Metrics.deadLettered(group),
+		MaxDeliveries: c.MaxDeliveries, Workers: c.Workers, Logger: app.Log, OnDeadLetter: app.Metrics.deadLettered(group),
 	})
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -39,13 +40,14 @@ type ConsumerConfig struct {
 	MaxRetryDelay time.Duration // cap of that wait (default 30s)
 	MaxDeliveries int64         // deliveries before an entry is dead (default 15)
 	MaxBackoff    time.Duration // cap of the wait while Redis is away (default 5s)
+	Workers       int           // handlers at once, each entity's events on one of them in order (default 1: one event at a time)
 	Logger        *slog.Logger
 	OnDeadLetter  func(streamKey string) // called for each entry moved to the dead letters, e.g. to count it
 }
 
 // Consumer reads streams through a consumer group. It reads each stream on
 // its own, in a lane of its own, as Redis Cluster serves no read across hash
-// slots; the lanes share the counters and handle one event at a time.
+// slots; the lanes share the counters and the workers' slots (workers.go).
 type Consumer struct {
 	store   *Store
 	cfg     ConsumerConfig
@@ -54,13 +56,16 @@ type Consumer struct {
 	lanes   []*Consumer // one per stream, each a Consumer of that stream alone
 	running atomic.Bool
 
-	// handling lets one event be handled at a time, by a lane or by Replay:
-	// handlers may count on that, as they do within one lane.
-	handling *sync.Mutex
-	// A lane's own: failed entries waiting for their next delivery, and when
-	// they were last kept owned.
+	// handling has a lock per worker slot, which the lanes and Replay share:
+	// the events of one entity, which all hash to one slot, are handled one
+	// at a time, and with one worker all events are.
+	handling []sync.Mutex
+	seed     maphash.Seed // of the slots' hash
+	// A lane's own: failed entries waiting for their next delivery, when
+	// they were last kept owned, and the acks that go with the next round trip.
 	retries     []retry
 	retriesKept time.Time
+	owed        []owedAck
 }
 
 // NewConsumer returns a consumer; Run starts it.
@@ -81,6 +86,7 @@ func (s *Store) NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 	if cfg.Batch <= 0 {
 		cfg.Batch = 50
 	}
+	cfg.Workers = max(cfg.Workers, 1)
 	if cfg.MaxDeliveries <= 0 {
 		// About four minutes of retries with the default delays: an outage of
 		// what the handler calls that is over within minutes dead-letters nothing.
@@ -91,9 +97,10 @@ func (s *Store) NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 	}
 	// A panic that escaped would stop the service, and its restart would
 	// hand it the same event first: a crash loop.
-	c := &Consumer{store: s, cfg: cfg, handler: Recoverer(cfg.Handler), counts: &counters{}, handling: &sync.Mutex{}}
+	c := &Consumer{store: s, cfg: cfg, handler: Recoverer(cfg.Handler), counts: &counters{},
+		handling: make([]sync.Mutex, cfg.Workers), seed: maphash.MakeSeed()}
 	for _, stream := range cfg.Streams {
-		lane := &Consumer{store: s, cfg: cfg, handler: c.handler, counts: c.counts, handling: c.handling}
+		lane := &Consumer{store: s, cfg: cfg, handler: c.handler, counts: c.counts, handling: c.handling, seed: c.seed}
 		lane.cfg.Streams = []string{stream}
 		c.lanes = append(c.lanes, lane)
 	}
@@ -113,7 +120,7 @@ func (c *Consumer) Running() bool {
 	return true
 }
 
-// Run consumes until ctx is done. A stop lets the handler in flight finish and
+// Run consumes until ctx is done. A stop lets the handlers in flight finish and
 // acks what was handled. While Redis is away it retries with a capped backoff.
 func (c *Consumer) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
@@ -157,6 +164,7 @@ func (c *Consumer) run(ctx context.Context) {
 // and claims idle ones.
 func (c *Consumer) session(ctx context.Context) error {
 	c.retries = nil // the re-read of its own pending entries delivers them again
+	defer c.flush(context.WithoutCancel(ctx))
 	if err := c.createGroups(ctx); err != nil {
 		return err
 	}
@@ -199,9 +207,16 @@ func (c *Consumer) wait() time.Duration {
 func (c *Consumer) readOwnPending(ctx context.Context) error {
 	for _, s := range c.cfg.Streams {
 		for from := "0"; ctx.Err() == nil; {
-			msgs, err := c.store.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
-				Group: c.cfg.Group, Consumer: c.cfg.Name, Streams: []string{c.store.StreamKey(s), from}, Count: c.cfg.Batch,
-			}).Result()
+			var read *redis.XStreamSliceCmd
+			c.withAcks(ctx, func(r redis.Cmdable) {
+				read = r.XReadGroup(ctx, &redis.XReadGroupArgs{
+					Group: c.cfg.Group, Consumer: c.cfg.Name, Streams: []string{c.store.StreamKey(s), from}, Count: c.cfg.Batch, Block: -1,
+				})
+			})
+			msgs, err := read.Result()
+			if errors.Is(err, redis.Nil) {
+				break
+			}
 			if err != nil {
 				return err
 			}
@@ -216,8 +231,13 @@ func (c *Consumer) readOwnPending(ctx context.Context) error {
 	return nil
 }
 
-// read reads new entries of all streams and handles them.
+// read reads new entries of all streams and handles them. The acks owed for
+// the last batch go in the same round trip, and then the read does not block:
+// when it finds nothing, the next one does.
 func (c *Consumer) read(ctx context.Context, id string, block time.Duration) error {
+	if len(c.owed) > 0 {
+		block = -1
+	}
 	args := &redis.XReadGroupArgs{Group: c.cfg.Group, Consumer: c.cfg.Name, Count: c.cfg.Batch, Block: block}
 	for _, s := range c.cfg.Streams {
 		args.Streams = append(args.Streams, c.store.StreamKey(s))
@@ -225,7 +245,9 @@ func (c *Consumer) read(ctx context.Context, id string, block time.Duration) err
 	for range c.cfg.Streams {
 		args.Streams = append(args.Streams, id)
 	}
-	res, err := c.store.rdb.XReadGroup(ctx, args).Result()
+	var read *redis.XStreamSliceCmd
+	c.withAcks(ctx, func(r redis.Cmdable) { read = r.XReadGroup(ctx, args) })
+	res, err := read.Result()
 	if err != nil {
 		return err
 	}
@@ -244,14 +266,16 @@ func (c *Consumer) streamOf(key string, hint int) string {
 	return c.cfg.Streams[hint]
 }
 
-// handle runs the handler on each entry in order, then acks the ones that
-// succeeded and advances the checkpoint in one step (and so at each keep
-// step on the way, for the ones handled by then). Entries that were
-// delivered before (recovered: re-read or claimed) are first checked for
-// having been delivered too often. While it works through the batch it keeps
-// the rest of the batch owned, and skips entries another consumer took
-// meanwhile. A stop between entries leaves the rest pending for the next
-// start. Handlers and acks run without the stop's cancellation.
+// handle hands a batch to the workers, which keep each entity's events in
+// order (workers.go), and waits for them; meanwhile it keeps the batch owned,
+// acks what is handled at each keep step and skips entries another consumer
+// took. Then it schedules the retry of each failed entry or dead-letters it,
+// and owes the ack of the rest, with the checkpoint's advance to the batch's
+// end, to the next round trip. Entries that were delivered before
+// (recovered: re-read or claimed) are first checked for having been
+// delivered too often. A stop lets the handlers in flight finish and leaves
+// the rest pending for the next start. Handlers and acks run without the
+// stop's cancellation.
 func (c *Consumer) handle(ctx context.Context, stream string, msgs []redis.XMessage, recovered bool) {
 	if len(msgs) == 0 {
 		return
@@ -261,49 +285,27 @@ func (c *Consumer) handle(ctx context.Context, stream string, msgs []redis.XMess
 	if recovered {
 		msgs = c.deliverable(work, stream, msgs)
 	}
+	b := c.work(ctx, work, stream, msgs)
 	var done []string
-	kept, taken := time.Now(), map[string]bool{}
 	for i, m := range msgs {
-		if ctx.Err() != nil {
-			break
-		}
-		if time.Since(kept) > c.keepEvery() {
-			// Handled entries would look idle too: ack them now.
-			if len(done) > 0 {
-				c.ack(work, stream, done[len(done)-1], done)
-				done = nil
+		switch b.state[i].Load() {
+		case handled:
+			if !b.acked[i] {
+				done = append(done, m.ID)
 			}
-			taken = c.keepBatch(work, stream, msgs[i:])
-			if err := c.keepRetriesOwned(work); err != nil {
-				c.cfg.Logger.Warn("keeping retries owned failed", "group", c.cfg.Group, "err", err)
-			}
-			kept = time.Now()
+		case failed:
+			c.failed(work, stream, m, b.err[i])
 		}
-		if taken[m.ID] {
-			continue // another consumer has it now; handling it too would be a second delivery
-		}
-		c.counts.consumed.Add(1)
-		switch err := c.handleOne(work, m); {
-		case errors.Is(err, ErrSkip):
-			c.counts.skipped.Add(1) // the router's Logging middleware says why
-		case err != nil:
-			c.counts.failed.Add(1)
-			c.failed(work, stream, m, err)
-			continue
-		default:
-			c.counts.succeeded.Add(1)
-		}
-		done = append(done, m.ID)
 	}
-	c.ack(work, stream, last, done)
+	c.owed = append(c.owed, owedAck{stream: stream, last: last, done: done})
 }
 
-func (c *Consumer) handleOne(ctx context.Context, m redis.XMessage) error {
+func (c *Consumer) handleOne(ctx context.Context, slot int, m redis.XMessage) error {
 	e, err := decode(m.ID, m.Values)
 	if err != nil {
 		return err
 	}
-	return c.handleEvent(ctx, e)
+	return c.handleEvent(ctx, slot, e)
 }
 
 type streamKey struct{}
@@ -319,9 +321,9 @@ func StreamOf(ctx context.Context) string {
 	return key
 }
 
-// handleEvent hands one event to the handler, one at a time.
-func (c *Consumer) handleEvent(ctx context.Context, e Event) error {
-	c.handling.Lock()
-	defer c.handling.Unlock()
+// handleEvent hands one event to the handler, holding its entity's slot.
+func (c *Consumer) handleEvent(ctx context.Context, slot int, e Event) error {
+	c.handling[slot].Lock()
+	defer c.handling[slot].Unlock()
 	return c.handler(ctx, e)
 }

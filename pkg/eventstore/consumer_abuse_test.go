@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -72,30 +74,36 @@ func consumerNames(t testing.TB, s *eventstore.Store) []string {
 
 func TestEntriesOfABatchAreNotClaimedWhileItIsHandled(t *testing.T) {
 	t.Parallel()
-	s := newStore(t)
-	got := newSeen()
-	slow := func(ctx context.Context, e eventstore.Event) error {
-		time.Sleep(30 * time.Millisecond) // the handler's work: a batch takes 3x ClaimIdle
-		return got.handle(ctx, e)
-	}
-	cfg := eventstore.ConsumerConfig{Handler: slow, Batch: 10, ClaimIdle: 100 * time.Millisecond}
-	cfg.Name = "crm-a"
-	a, stopA := start(t, s, cfg)
-	cfg.Name = "crm-b"
-	b, stopB := start(t, s, cfg)
-	redistest.Eventually(t, 5*time.Second, "both consumers reading", func() bool { return a.Running() && b.Running() })
-	// Twice, one consumer gets a batch of ten while the other has nothing to do
-	// but its claim pass.
-	for range 2 {
-		events := appendN(t, s, "customer", 10)
-		redistest.Eventually(t, 20*time.Second, "all handled and acked", func() bool {
-			return got.has(events) && pending(t, s, "customer", "crm") == 0
+	for _, workers := range []int{1, 2} {
+		t.Run(fmt.Sprint(workers, " workers"), func(t *testing.T) {
+			t.Parallel()
+			s := newStore(t)
+			got := newSeen()
+			slow := func(ctx context.Context, e eventstore.Event) error {
+				time.Sleep(30 * time.Millisecond) // the handler's work: a batch takes 3x ClaimIdle
+				return got.handle(ctx, e)
+			}
+			n := 10 * workers // events of different entities
+			cfg := eventstore.ConsumerConfig{Handler: slow, Batch: int64(n), Workers: workers, ClaimIdle: 100 * time.Millisecond}
+			cfg.Name = "crm-a"
+			a, stopA := start(t, s, cfg)
+			cfg.Name = "crm-b"
+			b, stopB := start(t, s, cfg)
+			redistest.Eventually(t, 5*time.Second, "both consumers reading", func() bool { return a.Running() && b.Running() })
+			// Twice, one consumer gets a batch while the other has nothing to do
+			// but its claim pass.
+			for range 2 {
+				events := appendN(t, s, "customer", n)
+				redistest.Eventually(t, 20*time.Second, "all handled and acked", func() bool {
+					return got.has(events) && pending(t, s, "customer", "crm") == 0
+				})
+			}
+			stopA()
+			stopB()
+			if got.total() != 2*n {
+				t.Fatalf("%d handlings of %d events: entries in flight were claimed by the other consumer", got.total(), 2*n)
+			}
 		})
-	}
-	stopA()
-	stopB()
-	if n := got.total(); n != 20 {
-		t.Fatalf("%d handlings of 20 events: entries in flight were claimed by the other consumer", n)
 	}
 }
 
@@ -336,5 +344,55 @@ func TestGracefulStopLeavesTheRestOfTheBatchPending(t *testing.T) {
 	})
 	if got.total() != 10 {
 		t.Fatalf("%d handlings of 10 events", got.total())
+	}
+}
+
+func TestLiveConsumersOfAQuietStreamStayInTheGroup(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t)
+	names := []string{"crm-a", "crm-b", "crm-c", "crm-gone"}
+	// In the group before they start, as after their first reads.
+	if err := s.Redis().XGroupCreateMkStream(ctx, s.StreamKey("customer"), "crm", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range names {
+		if err := s.Redis().XGroupCreateConsumer(ctx, s.StreamKey("customer"), "crm", name).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var logs lockedBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	const claimIdle = 250 * time.Millisecond // its marks come every 125 ms: a busy machine may delay one, not three
+	// They come back after a while: Redis counts them idle since they left.
+	redistest.Eventually(t, 10*time.Second, "the consumers idle past 2×ClaimIdle", func() bool {
+		cs, err := s.Redis().XInfoConsumers(ctx, s.StreamKey("customer"), "crm").Result()
+		return err == nil && len(cs) == len(names) && slices.IndexFunc(cs, func(c redis.XInfoConsumer) bool { return c.Idle <= 2*claimIdle }) < 0
+	})
+	var consumers []*eventstore.Consumer
+	var stop func()
+	for _, name := range names {
+		var c *eventstore.Consumer
+		c, stop = start(t, s, eventstore.ConsumerConfig{Name: name, Handler: newSeen().handle, ClaimIdle: claimIdle, Logger: log})
+		consumers = append(consumers, c)
+	}
+	// The first to start may remove the others, which were gone until they
+	// start: each joins again as it starts.
+	redistest.Eventually(t, 10*time.Second, "all reading", func() bool {
+		return !slices.ContainsFunc(consumers, func(c *eventstore.Consumer) bool { return !c.Running() })
+	})
+	before := len(logs.String())
+	stop() // crm-gone's
+	began := time.Now()
+	redistest.Eventually(t, 10*time.Second, "5×ClaimIdle passed and the stopped consumer removed", func() bool {
+		return time.Since(began) > 5*claimIdle && !slices.Contains(consumerNames(t, s), "crm-gone")
+	})
+	for line := range strings.Lines(logs.String()[before:]) {
+		if strings.Contains(line, "removed consumers") && !strings.Contains(line, "consumers=[crm-gone]") {
+			t.Errorf("a live consumer was removed: %s", line)
+		}
+	}
+	if got := consumerNames(t, s); !slices.Equal(got, names[:3]) {
+		t.Fatalf("the group lists %v, want %v", got, names[:3])
 	}
 }

@@ -109,7 +109,8 @@ func (c *Consumer) Replay(ctx context.Context, stream, id string) error {
 	d := deadLetterOf(msgs[0])
 	e, err := decode(d.StreamID, d.Values)
 	if err == nil {
-		err = c.handleEvent(withStream(ctx, c.store.StreamKey(stream)), e) // not beside Run's handling
+		// Not beside Run's handling of the same entity (of any, with one worker).
+		err = c.handleEvent(withStream(ctx, c.store.StreamKey(stream)), c.slotOf(e.EntityID), e)
 	}
 	if errors.Is(err, ErrSkip) {
 		c.counts.skipped.Add(1)

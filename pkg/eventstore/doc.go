@@ -20,34 +20,44 @@
 //     Recoverer and Logging.
 //   - consumer.go: a consumer-group consumer. It creates its groups from the
 //     stream's start, re-reads its own pending entries on start, acks only
-//     after the handler succeeded, handles one event at a time (also beside
-//     Replay), turns a handler's panic into a failed delivery, and backs off
-//     while Redis is away. A handler's error that wraps ErrSkip (Skip(err))
-//     is final: the event is acked and counted as skipped, never retried or
-//     dead-lettered, for events that can never succeed.
+//     after the handler succeeded, turns a handler's panic into a failed
+//     delivery, and backs off while Redis is away. A handler's error that
+//     wraps ErrSkip (Skip(err)) is final: the event is acked and counted as
+//     skipped, never retried or dead-lettered, for events that can never
+//     succeed.
+//   - workers.go: a batch's events go to Workers workers by a hash of their
+//     entity id, so that each entity's events are handled one at a time in
+//     stream order while other entities' are handled beside them; with one
+//     worker, the default, one event at a time (also beside Replay).
 //   - ownership.go: while a consumer works through a batch, or waits to retry
 //     an entry, it keeps those entries its own (XCLAIM JUSTID of the ones it
 //     still owns), so that no other replica claims them as idle.
 //   - retry.go: a failed entry is delivered again to its own consumer after
 //     RetryDelay·2^(n-1), capped at MaxRetryDelay.
 //   - recovery.go: the periodic XAUTOCLAIM of entries of consumers that are
-//     gone, the removal of those consumers, and the delivery count that
+//     gone, the removal of those consumers (told from live ones by a mark
+//     each consumer keeps fresh), and the delivery count that
 //     decides when an entry is dead: an entry re-read or claimed that was
 //     delivered more than MaxDeliveries times is dead-lettered unhandled,
 //     since it may have crashed the process each time.
-//   - checkpoint.go: per group, the stream ID up to which all is done, kept
-//     with the ack; a lost group is created again from it, not from the start.
+//   - checkpoint.go: a batch's ack goes out with the next read, in one round
+//     trip, and with it the group's checkpoint, the stream ID up to which all
+//     is done; a lost group is created again from it, not from the start.
 //   - deadletter.go: the dead-letter stream per stream and group, listed and
 //     replayed.
 //   - stats.go: counters and the stream and group facts an operator needs.
 //
 // Order: a group hands the events of one stream out in order, and one
-// consumer handles its batch in order. A retry breaks that order: a failed
-// event is handled again after later events of the same entity, by its own
-// consumer after its retry delay, or by another replica that claims it.
-// Replicas of a group also handle different batches at the same time. So
-// two events of one entity may be handled in either order; handlers that
-// care compare the event's entity version with the one they have seen.
+// consumer handles the events of one entity in its batch in order, one at a
+// time, whatever its Workers; it reads the next batch once the whole batch
+// is done. A retry breaks that order: a failed event is handled again after
+// later events of the same entity, by its own consumer after its retry
+// delay, or by another replica that claims it. Replicas of a group also
+// handle different batches at the same time. So two events of one entity
+// may be handled in either order; handlers that care compare the event's
+// entity version with the one they have seen. Events of different entities
+// are handled at the same time with Workers > 1: handlers must then not
+// share state across entities without a lock.
 //
 // Keys share the stream's hash tag ({customer}), so a script may touch the
 // stream and the cache of one entity type together, also on Redis Cluster:
@@ -57,4 +67,5 @@
 //	{customer}:appended:<event id>    a batch's reply, for a minute (client retries come within seconds)
 //	events:{customer}:dead:<group>    dead letters of one group
 //	{customer}:checkpoints            hash: group -> stream ID it is done up to
+//	{customer}:seen:<group>           sorted set: consumer -> when it was last seen (ms)
 package eventstore

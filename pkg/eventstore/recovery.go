@@ -16,10 +16,14 @@ func (c *Consumer) claimIdle(ctx context.Context) error {
 	for _, s := range c.cfg.Streams {
 		key := c.store.StreamKey(s)
 		for start := "0-0"; ctx.Err() == nil; {
-			msgs, next, err := c.store.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
-				Stream: key, Group: c.cfg.Group, Consumer: c.cfg.Name,
-				MinIdle: c.cfg.ClaimIdle, Start: start, Count: c.cfg.Batch,
-			}).Result()
+			var claim *redis.XAutoClaimCmd
+			c.withAcks(ctx, func(r redis.Cmdable) {
+				claim = r.XAutoClaim(ctx, &redis.XAutoClaimArgs{
+					Stream: key, Group: c.cfg.Group, Consumer: c.cfg.Name,
+					MinIdle: c.cfg.ClaimIdle, Start: start, Count: c.cfg.Batch,
+				})
+			})
+			msgs, next, err := claim.Result()
 			if err != nil {
 				return err
 			}
@@ -37,17 +41,35 @@ func (c *Consumer) claimIdle(ctx context.Context) error {
 	return nil
 }
 
-// removeGoneScript removes the consumers of a group, other than this one,
-// that hold nothing pending and were idle longer than a limit, atomically
-// with the look at them: a consumer that reads meanwhile keeps its entries.
+// A consumer that is gone must be told from one that waits on a quiet
+// stream. The idle time Redis reports does not tell them apart everywhere:
+// on Redis 7.0 a read that finds nothing does not reset it, so live replicas
+// of a quiet stream would remove each other. So each consumer marks itself
+// seen, in Redis's time, at each claim pass (every ClaimIdle/2), in a sorted
+// set of its group in the stream's hash slot; a consumer is gone when
+// neither its idle time nor its mark is younger than 2×ClaimIdle.
 //
-// KEYS: the stream. ARGV: group, this consumer, idle limit in ms.
+//	{customer}:seen:crm    sorted set: consumer -> when it was last seen (ms)
+
+// SeenKey is the sorted set of when a group's consumers were last seen.
+func (s *Store) SeenKey(stream, group string) string { return s.Key(stream, "seen:"+group) }
+
+// removeGoneScript marks this consumer seen and removes the consumers of the
+// group, other than this one, that hold nothing pending and were neither
+// idle nor seen within a limit, atomically with the look at them: a consumer
+// that reads meanwhile keeps its entries. Marks older than the limit go.
+//
+// KEYS: the stream, its seen marks. ARGV: group, this consumer, limit in ms.
 var removeGoneScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now, limit = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), tonumber(ARGV[3])
+redis.call('ZADD', KEYS[2], now, ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - limit - 1)
 local removed = {}
 for _, info in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
   local f = {}
   for i = 1, #info, 2 do f[info[i]] = info[i + 1] end
-  if f['name'] ~= ARGV[2] and f['pending'] == 0 and f['idle'] > tonumber(ARGV[3]) then
+  if f['name'] ~= ARGV[2] and f['pending'] == 0 and f['idle'] > limit and not redis.call('ZSCORE', KEYS[2], f['name']) then
     redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], f['name'])
     removed[#removed + 1] = f['name']
   end
@@ -55,13 +77,14 @@ end
 return removed
 `)
 
-// removeGone removes the consumers that are gone: each replica has a name of
-// its own, so without this the group would list every replica that ever ran.
-// Idle for 2×ClaimIdle is long past what a live consumer, which reads every
-// Block, ever shows.
+// removeGone marks this consumer seen and removes the consumers that are
+// gone: each replica has a name of its own, so without this the group would
+// list every replica that ever ran. 2×ClaimIdle is long past what a live
+// consumer, which marks itself every ClaimIdle/2, ever shows.
 func (c *Consumer) removeGone(ctx context.Context, stream string) error {
 	limit := (2 * c.cfg.ClaimIdle).Milliseconds()
-	removed, err := removeGoneScript.Run(ctx, c.store.rdb, []string{c.store.StreamKey(stream)}, c.cfg.Group, c.cfg.Name, limit).StringSlice()
+	keys := []string{c.store.StreamKey(stream), c.store.SeenKey(stream, c.cfg.Group)}
+	removed, err := removeGoneScript.Run(ctx, c.store.rdb, keys, c.cfg.Group, c.cfg.Name, limit).StringSlice()
 	if err != nil {
 		return err
 	}

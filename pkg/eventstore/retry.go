@@ -53,6 +53,9 @@ func (c *Consumer) retryDue(ctx context.Context) error {
 		}
 	}
 	c.retries = waiting
+	if len(due) > 0 {
+		c.flush(ctx) // before the handling, which may take long
+	}
 	for stream, ids := range due {
 		msgs, err := c.deliverOwn(ctx, stream, ids)
 		if err != nil {

@@ -4,8 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -240,5 +244,63 @@ func TestMailsOfACustomerWhoIsGoneAreSkipped(t *testing.T) {
 	platformtest.JSON(t, "GET", srv.Admin.URL+"/ops/deadletters", nil, 200, &dead)
 	if len(dead) != 0 || st.Counters.Failed != 0 || st.Streams[1].Groups[0].Pending != 0 {
 		t.Fatalf("dead letters %+v, stats %+v", dead, st)
+	}
+}
+
+// With CONSUMER_WORKERS=8 crm has eight mails in flight at once, over as many
+// connections to msg, and sends each once: msg here answers none until it
+// holds eight.
+func TestWorkersMailConcurrently(t *testing.T) {
+	t.Parallel()
+	var inFlight, most atomic.Int64
+	release := make(chan struct{})
+	var mu sync.Mutex
+	calls := map[string]int{} // key -> calls
+	msg := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m platformtest.Mail
+		if err := json.NewDecoder(r.Body).Decode(&m); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for top := most.Load(); n > top && !most.CompareAndSwap(top, n); top = most.Load() {
+		}
+		<-release
+		mu.Lock()
+		calls[m.Key]++
+		mu.Unlock()
+		platform.WriteJSON(w, http.StatusOK, map[string]any{"id": uuid.NewString(), "sent": true})
+	}))
+	t.Cleanup(msg.Close)
+	var once sync.Once
+	open := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(open) // before msg.Close
+	base := platformtest.Config(t)
+	w := writer(t, base)
+	var keys []string
+	for i := range 100 { // enough entities that each of the 8 workers has some
+		e := platformtest.Created(t, w, shop.Customers.Kind, shop.Customer{Name: fmt.Sprint("C", i), Email: fmt.Sprintf("c%d@example.com", i)})
+		keys = append(keys, e.ID+":welcome")
+	}
+	platformtest.Start(t, "crm", base, platform.Consuming{MsgURL: msg.URL, ConsumerName: "crm-1",
+		ClaimIdle: time.Minute, MaxDeliveries: 3, Batch: 100, Workers: 8}, wire)
+	// Within crm's request timeout (5 s), so that no call was given up.
+	redistest.Eventually(t, 4*time.Second, "eight mails in flight at once", func() bool { return inFlight.Load() == 8 })
+	open()
+	redistest.Eventually(t, 20*time.Second, "a welcome for each customer", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(calls) == len(keys)
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for _, k := range keys {
+		if calls[k] != 1 {
+			t.Errorf("%d calls for %s", calls[k], k)
+		}
+	}
+	if most.Load() > 8 {
+		t.Fatalf("%d mails in flight at once with 8 workers", most.Load())
 	}
 }

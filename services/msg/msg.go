@@ -25,15 +25,11 @@ type sent struct {
 	Sent bool   `json:"sent"`
 }
 
-// send records the mail under the id its key derives. Expecting the version
-// Get saw makes the record the lock: of two sends of one key, the second
-// finds the mail or loses the append, and sends nothing.
+// send records the mail under the id its key derives, in one round trip.
+// Expecting no entity there makes the record the lock: of two sends of one
+// key, also at once, the second loses the append and sends nothing.
 func send(ctx context.Context, cache *entitycache.Cache, log *slog.Logger, mail shop.Email) (sent, error) {
-	cur, v, err := shop.Emails.Get(ctx, cache, mail.ID)
-	if err != nil || cur != nil {
-		return sent{ID: mail.ID}, err
-	}
-	_, err = cache.Commit(ctx, shop.Emails.Change(shop.EmailSent, mail, v))
+	_, err := cache.Commit(ctx, shop.Emails.Change(shop.EmailSent, mail, eventstore.NoEntity))
 	if errors.Is(err, eventstore.ErrConflict) {
 		return sent{ID: mail.ID}, nil
 	}

@@ -68,9 +68,11 @@ func TestMailsToOneRecipientReadOnlyTheirs(t *testing.T) {
 		platformtest.JSON(t, "POST", srv.URL+"/email", body{To: "ada@example.com", Msg: "hi", Key: fmt.Sprint("ada:", i)}, 200, &s)
 		want[s.ID] = true
 	}
+	var ada []email
+	// Once before counting: a connection the client dials sends commands of its own.
+	platformtest.JSON(t, "GET", srv.URL+"/emails?to=ada@example.com", nil, 200, &ada)
 	var commands atomic.Int64
 	app.Store.Redis().AddHook(commandsSent{&commands})
-	var ada []email
 	platformtest.JSON(t, "GET", srv.URL+"/emails?to=ada@example.com", nil, 200, &ada)
 	if len(ada) != 3 || !want[ada[0].ID] || !want[ada[1].ID] || !want[ada[2].ID] || ada[0].To != "ada@example.com" {
 		t.Fatalf("ada's mails %v, want the 3 sent to her", ada)

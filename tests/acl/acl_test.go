@@ -353,7 +353,7 @@ func TestCRMWorksItsGroupAndWritesNothingElse(t *testing.T) {
 	var handled atomic.Int64
 	consumer, err := store(crm).NewConsumer(eventstore.ConsumerConfig{
 		Group: "crm", Name: "crm-1", Streams: append(partitions("customer"), partitions("order")...), Block: 50 * time.Millisecond,
-		MaxDeliveries: 1, RetryDelay: time.Millisecond,
+		MaxDeliveries: 1, RetryDelay: time.Millisecond, ClaimIdle: 100 * time.Millisecond,
 		Handler: func(_ context.Context, e eventstore.Event) error {
 			handled.Add(1)
 			if e.Type == shop.OrderCreated {
@@ -365,7 +365,7 @@ func TestCRMWorksItsGroupAndWritesNothingElse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	oneDeadLetter(t, s, consumer, "crm", "customer", &handled)
+	oneDeadLetter(t, s, consumer, "crm", "crm-1", "customer", &handled)
 	if st, err := consumer.Stats(ctx); err != nil || len(st.Streams) != 2*redistest.Partitions() {
 		t.Errorf("crm's stats: %+v, %v", st, err)
 	}
@@ -386,7 +386,7 @@ func TestCRMWorksItsGroupAndWritesNothingElse(t *testing.T) {
 // oneDeadLetter runs a consumer of group until it has handled two events or
 // more, acked them all on stream and dead-lettered one event of the order
 // stream, then stops it.
-func oneDeadLetter(t *testing.T, s *server, consumer *eventstore.Consumer, group, stream string, handled *atomic.Int64) {
+func oneDeadLetter(t *testing.T, s *server, consumer *eventstore.Consumer, group, name, stream string, handled *atomic.Int64) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -404,12 +404,19 @@ func oneDeadLetter(t *testing.T, s *server, consumer *eventstore.Consumer, group
 				return false
 			}
 			pending += p.Count
+			if ops.ZScore(ctx, st.SeenKey(part, group), name).Err() != nil {
+				return false // no claim pass yet, which marks it seen
+			}
 		}
 		return dead == 1 && pending == 0 && handled.Load() >= 2
 	})
 	cancel()
 	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
 		t.Errorf("%s's consumer: %v", group, err)
+	}
+	// A command its user may not run would have ended a session.
+	if st, err := consumer.Stats(context.Background()); err != nil || st.Counters.Reconnections != 0 {
+		t.Errorf("%s's consumer: %+v, %v", group, st.Counters, err)
 	}
 }
 
@@ -432,7 +439,7 @@ func TestInventoryWorksItsGroupOnTheOrders(t *testing.T) {
 	var read atomic.Int64
 	consumer, err := store(inventory).NewConsumer(eventstore.ConsumerConfig{
 		Group: "inventory", Name: "inventory-1", Streams: partitions("order"), Block: 50 * time.Millisecond,
-		MaxDeliveries: 1, RetryDelay: time.Millisecond,
+		MaxDeliveries: 1, RetryDelay: time.Millisecond, ClaimIdle: 100 * time.Millisecond,
 		Handler: func(ctx context.Context, e eventstore.Event) error {
 			if o, _, err := shop.Orders.Get(ctx, cache, e.EntityID); err != nil || o == nil {
 				return errors.Join(err, errors.New("order not read"))
@@ -447,7 +454,7 @@ func TestInventoryWorksItsGroupOnTheOrders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	oneDeadLetter(t, s, consumer, "inventory", "order", &read)
+	oneDeadLetter(t, s, consumer, "inventory", "inventory-1", "order", &read)
 
 	bg := context.Background()
 	r := shop.Reservation{ID: good.ID, ProductIDs: good.ProductIDs}
