@@ -256,13 +256,14 @@ func TestEventsEndWhenTheClientGoes(t *testing.T) {
 	platformtest.Rejected(t, "GET", srv.Admin.URL+"/events", nil, http.StatusServiceUnavailable)
 	open[0].close()
 	redistest.Eventually(t, 10*time.Second, "a place free after a client left", func() bool {
-		return status(t, srv.Admin.URL+"/events", "") == http.StatusOK
+		return status(t, "GET", srv.Admin.URL+"/events", "") == http.StatusOK
 	})
 }
 
-// status is the status of a GET, whose body it does not wait for.
-func status(t *testing.T, url, token string) int {
-	req, _ := http.NewRequest("GET", url, nil)
+// status is the status of a request without a body, whose answer's body it
+// does not wait for.
+func status(t *testing.T, method, url, token string) int {
+	req, _ := http.NewRequest(method, url, nil)
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
@@ -350,7 +351,7 @@ func TestTheDashboardPageIsOpenItsDataNeedsTheToken(t *testing.T) {
 	}
 	for _, path := range []string{"/events", "/ops/streams"} {
 		platformtest.Rejected(t, "GET", srv.Admin.URL+path, nil, http.StatusUnauthorized)
-		if got := status(t, srv.Admin.URL+path, "s3cret"); got != http.StatusOK {
+		if got := status(t, "GET", srv.Admin.URL+path, "s3cret"); got != http.StatusOK {
 			t.Errorf("GET %s with the token: %d", path, got)
 		}
 	}

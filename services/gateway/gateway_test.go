@@ -151,24 +151,12 @@ func TestOpsGoToTheConsumersAdminListenersWithTheToken(t *testing.T) {
 	base := platformtest.Config(t)
 	base.AdminToken = "s3cret"
 	_, srv := startWith(t, base, map[string]string{"crm-admin": admin.URL, "billing-admin": admin.URL}, func(*config) {})
-	send := func(method, path, token string) int {
-		req, _ := http.NewRequest(method, srv.Admin.URL+path, nil)
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
 	for _, c := range []struct{ method, path string }{{"GET", "/ops/crm/stats"}, {"GET", "/ops/billing/deadletters"},
 		{"POST", "/ops/crm/deadletters/customer/1-0/replay"}} {
-		if status := send(c.method, c.path, "s3cret"); status != http.StatusOK {
+		if status := status(t, c.method, srv.Admin.URL+c.path, "s3cret"); status != http.StatusOK {
 			t.Errorf("%s %s with the token: %d", c.method, c.path, status)
 		}
-		if status := send(c.method, c.path, ""); status != http.StatusUnauthorized {
+		if status := status(t, c.method, srv.Admin.URL+c.path, ""); status != http.StatusUnauthorized {
 			t.Errorf("%s %s without the token: %d, want 401", c.method, c.path, status)
 		}
 	}
