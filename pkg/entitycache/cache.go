@@ -99,7 +99,7 @@ func (c *Cache) Store() *eventstore.Store { return c.store }
 // part is the stream, a partition of the kind's, that holds an entity.
 func (c *Cache) part(k kind, id string) string {
 	if k.together {
-		return c.store.Partitions(k.stream)[0]
+		return c.store.FirstPartition(k.stream)
 	}
 	return c.store.PartitionOf(k.stream, id)
 }
@@ -107,7 +107,7 @@ func (c *Cache) part(k kind, id string) string {
 // parts are the streams that hold the kind's entities.
 func (c *Cache) parts(k kind) []string {
 	if k.together {
-		return c.store.Partitions(k.stream)[:1]
+		return []string{c.store.FirstPartition(k.stream)}
 	}
 	return c.store.Partitions(k.stream)
 }

@@ -32,18 +32,31 @@ func (k Kind[T]) GetMany(ctx context.Context, c *Cache, ids ...string) ([]*T, []
 		return nil, nil, nil
 	}
 	kd := k.kind()
-	versions := make([]*redis.StringCmd, len(ids))
+	// One HMGET of the versions per partition that holds some of the ids.
+	byPart := map[string][]int{}
+	for i, id := range ids {
+		part := c.part(kd, id)
+		byPart[part] = append(byPart[part], i)
+	}
+	versions := map[string]*redis.SliceCmd{}
 	ents, err := k.read(ctx, c, ids, func(p redis.Pipeliner) {
-		for i, id := range ids {
-			versions[i] = p.HGet(ctx, c.versionsKey(kd, c.part(kd, id)), id)
+		for part, at := range byPart {
+			fields := make([]string, len(at))
+			for j, i := range at {
+				fields[j] = ids[i]
+			}
+			versions[part] = p.HMGet(ctx, c.versionsKey(kd, part), fields...)
 		}
 	})
 	if err != nil {
 		return nil, nil, err
 	}
 	vs := make([]int64, len(ids))
-	for i := range ids {
-		vs[i], _ = strconv.ParseInt(versions[i].Val(), 10, 64)
+	for part, at := range byPart {
+		for j, i := range at {
+			s, _ := versions[part].Val()[j].(string)
+			vs[i], _ = strconv.ParseInt(s, 10, 64)
+		}
 	}
 	return ents, vs, nil
 }
