@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -21,6 +22,7 @@ type Store struct {
 	meta       func(context.Context) map[string]string
 	appended   func(streamKey string, n int)
 	published  atomic.Int64
+	queues     sync.Map // stream name → *appendQueue
 }
 
 // Option configures a Store.
@@ -152,44 +154,29 @@ type Record struct {
 	Writes   []Write // run with the append, only if every check passed
 }
 
-// The script writes nothing before it has checked everything that could make
-// a write fail, because Redis does not undo the writes of a script that
-// fails halfway: a batch is appended whole or not at all. Its marker makes it
-// safe to run again: go-redis sends a script again when the reply was lost,
-// and the second run answers what the first did.
+// The script runs the appends of one or more commits, each a group of
+// records, one after another in one atomic step: a group is written whole or
+// refused whole, whatever the others do, as if it ran alone after the groups
+// before it. The script writes nothing before it has checked every group,
+// because Redis does not undo the writes of a script that fails halfway. A
+// group's marker makes it safe to run again: go-redis sends a script again
+// when the reply was lost, and the second run answers for the group what the
+// first did.
 //
 // Its arguments are flat strings, which it reads in place: no JSON to decode,
 // no table per event, and each one costs Redis a string to make, so there
-// are few. KEYS: the stream, the versions hash, the marker, the keys of the
-// writes. ARGV, per event: the entity id, the expected version, the values
-// of the envelope's fields in the order of Event.fields (the names are the
-// script's own) but the entity id and version, the number of meta args and
-// those args, the number of writes, and the writes. A write is its command,
-// the index of its key in KEYS, the number n of its args, and the args; a
-// write with the version in some of its args has -n for n, and after its
-// args the number of those and their places (1 to n).
+// are few. KEYS: the stream, the versions hash, the markers of the groups in
+// order, the keys of the writes. ARGV: the number of groups, then per group
+// the number of ARGV it takes after that number, and per event of it: the
+// entity id, the expected version, the values of the envelope's fields in
+// the order of Event.fields (the names are the script's own) but the entity
+// id and version, the number of meta args and those args, the number of
+// writes, and the writes. A write is its command, the index of its key in
+// KEYS, the number n of its args, and the args; a write with the version in
+// some of its args has -n for n, and after its args the number of those and
+// their places (1 to n). The reply has one element per group: its events'
+// stream IDs and versions, or the error that refused it.
 var appendScript = redis.NewScript(`
-local done = redis.call('GET', KEYS[3])
-if done then
-  local out = {}
-  for id, v in string.gmatch(done, '(%S+) (%S+)') do out[#out + 1] = {id, tonumber(v)} end
-  return out
-end
-
-local function fail(msg) error({err = 'ERR append refused: ' .. msg}) end
-
--- need checks that key will hold a want, or nothing, when the writes checked
--- before have run, and notes what it holds after; want is 'none' for DEL,
--- which takes a key of any type.
-local types = {}
-local function need(key, want)
-  if want ~= 'none' then
-    local t = types[key] or redis.call('TYPE', key).ok
-    if t ~= 'none' and t ~= want then fail(key .. ' holds a ' .. t .. ', not a ' .. want) end
-  end
-  types[key] = want
-end
-
 -- kind is the key type a write command needs and the args of one item: DEL
 -- takes its key alone, HSET pairs. An if chain, as a table of them would be
 -- built again on every run.
@@ -215,61 +202,116 @@ local function write(w)
   return ARGV[w], KEYS[tonumber(ARGV[w + 1])], w + 3, n, p, next
 end
 
--- Check everything: the versions, then every key each write needs.
-local heads, versions, i = {}, {}, 1
-while i <= #ARGV do
-  local id, expected = ARGV[i], tonumber(ARGV[i + 1])
-  local cur = heads[id] or tonumber(redis.call('HGET', KEYS[2], id) or 0)
-  -- The HGET failed unless the versions hash is one or nothing: no TYPE.
-  types[KEYS[2]] = types[KEYS[2]] or 'hash'
-  need(KEYS[2], 'hash')
-  if expected >= 0 and expected ~= cur then
-    return redis.error_reply(string.format('CONFLICT %d %d %s', expected, cur, id))
-  end
-  heads[id] = cur + 1
-  versions[#versions + 1] = cur + 1
-  need(KEYS[1], 'stream')
-  local w = i + 8 + tonumber(ARGV[i + 7])
-  i = w + 1
-  for _ = 1, tonumber(ARGV[w]) do
-    local cmd, key, _, n
-    cmd, key, _, n, _, i = write(i)
-    local t, item = kind(cmd)
-    if not t or (item == 0 and n > 0) or (item > 0 and (n == 0 or n % item ~= 0)) then
-      fail(cmd .. ' with ' .. n .. ' args')
+-- types holds what each key will hold once the groups accepted so far are
+-- written, heads each entity's version then; a group's own changes are kept
+-- apart until it is accepted.
+local types, heads = {}, {}
+
+-- check checks the group in ARGV[from] to ARGV[last]: the versions, then
+-- every key each write needs. It answers the versions the group's events
+-- get, or the error that refuses it.
+local function check(from, last)
+  local ts, hs, versions = {}, {}, {}
+  -- need checks that key will hold a want, or nothing, when the writes
+  -- checked before have run, and notes what it holds after; want is 'none'
+  -- for DEL, which takes a key of any type.
+  local function need(key, want)
+    if want ~= 'none' then
+      local t = ts[key] or types[key]
+      if not t then
+        t = redis.call('TYPE', key).ok
+        types[key] = t -- nothing is written before every group is checked
+      end
+      if t ~= 'none' and t ~= want then return key .. ' holds a ' .. t .. ', not a ' .. want end
     end
-    need(key, t)
+    ts[key] = want
   end
+  local i = from
+  while i <= last do
+    local id, expected = ARGV[i], tonumber(ARGV[i + 1])
+    -- The HGET fails the whole script unless the versions hash is one or
+    -- nothing: before anything is written, so no TYPE.
+    local cur = hs[id] or heads[id] or tonumber(redis.call('HGET', KEYS[2], id) or 0)
+    types[KEYS[2]] = types[KEYS[2]] or 'hash'
+    local bad = need(KEYS[2], 'hash')
+    if bad then return nil, 'ERR append refused: ' .. bad end
+    if expected >= 0 and expected ~= cur then
+      return nil, string.format('CONFLICT %d %d %s', expected, cur, id)
+    end
+    hs[id] = cur + 1
+    versions[#versions + 1] = cur + 1
+    bad = need(KEYS[1], 'stream')
+    if bad then return nil, 'ERR append refused: ' .. bad end
+    local w = i + 8 + tonumber(ARGV[i + 7])
+    i = w + 1
+    for _ = 1, tonumber(ARGV[w]) do
+      local cmd, key, _, n
+      cmd, key, _, n, _, i = write(i)
+      local t, item = kind(cmd)
+      if not t or (item == 0 and n > 0) or (item > 0 and (n == 0 or n % item ~= 0)) then
+        return nil, 'ERR append refused: ' .. cmd .. ' with ' .. n .. ' args'
+      end
+      bad = need(key, t)
+      if bad then return nil, 'ERR append refused: ' .. bad end
+    end
+  end
+  for k, t in pairs(ts) do types[k] = t end
+  for id, v in pairs(hs) do heads[id] = v end
+  return versions
 end
 
--- Then write.
-local out, flat = {}, {}
-i = 1
-for e, v in ipairs(versions) do
-  local id, meta = ARGV[i], tonumber(ARGV[i + 7])
-  redis.call('HSET', KEYS[2], id, v)
-  local sid = redis.call('XADD', KEYS[1], '*', 'event_id', ARGV[i + 2], 'type', ARGV[i + 3],
-    'entity_type', ARGV[i + 4], 'entity_id', id, 'version', v, 'time', ARGV[i + 5],
-    'entity', ARGV[i + 6], unpack(ARGV, i + 8, i + 7 + meta))
-  local w = i + 8 + meta
-  i = w + 1
-  for _ = 1, tonumber(ARGV[w]) do
-    local cmd, key, a, n, p
-    cmd, key, a, n, p, i = write(i)
-    if p == 0 then
-      redis.call(cmd, key, unpack(ARGV, a, a + n - 1))
+-- apply writes the checked group in ARGV[from] on, with its versions, and
+-- its marker; it answers the events' stream IDs and versions.
+local function apply(from, versions, marker)
+  local out, flat, i = {}, {}, from
+  for e, v in ipairs(versions) do
+    local id, meta = ARGV[i], tonumber(ARGV[i + 7])
+    redis.call('HSET', KEYS[2], id, v)
+    local sid = redis.call('XADD', KEYS[1], '*', 'event_id', ARGV[i + 2], 'type', ARGV[i + 3],
+      'entity_type', ARGV[i + 4], 'entity_id', id, 'version', v, 'time', ARGV[i + 5],
+      'entity', ARGV[i + 6], unpack(ARGV, i + 8, i + 7 + meta))
+    local w = i + 8 + meta
+    i = w + 1
+    for _ = 1, tonumber(ARGV[w]) do
+      local cmd, key, a, n, p
+      cmd, key, a, n, p, i = write(i)
+      if p == 0 then
+        redis.call(cmd, key, unpack(ARGV, a, a + n - 1))
+      else
+        local args = {unpack(ARGV, a, a + n - 1)}
+        for j = a + n + 1, a + n + p do args[tonumber(ARGV[j])] = v end
+        redis.call(cmd, key, unpack(args))
+      end
+    end
+    out[e] = {sid, v}
+    flat[2 * e - 1], flat[2 * e] = sid, v
+  end
+  -- A minute: far longer than go-redis goes on retrying.
+  redis.call('SET', marker, table.concat(flat, ' '), 'EX', 60)
+  return out
+end
+
+-- Check every group, then write the accepted ones in order.
+local replies, accepted, at = {}, {}, 2
+for g = 1, tonumber(ARGV[1]) do
+  local last = at + tonumber(ARGV[at])
+  local done = redis.call('GET', KEYS[2 + g])
+  if done then
+    local out = {}
+    for id, v in string.gmatch(done, '(%S+) (%S+)') do out[#out + 1] = {id, tonumber(v)} end
+    replies[g] = out
+  else
+    local versions, err = check(at + 1, last)
+    if versions then
+      accepted[#accepted + 1] = {g, at + 1, versions}
     else
-      local args = {unpack(ARGV, a, a + n - 1)}
-      for j = a + n + 1, a + n + p do args[tonumber(ARGV[j])] = v end
-      redis.call(cmd, key, unpack(args))
+      replies[g] = {err = err}
     end
   end
-  out[e] = {sid, v}
-  flat[2 * e - 1], flat[2 * e] = sid, v
+  at = last + 1
 end
--- A minute: far longer than go-redis goes on retrying.
-redis.call('SET', KEYS[3], table.concat(flat, ' '), 'EX', 60)
-return out
+for _, a in ipairs(accepted) do replies[a[1]] = apply(a[2], a[3], KEYS[2 + a[1]]) end
+return replies
 `)
 
 // Append writes records to the stream of one entity type in one atomic step
@@ -279,11 +321,14 @@ return out
 // in each case before anything is written. Appending the same events again
 // within minutes (the first event's ID tells) writes nothing and returns
 // what the first append did, so that a retry is safe.
+//
+// Appends to one stream that come while one is in flight wait for it and
+// then go to Redis together, in one script run (see appendQueue): each is
+// still written whole or refused whole, on its own.
 func (s *Store) Append(ctx context.Context, stream string, recs ...Record) ([]Event, error) {
 	if len(recs) == 0 {
 		return nil, nil
 	}
-	a := appendArgs{keys: []string{s.StreamKey(stream), s.Key(stream, "versions"), s.Key(stream, "appended:"+recs[0].Event.ID)}}
 	var meta map[string]string
 	if s.meta != nil {
 		meta = s.meta(ctx)
@@ -304,6 +349,157 @@ func (s *Store) Append(ctx context.Context, stream string, recs ...Record) ([]Ev
 		if 2*len(r.Event.Meta) > maxArgs {
 			return nil, fmt.Errorf("event %d of %d: %w: %d metadata entries", i+1, len(recs), ErrInvalidEvent, len(r.Event.Meta))
 		}
+	}
+	c := &appendCall{ctx: ctx, recs: recs, wake: make(chan struct{})}
+	s.queue(stream).do(s, stream, c)
+	if c.err != nil {
+		return nil, c.err
+	}
+	s.published.Add(int64(len(c.out)))
+	if s.appended != nil {
+		s.appended(s.StreamKey(stream), len(c.out))
+	}
+	return c.out, nil
+}
+
+// appendCall is one Append in a queue.
+type appendCall struct {
+	ctx  context.Context
+	recs []Record
+	out  []Event
+	err  error
+	// batch is set, and wake closed, when the call is to run a batch; wake
+	// is closed too when another call ran it and set out or err.
+	batch []*appendCall
+	wake  chan struct{}
+}
+
+// appendQueue groups the appends to one stream: while a script run is in
+// flight, the appends that come wait, and when it is back, the first of
+// them runs them all in the next. Under load, one run then carries many
+// commits, which costs Redis and the round trips far less than a run each;
+// alone, an append goes at once.
+type appendQueue struct {
+	mu      sync.Mutex
+	busy    bool // a run is in flight
+	waiting []*appendCall
+}
+
+// maxGroup bounds the records of one run, where enough appends wait: so
+// that a run never takes long. A commit of more goes alone.
+const maxGroup = 256
+
+// queue is the append queue of a stream.
+func (s *Store) queue(stream string) *appendQueue {
+	if q, ok := s.queues.Load(stream); ok {
+		return q.(*appendQueue)
+	}
+	q, _ := s.queues.LoadOrStore(stream, &appendQueue{})
+	return q.(*appendQueue)
+}
+
+// do returns when c's append is done: run by c, or by another call.
+func (q *appendQueue) do(s *Store, stream string, c *appendCall) {
+	q.mu.Lock()
+	if q.busy {
+		q.waiting = append(q.waiting, c)
+		q.mu.Unlock()
+		if <-c.wake; c.batch == nil {
+			return
+		}
+	} else {
+		q.busy = true
+		c.batch = []*appendCall{c}
+		q.mu.Unlock()
+	}
+	s.run(stream, c.batch)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.waiting) == 0 {
+		q.busy = false
+		return
+	}
+	n, records := 1, len(q.waiting[0].recs)
+	for n < len(q.waiting) && records+len(q.waiting[n].recs) <= maxGroup {
+		records += len(q.waiting[n].recs)
+		n++
+	}
+	next := q.waiting[0]
+	next.batch = slices.Clone(q.waiting[:n])
+	q.waiting = slices.Delete(q.waiting, 0, n)
+	close(next.wake)
+}
+
+// run appends the calls of a batch in one script run, each as its group,
+// and sets the out or err of each; it wakes all but the first, which runs
+// it. A call whose context ended while it waited is left out.
+func (s *Store) run(stream string, batch []*appendCall) {
+	ctx := context.WithoutCancel(batch[0].ctx) // its trace; the others wait on this run too
+	a := appendArgs{keys: []string{s.StreamKey(stream), s.Key(stream, "versions")}, argv: []any{0}}
+	var calls []*appendCall
+	for _, c := range batch {
+		if c.err = c.ctx.Err(); c.err == nil {
+			calls = append(calls, c)
+			a.keys = append(a.keys, s.Key(stream, "appended:"+c.recs[0].Event.ID))
+		}
+	}
+	defer func() {
+		for _, c := range batch[1:] {
+			close(c.wake)
+		}
+	}()
+	if len(calls) == 0 {
+		return
+	}
+	a.argv[0] = len(calls)
+	for _, c := range calls {
+		a.group(c.recs)
+	}
+	res, err := appendScript.Run(ctx, s.rdb, a.keys, a.argv...).Slice()
+	if err == nil && len(res) != len(calls) {
+		err = fmt.Errorf("eventstore: the append script answered %d groups, not %d", len(res), len(calls))
+	}
+	for i, c := range calls {
+		if err != nil {
+			c.err = err
+		} else {
+			c.out, c.err = c.events(res[i])
+		}
+	}
+}
+
+// events reads the reply of a call's group into its events.
+func (c *appendCall) events(reply any) ([]Event, error) {
+	if err, ok := reply.(error); ok {
+		return nil, conflictOr(err)
+	}
+	pairs, _ := reply.([]any)
+	if len(pairs) != len(c.recs) {
+		return nil, fmt.Errorf("eventstore: event %s was appended before, in a batch of %d events, not %d", c.recs[0].Event.ID, len(pairs), len(c.recs))
+	}
+	out := make([]Event, len(c.recs))
+	for i, p := range pairs {
+		pair := p.([]any)
+		out[i] = c.recs[i].Event
+		out[i].StreamID = pair[0].(string)
+		out[i].Version = pair[1].(int64)
+	}
+	return out, nil
+}
+
+// appendArgs are the KEYS and ARGV of the append script.
+type appendArgs struct {
+	keys  []string
+	argv  []any
+	index map[string]int // of the writes' keys in keys
+}
+
+// group appends a commit's records: its length, then its events.
+func (a *appendArgs) group(recs []Record) {
+	head := len(a.argv)
+	a.argv = append(a.argv, 0)
+	for i := range recs {
+		r := &recs[i]
 		e := &r.Event
 		a.argv = append(a.argv, e.EntityID, r.Expected, e.ID, e.Type, e.EntityType,
 			e.Time.UTC().Format(time.RFC3339Nano), string(e.Entity), 2*len(e.Meta))
@@ -323,39 +519,19 @@ func (s *Store) Append(ctx context.Context, stream string, recs ...Record) ([]Ev
 			}
 		}
 	}
-	res, err := appendScript.Run(ctx, s.rdb, a.keys, a.argv...).Slice()
-	if err != nil {
-		return nil, conflictOr(err)
-	}
-	if len(res) != len(recs) {
-		return nil, fmt.Errorf("eventstore: event %s was appended before, in a batch of %d events, not %d", recs[0].Event.ID, len(res), len(recs))
-	}
-	out := make([]Event, len(recs))
-	for i, r := range res {
-		pair := r.([]any)
-		out[i] = recs[i].Event
-		out[i].StreamID = pair[0].(string)
-		out[i].Version = pair[1].(int64)
-	}
-	s.published.Add(int64(len(out)))
-	if s.appended != nil {
-		s.appended(s.StreamKey(stream), len(out))
-	}
-	return out, nil
-}
-
-// appendArgs are the KEYS and ARGV of the append script.
-type appendArgs struct {
-	keys []string
-	argv []any
+	a.argv[head] = len(a.argv) - head - 1
 }
 
 // write appends a write of args, each as text, and after them the places of
 // VersionArg among them if any.
 func (a *appendArgs) write(cmd, key string, args []any) {
-	i := slices.Index(a.keys, key)
-	if i < 0 {
+	i, ok := a.index[key]
+	if !ok {
+		if a.index == nil {
+			a.index = map[string]int{}
+		}
 		i = len(a.keys)
+		a.index[key] = i
 		a.keys = append(a.keys, key)
 	}
 	head := len(a.argv)

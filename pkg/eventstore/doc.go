@@ -12,7 +12,10 @@
 //     the script checks versions, key types and args before its first write,
 //     as Redis does not undo a script that fails halfway. A batch leaves a
 //     marker, so that a retry of it (go-redis retries a script whose reply
-//     was lost) writes nothing and answers what the first run did.
+//     was lost) writes nothing and answers what the first run did. Appends
+//     to one stream that come while a run is in flight go together in the
+//     next run, each still whole or refused on its own: under load one
+//     round trip and one script carry many commits.
 //   - read.go: Read pages through a stream from any ID; Replay walks all of
 //     it. Entries that are not events are logged and skipped.
 //   - router.go: the Router that hands each event to the handler of its type

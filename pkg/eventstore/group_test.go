@@ -1,0 +1,133 @@
+package eventstore_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/ordershop/ordershop/internal/redistest"
+	"github.com/ordershop/ordershop/pkg/eventstore"
+)
+
+// Appends that come while one is in flight go to Redis together in the next
+// run, and each is still written whole or refused whole on its own: in one
+// run, a conflict, a write to a key of the wrong type, a repeat of an append
+// done before and a caller that gave up refuse or answer for themselves,
+// and the others are written.
+func TestAppendsThatWaitGoInOneRunEachWholeOrNot(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := redistest.NewServer(t) // its own: the test pauses it
+	rdb := srv.Client(t)
+	sent := &redistest.Sent{}
+	rdb.AddHook(sent)
+	s := eventstore.New(rdb, "")
+	rec := func(id string, expected int64, writes ...eventstore.Write) eventstore.Record {
+		return eventstore.Record{Event: event(t, "customer_created", id, 0), Expected: expected, Writes: writes}
+	}
+	hset := func(key string) eventstore.Write {
+		return eventstore.Write{Cmd: "HSET", Key: s.Key("customer", key), Args: []any{"v", eventstore.VersionArg}}
+	}
+	earlier := []eventstore.Record{rec("c0", eventstore.NoEntity)}
+	first, err := s.Append(ctx, "customer", earlier...) // also loads the script
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.RPush(ctx, s.Key("customer", "a-list"), "x").Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Redis holds the first run until unpaused; the others wait behind it.
+	if err := rdb.Do(ctx, "CLIENT", "PAUSE", 20000, "WRITE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rdb.Do(ctx, "CLIENT", "UNPAUSE") })
+	counted := sent.Counted(ctx)
+	type result struct {
+		events []eventstore.Event
+		err    error
+	}
+	results := map[string]chan result{}
+	appendAs := func(name string, ctx context.Context, recs ...eventstore.Record) {
+		results[name] = make(chan result, 1)
+		go func() {
+			es, err := s.Append(ctx, "customer", recs...)
+			results[name] <- result{es, err}
+		}()
+	}
+	appendAs("in flight", counted, rec("c1", eventstore.NoEntity, hset("e:c1")))
+	redistest.Eventually(t, 5*time.Second, "a run in flight", func() bool { _, busy := eventstore.Waiting(s, "customer"); return busy })
+	// One at a time, so that they queue up in this order.
+	gaveUp, giveUp := context.WithCancel(counted)
+	queued := 0
+	waitAs := func(name string, ctx context.Context, recs ...eventstore.Record) {
+		appendAs(name, ctx, recs...)
+		queued++
+		redistest.Eventually(t, 5*time.Second, name+" waiting", func() bool { n, _ := eventstore.Waiting(s, "customer"); return n == queued })
+	}
+	waitAs("good", counted, rec("c2", eventstore.NoEntity, hset("e:c2")), rec("c2", 1, hset("e:c2")))
+	// c6 comes first and would be fine: what the refused group checked must
+	// not count for the groups after it.
+	waitAs("conflict", counted, rec("c6", eventstore.NoEntity, hset("e:c6")), rec("c0", eventstore.NoEntity, hset("e:c0")))
+	waitAs("wrong type", counted, rec("c3", eventstore.NoEntity, hset("e:c3")), rec("c7", eventstore.NoEntity, hset("a-list")))
+	waitAs("repeat", counted, earlier...)
+	waitAs("gave up", gaveUp, rec("c4", eventstore.NoEntity, hset("e:c4")))
+	waitAs("after the others", counted, rec("c5", eventstore.NoEntity, hset("e:c5")), rec("c6", eventstore.NoEntity, hset("e:c6")),
+		rec("c3", eventstore.NoEntity, hset("e:c3")))
+	giveUp()
+	sent.Reset() // the run in flight was counted when it was sent
+	if err := rdb.Do(ctx, "CLIENT", "UNPAUSE").Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	get := func(name string) result {
+		select {
+		case r := <-results[name]:
+			return r
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: no answer", name)
+			return result{}
+		}
+	}
+	for _, name := range []string{"in flight", "good", "after the others"} {
+		if r := get(name); r.err != nil {
+			t.Errorf("%s: %v", name, r.err)
+		}
+	}
+	var conflict *eventstore.ConflictError
+	if r := get("conflict"); !errors.As(r.err, &conflict) || conflict.EntityID != "c0" || conflict.Actual != 1 {
+		t.Errorf("conflict: %v, want a conflict on c0 at version 1", r.err)
+	}
+	if r := get("wrong type"); r.err == nil || errors.Is(r.err, eventstore.ErrConflict) {
+		t.Errorf("wrong type: %v, want a refusal", r.err)
+	}
+	if r := get("repeat"); r.err != nil || len(r.events) != 1 || r.events[0].StreamID != first[0].StreamID {
+		t.Errorf("repeat: %v %v, want what the first append answered, %s", r.events, r.err, first[0].StreamID)
+	}
+	if r := get("gave up"); !errors.Is(r.err, context.Canceled) {
+		t.Errorf("gave up: %v, want context.Canceled", r.err)
+	}
+	if n := sent.Commands.Load(); n != 1 {
+		t.Errorf("the waiting appends took %d runs, want 1", n)
+	}
+
+	// What the stream and the keys hold: the accepted appends only, in the
+	// order they queued up in.
+	var got []string
+	for _, m := range rdb.XRange(ctx, s.StreamKey("customer"), "-", "+").Val() {
+		got = append(got, m.Values["entity_id"].(string)+"@"+m.Values["version"].(string))
+	}
+	if want := []string{"c0@1", "c1@1", "c2@1", "c2@2", "c5@1", "c6@1", "c3@1"}; !slices.Equal(got, want) {
+		t.Fatalf("stream holds %v, want %v", got, want)
+	}
+	for key, v := range map[string]string{"e:c1": "1", "e:c2": "2", "e:c5": "1", "e:c6": "1", "e:c3": "1", "e:c0": "", "e:c4": ""} {
+		if got := rdb.HGet(ctx, s.Key("customer", key), "v").Val(); got != v {
+			t.Errorf("%s holds v=%q, want %q", key, got, v)
+		}
+	}
+	if typ := rdb.Type(ctx, s.Key("customer", "a-list")).Val(); typ != "list" || rdb.LLen(ctx, s.Key("customer", "a-list")).Val() != 1 {
+		t.Errorf("a-list was written: %s", typ)
+	}
+}
