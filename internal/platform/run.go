@@ -127,6 +127,13 @@ func redisOptions(cfg Config) (*redis.UniversalOptions, error) {
 		opt.Password = cfg.RedisPassword
 	}
 	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = cfg.RedisDial, cfg.RedisRead, cfg.RedisWrite
+	// RESP2: on RESP3, go-redis looks for push notifications (client-side
+	// caching, maintenance notices) before each command's reply, and on a
+	// connection idle for seconds with a system call of its own, for
+	// features the services do not use. go-redis reads the replies they ask
+	// for (XREADGROUP, XINFO, HGETALL, scripts' tables) into the same values
+	// on either protocol.
+	opt.Protocol = 2
 	return opt, nil
 }
 
