@@ -53,7 +53,7 @@ func Run[C any](ctx context.Context, name string, domain Domain, wire func(*App,
 		os.Exit(healthcheck(base.AdminAddr))
 	}
 	collectLessOften()
-	tp, err := Tracing(ctx, name)
+	tp, shutdownTracing, err := Tracing(ctx, name)
 	if err != nil {
 		log.Error("startup", "err", err)
 		os.Exit(1)
@@ -77,7 +77,7 @@ func Run[C any](ctx context.Context, name string, domain Domain, wire func(*App,
 	// The spans of the last seconds are still to export.
 	flush, cancel := context.WithTimeout(context.WithoutCancel(ctx), base.ShutdownTimeout)
 	defer cancel()
-	err = errors.Join(err, tp.Shutdown(flush))
+	err = errors.Join(err, shutdownTracing(flush))
 	if err != nil {
 		log.Error("stopped", "err", err)
 		os.Exit(1)
