@@ -37,7 +37,12 @@ func Run[C any](ctx context.Context, name string, domain Domain, wire func(*App,
 	rebuild := flag.Bool("rebuild", false, "drop the entity cache, build it again from the streams, and exit")
 	verify := flag.Bool("verify", false, "check the cache against the streams and the shop's invariants, report, and exit 1 on any finding")
 	flag.Parse()
-	log := slog.New(slog.NewJSONHandler(os.Stdout, nil)).With("service", name)
+	// The log's lines wait in a buffer (newLog): what is left is written
+	// out as Run returns; where it exits on an error, it has logged an
+	// Error line, which is written out at once with those before it.
+	log, out := newLog(os.Stdout, logFlush)
+	defer out.Close()
+	log = log.With("service", name)
 	slog.SetDefault(log)
 	var base Config
 	var cfg C
@@ -65,7 +70,7 @@ func Run[C any](ctx context.Context, name string, domain Domain, wire func(*App,
 			return Rebuild(ctx, app, domain.Streams)
 		}
 		if *verify {
-			return Verify(ctx, app.Cache, domain, os.Stdout)
+			return Verify(ctx, app.Cache, domain, out) // in order with the log's lines
 		}
 		if err := wire(app, cfg); err != nil {
 			return err
@@ -82,6 +87,7 @@ func Run[C any](ctx context.Context, name string, domain Domain, wire func(*App,
 		log.Error("stopped", "err", err)
 		os.Exit(1)
 	}
+	log.Info("stopped")
 }
 
 // connect connects to Redis, one server or a cluster, and hands the client
