@@ -229,7 +229,7 @@ func traced(tp trace.TracerProvider) func(http.Handler) http.Handler {
 				next.ServeHTTP(w, r)
 				return
 			}
-			ctx := propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+			ctx := propagator.Extract(r.Context(), inbound{propagation.HeaderCarrier(r.Header)})
 			ctx, span := tracer.Start(ctx, r.Method, serverSpan...)
 			defer span.End()
 			if !span.IsRecording() {
@@ -253,6 +253,27 @@ func traced(tp trace.TracerProvider) func(http.Handler) http.Handler {
 			}
 		})
 	}
+}
+
+// inbound is the carrier that the trace of a request is read from. It asks
+// for the W3C headers by their canonical names: http.Header.Get would make
+// them of "traceparent" and "tracestate" anew on every request, an
+// allocation each.
+type inbound struct{ propagation.HeaderCarrier }
+
+func (h inbound) Get(key string) string {
+	switch key {
+	case "traceparent":
+		key = "Traceparent"
+	case "tracestate":
+		key = "Tracestate"
+	default:
+		return h.HeaderCarrier.Get(key)
+	}
+	if v := h.HeaderCarrier[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 // Outbound is the transport of a call to another service: Transport, which
