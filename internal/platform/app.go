@@ -14,7 +14,6 @@ import (
 	"github.com/ordershop/ordershop/pkg/entitycache"
 	"github.com/ordershop/ordershop/pkg/eventstore"
 	"github.com/redis/go-redis/v9"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -46,7 +45,7 @@ type App struct {
 
 // NewApp builds an app on a Redis client.
 func NewApp(name string, cfg Config, rdb redis.UniversalClient, log *slog.Logger) *App {
-	useTracerProvider(func() trace.TracerProvider { return sdktrace.NewTracerProvider() })
+	useTracerProvider(func() trace.TracerProvider { return propagating{} })
 	metrics := newMetrics(name)
 	store := eventstore.New(rdb, cfg.KeyPrefix, eventstore.WithMeta(TraceMeta), eventstore.WithAppended(metrics.eventsAppended),
 		eventstore.WithPartitions(cfg.Partitions))

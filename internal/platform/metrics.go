@@ -70,8 +70,24 @@ func (m *Metrics) request(route, method string, status int, took time.Duration) 
 	if route == "" {
 		route = "unmatched" // a 404 of no route: paths would be unbounded
 	}
-	m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Observe(took.Seconds())
+	m.requests.WithLabelValues(route, method, statusCode(status)).Observe(took.Seconds())
 }
+
+// statusCode is the label of a status code: one of statusCodes, made once,
+// as strconv.Itoa makes a string anew for every number from 100 up.
+func statusCode(status int) string {
+	if status >= 0 && status < len(statusCodes) {
+		return statusCodes[status]
+	}
+	return strconv.Itoa(status)
+}
+
+var statusCodes = func() (codes [600]string) {
+	for i := range codes {
+		codes[i] = strconv.Itoa(i)
+	}
+	return codes
+}()
 
 func (m *Metrics) eventsAppended(streamKey string, n int) {
 	m.appended.WithLabelValues(streamKey).Add(float64(n))

@@ -37,7 +37,12 @@ func Run[C any](ctx context.Context, name string, domain Domain, wire func(*App,
 	rebuild := flag.Bool("rebuild", false, "drop the entity cache, build it again from the streams, and exit")
 	verify := flag.Bool("verify", false, "check the cache against the streams and the shop's invariants, report, and exit 1 on any finding")
 	flag.Parse()
-	log := slog.New(slog.NewJSONHandler(os.Stdout, nil)).With("service", name)
+	// The log's lines wait in a buffer (newLog): what is left is written
+	// out as Run returns; where it exits on an error, it has logged an
+	// Error line, which is written out at once with those before it.
+	log, out := newLog(os.Stdout, logFlush)
+	defer out.Close()
+	log = log.With("service", name)
 	slog.SetDefault(log)
 	var base Config
 	var cfg C
@@ -53,7 +58,7 @@ func Run[C any](ctx context.Context, name string, domain Domain, wire func(*App,
 		os.Exit(healthcheck(base.AdminAddr))
 	}
 	collectLessOften()
-	tp, err := Tracing(ctx, name)
+	tp, shutdownTracing, err := Tracing(ctx, name)
 	if err != nil {
 		log.Error("startup", "err", err)
 		os.Exit(1)
@@ -65,7 +70,7 @@ func Run[C any](ctx context.Context, name string, domain Domain, wire func(*App,
 			return Rebuild(ctx, app, domain.Streams)
 		}
 		if *verify {
-			return Verify(ctx, app.Cache, domain, os.Stdout)
+			return Verify(ctx, app.Cache, domain, out) // in order with the log's lines
 		}
 		if err := wire(app, cfg); err != nil {
 			return err
@@ -77,11 +82,12 @@ func Run[C any](ctx context.Context, name string, domain Domain, wire func(*App,
 	// The spans of the last seconds are still to export.
 	flush, cancel := context.WithTimeout(context.WithoutCancel(ctx), base.ShutdownTimeout)
 	defer cancel()
-	err = errors.Join(err, tp.Shutdown(flush))
+	err = errors.Join(err, shutdownTracing(flush))
 	if err != nil {
 		log.Error("stopped", "err", err)
 		os.Exit(1)
 	}
+	log.Info("stopped")
 }
 
 // connect connects to Redis, one server or a cluster, and hands the client
@@ -127,6 +133,13 @@ func redisOptions(cfg Config) (*redis.UniversalOptions, error) {
 		opt.Password = cfg.RedisPassword
 	}
 	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = cfg.RedisDial, cfg.RedisRead, cfg.RedisWrite
+	// RESP2: on RESP3, go-redis looks for push notifications (client-side
+	// caching, maintenance notices) before each command's reply, and on a
+	// connection idle for seconds with a system call of its own, for
+	// features the services do not use. go-redis reads the replies they ask
+	// for (XREADGROUP, XINFO, HGETALL, scripts' tables) into the same values
+	// on either protocol.
+	opt.Protocol = 2
 	return opt, nil
 }
 

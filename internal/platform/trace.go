@@ -2,7 +2,9 @@ package platform
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"sync"
@@ -22,6 +24,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/embedded"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // Traces follow a request through the services and the events it causes,
@@ -36,13 +40,20 @@ var propagator = propagation.TraceContext{}
 // tracerName names the spans this package starts.
 const tracerName = "github.com/ordershop/ordershop/internal/platform"
 
+// The kinds of the spans this package starts, as options made once: the
+// slice of options a call to Start makes would cost an allocation.
+var (
+	serverSpan   = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
+	consumerSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer)}
+	clientSpan   = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)}
+)
+
 var traceSetup sync.Once
 
 // useTracerProvider installs the process's tracer provider and the W3C
 // propagator, the first time only: Run installs the one the OTEL_*
 // variables ask for before it builds the app, and an app built otherwise
-// (in tests) gets one without an exporter, which still starts traces with
-// valid ids, so that they propagate.
+// (in tests) gets the one of no exporter, propagating.
 func useTracerProvider(tp func() trace.TracerProvider) {
 	traceSetup.Do(func() {
 		otel.SetTracerProvider(tp())
@@ -50,44 +61,45 @@ func useTracerProvider(tp func() trace.TracerProvider) {
 	})
 }
 
-// Tracing builds the tracer provider that the standard variables ask for:
-// OTEL_TRACES_EXPORTER unset or "none" exports nothing, "console" writes
-// spans to stdout, "otlp" sends them over OTLP/HTTP as the
+// Tracing builds the tracer provider that the standard variables ask for,
+// and its shutdown, which flushes what is left to export:
+// OTEL_TRACES_EXPORTER unset or "none" exports nothing (propagating),
+// "console" writes spans to stdout, "otlp" sends them over OTLP/HTTP as the
 // OTEL_EXPORTER_OTLP_* variables say (binaries built with -tags otlp only).
-// OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES and OTEL_TRACES_SAMPLER are
-// honoured; the service name defaults to service, the sampler to
-// entrySampler. Shutdown flushes what is left to export.
-func Tracing(ctx context.Context, service string) (*sdktrace.TracerProvider, error) {
+// With an exporter, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES and
+// OTEL_TRACES_SAMPLER are honoured; the service name defaults to service,
+// the sampler to entrySampler.
+func Tracing(ctx context.Context, service string) (trace.TracerProvider, func(context.Context) error, error) {
+	var exp sdktrace.SpanExporter
+	var err error
+	name := os.Getenv("OTEL_TRACES_EXPORTER")
+	switch name {
+	case "", "none":
+		return propagating{}, func(context.Context) error { return nil }, nil
+	case "console":
+		exp, err = stdouttrace.New(stdouttrace.WithWriter(os.Stdout))
+	case "otlp":
+		if otlpExporter == nil {
+			return nil, nil, fmt.Errorf("OTEL_TRACES_EXPORTER=otlp: this binary was built without OTLP (go build -tags otlp)")
+		}
+		exp, err = otlpExporter(ctx)
+	default:
+		return nil, nil, fmt.Errorf("OTEL_TRACES_EXPORTER=%q: want none, console or otlp", name)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("OTEL_TRACES_EXPORTER=%s: %w", name, err)
+	}
 	res, err := resource.New(ctx, resource.WithAttributes(attribute.String("service.name", service)),
 		resource.WithFromEnv(), resource.WithTelemetrySDK())
 	if err != nil {
-		return nil, fmt.Errorf("trace resource: %w", err)
+		return nil, nil, fmt.Errorf("trace resource: %w", err)
 	}
-	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
+	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithBatcher(exp)}
 	if os.Getenv("OTEL_TRACES_SAMPLER") == "" {
 		opts = append(opts, sdktrace.WithSampler(sdktrace.ParentBased(entrySampler{})))
 	}
-	switch name := os.Getenv("OTEL_TRACES_EXPORTER"); name {
-	case "", "none":
-	case "console":
-		exp, err := stdouttrace.New(stdouttrace.WithWriter(os.Stdout))
-		if err != nil {
-			return nil, err
-		}
-		opts = append(opts, sdktrace.WithBatcher(exp))
-	case "otlp":
-		if otlpExporter == nil {
-			return nil, fmt.Errorf("OTEL_TRACES_EXPORTER=otlp: this binary was built without OTLP (go build -tags otlp)")
-		}
-		exp, err := otlpExporter(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("OTEL_TRACES_EXPORTER=otlp: %w", err)
-		}
-		opts = append(opts, sdktrace.WithBatcher(exp))
-	default:
-		return nil, fmt.Errorf("OTEL_TRACES_EXPORTER=%q: want none, console or otlp", name)
-	}
-	return sdktrace.NewTracerProvider(opts...), nil
+	tp := sdktrace.NewTracerProvider(opts...)
+	return tp, tp.Shutdown, nil
 }
 
 // entrySampler starts a trace only where work enters a service: a request
@@ -97,13 +109,66 @@ func Tracing(ctx context.Context, service string) (*sdktrace.TracerProvider, err
 type entrySampler struct{}
 
 func (entrySampler) ShouldSample(p sdktrace.SamplingParameters) sdktrace.SamplingResult {
-	if p.Kind == trace.SpanKindServer || p.Kind == trace.SpanKindConsumer {
+	if entry(p.Kind) {
 		return sdktrace.SamplingResult{Decision: sdktrace.RecordAndSample}
 	}
 	return sdktrace.SamplingResult{Decision: sdktrace.Drop}
 }
 
 func (entrySampler) Description() string { return "EntrySampler" }
+
+// entry says whether a span of kind is where work enters a service.
+func entry(kind trace.SpanKind) bool {
+	return kind == trace.SpanKindServer || kind == trace.SpanKindConsumer
+}
+
+// propagating is the tracer provider when nothing is exported: traces go on
+// as with the SDK's, but no span records anything. A span continues the
+// trace of its parent with a span id of its own, and keeps the parent's
+// sampled flag and trace state, so that a service further on that exports
+// records the trace as the client asked; a span without a parent starts a
+// trace, sampled where work enters a service, as entrySampler's would be.
+// The SDK has no such mode: a span its sampler drops loses the sampled
+// flag, one it keeps is recorded, attributes and all, even with no
+// processor to hand it to; and the API's no-op tracer starts no trace.
+type propagating struct{ embedded.TracerProvider }
+
+func (propagating) Tracer(string, ...trace.TracerOption) trace.Tracer { return propagatingTracer{} }
+
+type propagatingTracer struct{ embedded.Tracer }
+
+func (propagatingTracer) Start(ctx context.Context, _ string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
+	cfg := trace.NewSpanStartConfig(opts...)
+	var sc trace.SpanContextConfig
+	if parent := trace.SpanContextFromContext(ctx); parent.TraceID().IsValid() && !cfg.NewRoot() {
+		sc = trace.SpanContextConfig{TraceID: parent.TraceID(), TraceFlags: parent.TraceFlags(), TraceState: parent.TraceState()}
+	} else {
+		for !sc.TraceID.IsValid() {
+			binary.NativeEndian.PutUint64(sc.TraceID[:8], rand.Uint64())
+			binary.NativeEndian.PutUint64(sc.TraceID[8:], rand.Uint64())
+		}
+		if entry(cfg.SpanKind()) {
+			sc.TraceFlags = trace.FlagsSampled
+		}
+	}
+	for !sc.SpanID.IsValid() {
+		binary.NativeEndian.PutUint64(sc.SpanID[:], rand.Uint64())
+	}
+	var span trace.Span = propagatingSpan{sc: trace.NewSpanContext(sc)}
+	return trace.ContextWithSpan(ctx, span), span
+}
+
+// propagatingSpan is a span of propagating: a no-op span with a span
+// context, whose provider is propagating, so that a span that code starts
+// from it (as otelhttp's transport does) is one too.
+type propagatingSpan struct {
+	noop.Span
+	sc trace.SpanContext
+}
+
+func (s propagatingSpan) SpanContext() trace.SpanContext { return s.sc }
+
+func (propagatingSpan) TracerProvider() trace.TracerProvider { return propagating{} }
 
 // otlpExporter builds the OTLP exporter, in binaries built with -tags otlp:
 // it adds some megabytes, which most deployments do not need.
@@ -135,9 +200,11 @@ func (pipelineSpans) DialHook(next redis.DialHook) redis.DialHook          { ret
 func (pipelineSpans) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
 func (h pipelineSpans) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		ctx, span := h.tracer.Start(ctx, "redis.pipeline", trace.WithSpanKind(trace.SpanKindClient),
-			trace.WithAttributes(attribute.String("db.system", "redis"), attribute.Int("db.redis.num_cmd", len(cmds))))
+		ctx, span := h.tracer.Start(ctx, "redis.pipeline", clientSpan...)
 		defer span.End()
+		if span.IsRecording() {
+			span.SetAttributes(attribute.String("db.system", "redis"), attribute.Int("db.redis.num_cmd", len(cmds)))
+		}
 		err := next(ctx, cmds)
 		if err != nil && err != redis.Nil {
 			span.RecordError(err)
@@ -150,8 +217,10 @@ func (h pipelineSpans) ProcessPipelineHook(next redis.ProcessPipelineHook) redis
 // traced continues the trace of each request, or starts one: a server span,
 // named by the route once chi has routed it ("GET /customers/{id}"), that
 // ends with the status, an error from 500 on. Probes and scrapes, every few
-// seconds, are no traces. (otelhttp's handler made some 40 allocations a
-// request, a quarter of a small read's, mostly for metrics nothing reads.)
+// seconds, are no traces. A span that does not record (no exporter) gets
+// none of this: it only carries the trace. (otelhttp's handler made some 40
+// allocations a request, a quarter of a small read's, mostly for metrics
+// nothing reads.)
 func traced(tp trace.TracerProvider) func(http.Handler) http.Handler {
 	tracer := tp.Tracer(tracerName)
 	return func(next http.Handler) http.Handler {
@@ -160,16 +229,20 @@ func traced(tp trace.TracerProvider) func(http.Handler) http.Handler {
 				next.ServeHTTP(w, r)
 				return
 			}
-			ctx := propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-			ctx, span := tracer.Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer),
-				trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path)))
+			ctx := propagator.Extract(r.Context(), inbound{propagation.HeaderCarrier(r.Header)})
+			ctx, span := tracer.Start(ctx, r.Method, serverSpan...)
 			defer span.End()
+			if !span.IsRecording() {
+				next.ServeHTTP(w, r.WithContext(ctx))
+				return
+			}
 			ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
 			next.ServeHTTP(ww, r.WithContext(ctx))
 			status := ww.Status()
 			if status == 0 {
 				status = http.StatusOK // nothing written: net/http answers 200
 			}
+			span.SetAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path))
 			if route := chi.RouteContext(ctx).RoutePattern(); route != "" {
 				span.SetName(r.Method + " " + route)
 				span.SetAttributes(attribute.String("http.route", route))
@@ -180,6 +253,27 @@ func traced(tp trace.TracerProvider) func(http.Handler) http.Handler {
 			}
 		})
 	}
+}
+
+// inbound is the carrier that the trace of a request is read from. It asks
+// for the W3C headers by their canonical names: http.Header.Get would make
+// them of "traceparent" and "tracestate" anew on every request, an
+// allocation each.
+type inbound struct{ propagation.HeaderCarrier }
+
+func (h inbound) Get(key string) string {
+	switch key {
+	case "traceparent":
+		key = "Traceparent"
+	case "tracestate":
+		key = "Tracestate"
+	default:
+		return h.HeaderCarrier.Get(key)
+	}
+	if v := h.HeaderCarrier[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 // Outbound is the transport of a call to another service: Transport, which
@@ -233,13 +327,16 @@ func tracedEvents(group string) eventstore.Middleware {
 	return func(next eventstore.Handler) eventstore.Handler {
 		return func(ctx context.Context, e eventstore.Event) error {
 			ctx = propagator.Extract(ctx, propagation.MapCarrier(e.Meta))
-			ctx, span := tracer.Start(ctx, "handle "+e.Type, trace.WithSpanKind(trace.SpanKindConsumer),
-				trace.WithAttributes(attribute.String("messaging.system", "redis_streams"),
+			ctx, span := tracer.Start(ctx, "handle", consumerSpan...)
+			defer span.End()
+			if span.IsRecording() {
+				span.SetName("handle " + e.Type)
+				span.SetAttributes(attribute.String("messaging.system", "redis_streams"),
 					attribute.String("messaging.destination.name", eventstore.StreamOf(ctx)),
 					attribute.String("messaging.consumer.group.name", group),
 					attribute.String("messaging.message.id", e.StreamID),
-					attribute.String("event.id", e.ID), attribute.String("entity.id", e.EntityID)))
-			defer span.End()
+					attribute.String("event.id", e.ID), attribute.String("entity.id", e.EntityID))
+			}
 			err := next(ctx, e)
 			if err != nil {
 				span.RecordError(err)

@@ -25,12 +25,12 @@ func TestTracingFollowsOTELTracesExporter(t *testing.T) {
 		{"otlp", map[bool]string{true: "", false: "built without OTLP"}[otlpExporter != nil]},
 	} {
 		t.Setenv("OTEL_TRACES_EXPORTER", c.exporter)
-		tp, err := Tracing(t.Context(), "traced")
+		_, shutdown, err := Tracing(t.Context(), "traced")
 		if c.err == "" && err != nil || c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)) {
 			t.Errorf("OTEL_TRACES_EXPORTER=%q: %v, want error %q", c.exporter, err, c.err)
 		}
-		if tp != nil {
-			tp.Shutdown(t.Context())
+		if shutdown != nil {
+			shutdown(t.Context())
 		}
 	}
 }
@@ -120,6 +120,61 @@ func TestARequestIsAServerSpanNamedByItsRoute(t *testing.T) {
 			status != want.status || s.Status().Code != want.code {
 			t.Errorf("span %q (%v) of trace %s, status %d, %v; want %q, a server span of %s, %d, %v",
 				s.Name(), s.SpanKind(), s.Parent().TraceID(), status, s.Status().Code, want.name, client, want.status, want.code)
+		}
+	}
+}
+
+// With no exporter, nothing records, and yet traces go on as with one: a
+// request continues the client's trace in a span of its own, with the
+// client's sampled flag and trace state, or starts a sampled trace; the
+// calls and appends it makes carry its span on, and their own spans keep
+// its trace and flag.
+func TestWithoutAnExporterTracesPropagateAndNothingRecords(t *testing.T) {
+	for _, exporter := range []string{"", "none"} {
+		t.Setenv("OTEL_TRACES_EXPORTER", exporter)
+		tp, shutdown, err := Tracing(t.Context(), "propagating")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer shutdown(t.Context())
+		var sc, cc trace.SpanContext
+		var recording []bool
+		var carried string
+		r := chi.NewRouter()
+		r.Use(traced(tp))
+		r.Post("/things", func(w http.ResponseWriter, r *http.Request) {
+			span := trace.SpanFromContext(r.Context())
+			// As otelhttp's transport starts its span: by the provider of the span.
+			_, call := span.TracerProvider().Tracer("test").Start(r.Context(), "call", trace.WithSpanKind(trace.SpanKindClient))
+			sc, cc, recording = span.SpanContext(), call.SpanContext(), []bool{span.IsRecording(), call.IsRecording()}
+			carried = TraceParent(r.Context())
+		})
+		const client, clientSpan = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+		for _, c := range []struct{ traceparent, flags string }{
+			{"", "01"}, {"00-" + client + "-" + clientSpan + "-01", "01"}, {"00-" + client + "-" + clientSpan + "-00", "00"},
+		} {
+			req := httptest.NewRequest("POST", "/things", nil)
+			if c.traceparent != "" {
+				req.Header.Set("traceparent", c.traceparent)
+				req.Header.Set("tracestate", "vendor=x")
+			}
+			r.ServeHTTP(httptest.NewRecorder(), req)
+			if recording[0] || recording[1] {
+				t.Errorf("OTEL_TRACES_EXPORTER=%q, traceparent %q: the request's span records %v, a call's %v; want neither",
+					exporter, c.traceparent, recording[0], recording[1])
+			}
+			want := "00-" + sc.TraceID().String() + "-" + sc.SpanID().String() + "-" + c.flags
+			if !sc.IsValid() || carried != want || c.traceparent != "" && (sc.TraceID().String() != client || sc.SpanID().String() == clientSpan) {
+				t.Errorf("OTEL_TRACES_EXPORTER=%q, traceparent %q: the request carries %q; want a span of its own of the client's trace, or of a new one, flags %s",
+					exporter, c.traceparent, carried, c.flags)
+			}
+			if c.traceparent != "" && sc.TraceState().String() != "vendor=x" {
+				t.Errorf("traceparent %q: trace state %q, want the client's, vendor=x", c.traceparent, sc.TraceState())
+			}
+			if cc.TraceID() != sc.TraceID() || cc.SpanID() == sc.SpanID() || cc.TraceFlags() != sc.TraceFlags() || !cc.SpanID().IsValid() {
+				t.Errorf("traceparent %q: a call's span %s %s %s in the request's %s %s %s; want a span of its own of the same trace and flag",
+					c.traceparent, cc.TraceID(), cc.SpanID(), cc.TraceFlags(), sc.TraceID(), sc.SpanID(), sc.TraceFlags())
+			}
 		}
 	}
 }

@@ -65,12 +65,14 @@ func Client(t testing.TB) (redis.UniversalClient, string) {
 		if err != nil {
 			t.Fatalf("cluster URL: %v", err)
 		}
+		opt.Protocol = 2 // as the services' clients speak (platform.redisOptions)
 		rdb = redis.NewClusterClient(opt)
 	} else {
 		opt, err := redis.ParseURL(url)
 		if err != nil {
 			t.Fatalf("REDIS_URL: %v", err)
 		}
+		opt.Protocol = 2
 		rdb = redis.NewClient(opt)
 	}
 	t.Cleanup(func() { rdb.Close() })

@@ -4,6 +4,7 @@ package system
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -139,8 +140,18 @@ func (s *system) command(name string, args ...string) *exec.Cmd {
 	return cmd
 }
 
-// Stop stops a service with SIGTERM, as docker stop does, and waits for it.
-func (s *system) Stop(name string) { s.end(name, syscall.SIGTERM) }
+// Stop stops a service with SIGTERM, as docker stop does, waits for it, and
+// checks that it logged to the end: its last line is "stopped", which it
+// logs as it exits.
+func (s *system) Stop(name string) {
+	if s.procs[name] == nil {
+		return
+	}
+	s.end(name, syscall.SIGTERM)
+	if lines := s.logLines(s.t, name); len(lines) == 0 || lines[len(lines)-1].Msg != "stopped" {
+		s.t.Errorf("%s, stopped, did not log to the end: its last line is not \"stopped\"", name)
+	}
+}
 
 // Kill kills a service with SIGKILL, as a crash or the OOM killer does: it
 // finishes nothing it was doing.
@@ -152,6 +163,31 @@ func (s *system) end(name string, sig os.Signal) {
 		cmd.Wait()
 		delete(s.procs, name)
 	}
+}
+
+// logLine is what the tests read of a service's log line.
+type logLine struct {
+	Msg     string `json:"msg"`
+	TraceID string `json:"trace_id"`
+}
+
+// logLines is what a service has logged so far.
+func (s *system) logLines(t *testing.T, name string) []logLine {
+	f, err := os.Open(s.logs[name])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var lines []logLine
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var l logLine
+		if json.Unmarshal(sc.Bytes(), &l) == nil {
+			lines = append(lines, l)
+		}
+	}
+	return lines
 }
 
 func (s *system) dumpLogs() {
