@@ -96,3 +96,33 @@ func BenchmarkLogLine(b *testing.B) {
 		})
 	}
 }
+
+// What a call to another service costs the caller beside the call itself:
+// Outbound, with the caller's span, to a server on loopback that answers
+// at once; BenchmarkCall/bare is the same call through Transport alone.
+func BenchmarkCall(b *testing.B) {
+	b.Setenv("OTEL_TRACES_EXPORTER", "")
+	tp, shutdown, err := Tracing(b.Context(), "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer shutdown(b.Context())
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Write([]byte(`{"id":"1"}`))
+	}))
+	defer srv.Close()
+	ctx, span := tp.Tracer("bench").Start(b.Context(), "handle", consumerSpan...)
+	defer span.End()
+	for name, rt := range map[string]http.RoundTripper{"outbound": Outbound(5 * time.Second), "bare": Transport(5 * time.Second)} {
+		b.Run(name, func(b *testing.B) {
+			c := &http.Client{Transport: rt}
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := Call(ctx, c, http.MethodPost, srv.URL+"/email", map[string]string{"to": "a@example.com"}, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

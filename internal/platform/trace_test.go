@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 	"go.opentelemetry.io/otel/codes"
@@ -176,5 +177,55 @@ func TestWithoutAnExporterTracesPropagateAndNothingRecords(t *testing.T) {
 					c.traceparent, cc.TraceID(), cc.SpanID(), cc.TraceFlags(), sc.TraceID(), sc.SpanID(), sc.TraceFlags())
 			}
 		}
+	}
+}
+
+// A call to another service is a client span of the caller's trace, and the
+// callee gets that span's traceparent; an answer of 5xx or no answer at all
+// is an error of the span. The caller's request is left as it was.
+func TestCallsAreClientSpansThatTheCalleeContinues(t *testing.T) {
+	t.Parallel()
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	got := make(chan string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Get("traceparent")
+		if r.URL.Path == "/down" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	ctx, caller := tp.Tracer("test").Start(context.Background(), "handle", consumerSpan...)
+	c := &http.Client{Transport: Outbound(5 * time.Second)}
+	for _, path := range []string{"/up", "/down"} {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if len(req.Header) != 0 {
+			t.Errorf("the caller's request got headers %v", req.Header)
+		}
+		ended := spans.Ended()
+		span := ended[len(ended)-1]
+		want := "00-" + caller.SpanContext().TraceID().String() + "-" + span.SpanContext().SpanID().String() + "-01"
+		if tp := <-got; tp != want || span.SpanKind() != trace.SpanKindClient || span.Parent().SpanID() != caller.SpanContext().SpanID() {
+			t.Errorf("%s: the callee got traceparent %q; want %q, of a client span (%v) of the caller's", path, tp, want, span.SpanKind())
+		}
+		if wantCode := map[string]codes.Code{"/up": codes.Unset, "/down": codes.Error}[path]; span.Status().Code != wantCode {
+			t.Errorf("%s: span status %v, want %v", path, span.Status().Code, wantCode)
+		}
+	}
+	srv.Close()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/gone", nil)
+	if _, err := c.Do(req); err == nil {
+		t.Fatal("a call to a closed server succeeded")
+	}
+	if ended := spans.Ended(); ended[len(ended)-1].Status().Code != codes.Error {
+		t.Errorf("a call with no answer: span status %v, want Error", ended[len(ended)-1].Status().Code)
 	}
 }

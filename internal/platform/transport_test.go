@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/ordershop/ordershop/internal/redistest"
-	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 )
 
 // replicas serves one port on two loopback addresses, 127.0.0.1 and
@@ -160,7 +159,7 @@ func TestTransportWritesARequestAndItsBodyAtOnce(t *testing.T) {
 		c, err := dial(ctx, network, addr)
 		return writeCounter{c, &writes}, err
 	}
-	c := &http.Client{Transport: otelhttp.NewTransport(tr), Timeout: 5 * time.Second}
+	c := &http.Client{Transport: tracedCalls{tr}, Timeout: 5 * time.Second}
 	for _, body := range []string{`{"name":"Ada"}`, strings.Repeat("x", maxInMemory)} {
 		writes.Store(0)
 		req, err := http.NewRequest(http.MethodPost, "http://"+ln.Addr().String()+"/", onlyReader{strings.NewReader(body)})
