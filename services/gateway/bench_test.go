@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"log/slog"
@@ -76,5 +77,31 @@ func seed(t testing.TB, cache *entitycache.Cache, n int) {
 	}
 	for i := range 2 {
 		platformtest.Created(t, cache, shop.Billings.Kind, shop.Billing{OrderID: orders[i], Done: i == 0})
+	}
+}
+
+// BenchmarkCommand is what the gateway's hop costs a command: POST /customer
+// through the gateway's router to a customer service that answers at once.
+func BenchmarkCommand(b *testing.B) {
+	defer slog.SetDefault(slog.Default())
+	slog.SetDefault(slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	owner := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		w.Write([]byte(`["9063505b-ec4b-46f4-a9c7-5395a48ccc0a"]` + "\n"))
+	}))
+	defer owner.Close()
+	app, _ := start(b, map[string]string{"customer": owner.URL})
+	body := []byte(`{"name":"Ada Lovelace","email":"ada@example.com"}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		req := httptest.NewRequest("POST", "/customer", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		app.Router.ServeHTTP(w, req)
+		if w.Code != http.StatusCreated {
+			b.Fatal(w.Code, w.Body)
+		}
 	}
 }
