@@ -62,10 +62,15 @@ type Consumer struct {
 	handling []sync.Mutex
 	seed     maphash.Seed // of the slots' hash
 	// A lane's own: failed entries waiting for their next delivery, when
-	// they were last kept owned, and the acks that go with the next round trip.
+	// they were last kept owned, and the acks that go with the next round trip;
+	// the batches in the workers' hands, oldest first, when they were last
+	// kept owned, and per slot when its entries handed out so far are done.
 	retries     []retry
 	retriesKept time.Time
 	owed        []owedAck
+	batches     []*batch
+	kept        time.Time
+	tails       []chan struct{}
 }
 
 // NewConsumer returns a consumer; Run starts it.
@@ -165,6 +170,7 @@ func (c *Consumer) run(ctx context.Context) {
 func (c *Consumer) session(ctx context.Context) error {
 	c.retries = nil // the re-read of its own pending entries delivers them again
 	defer c.flush(context.WithoutCancel(ctx))
+	defer c.settle(ctx, 0) // before the flush, which acks what the workers did
 	if err := c.createGroups(ctx); err != nil {
 		return err
 	}
@@ -175,6 +181,9 @@ func (c *Consumer) session(ctx context.Context) error {
 	lastClaim := time.Now()
 	for ctx.Err() == nil {
 		if time.Since(lastClaim) >= c.claimEvery() {
+			// Not beside the workers' batches: the claim would take an entry
+			// of theirs whose keep step is late as idle, and hand it out twice.
+			c.settle(ctx, 0)
 			if err := c.claimIdle(ctx); err != nil {
 				return err
 			}
@@ -231,11 +240,12 @@ func (c *Consumer) readOwnPending(ctx context.Context) error {
 	return nil
 }
 
-// read reads new entries of all streams and handles them. The acks owed for
-// the last batch go in the same round trip, and then the read does not block:
-// when it finds nothing, the next one does.
+// read reads new entries of all streams and hands them to the workers. The
+// acks owed for the last batch go in the same round trip, and then the read
+// does not block, nor while the workers have a batch: when it finds
+// nothing, the workers finish what they have, and the next read blocks.
 func (c *Consumer) read(ctx context.Context, id string, block time.Duration) error {
-	if len(c.owed) > 0 {
+	if len(c.owed) > 0 || len(c.batches) > 0 {
 		block = -1
 	}
 	args := &redis.XReadGroupArgs{Group: c.cfg.Group, Consumer: c.cfg.Name, Count: c.cfg.Batch, Block: block}
@@ -248,6 +258,9 @@ func (c *Consumer) read(ctx context.Context, id string, block time.Duration) err
 	var read *redis.XStreamSliceCmd
 	c.withAcks(ctx, func(r redis.Cmdable) { read = r.XReadGroup(ctx, args) })
 	res, err := read.Result()
+	if errors.Is(err, redis.Nil) {
+		c.settle(ctx, 0)
+	}
 	if err != nil {
 		return err
 	}
@@ -267,37 +280,41 @@ func (c *Consumer) streamOf(key string, hint int) string {
 }
 
 // handle hands a batch to the workers, which keep each entity's events in
-// order (workers.go), and waits for them; meanwhile it keeps the batch owned,
-// acks what is handled at each keep step and skips entries another consumer
-// took. Then it schedules the retry of each failed entry or dead-letters it,
-// and owes the ack of the rest, with the checkpoint's advance to the batch's
-// end, to the next round trip. Entries that were delivered before
-// (recovered: re-read or claimed) are first checked for having been
-// delivered too often. A stop lets the handlers in flight finish and leaves
-// the rest pending for the next start. Handlers and acks run without the
-// stop's cancellation.
+// order across batches (workers.go), and waits until they have at most one
+// batch before it. Entries that were delivered before (recovered: re-read
+// or claimed) are first checked for having been delivered too often.
+// Handlers and acks run without the stop's cancellation.
 func (c *Consumer) handle(ctx context.Context, stream string, msgs []redis.XMessage, recovered bool) {
 	if len(msgs) == 0 {
 		return
 	}
 	work := withStream(context.WithoutCancel(ctx), c.store.StreamKey(stream))
-	last := msgs[len(msgs)-1].ID
+	b := &batch{stream: stream, work: work, last: msgs[len(msgs)-1].ID, msgs: msgs}
 	if recovered {
-		msgs = c.deliverable(work, stream, msgs)
+		b.msgs = c.deliverable(b.work, stream, msgs)
 	}
-	b := c.work(ctx, work, stream, msgs)
+	c.dispatch(ctx, b)
+	c.settle(ctx, maxBatches-1)
+}
+
+// finish takes over a batch the workers are done with. It schedules the
+// retry of each failed entry or dead-letters it, and owes the ack of the
+// handled ones not acked at a keep step, with the checkpoint's advance to
+// the batch's end, to the next round trip. After a stop, the entries not
+// handled stay pending for the next start.
+func (c *Consumer) finish(b *batch) {
 	var done []string
-	for i, m := range msgs {
+	for i, m := range b.msgs {
 		switch b.state[i].Load() {
 		case handled:
 			if !b.acked[i] {
 				done = append(done, m.ID)
 			}
 		case failed:
-			c.failed(work, stream, m, b.err[i])
+			c.failed(b.work, b.stream, m, b.err[i])
 		}
 	}
-	c.owed = append(c.owed, owedAck{stream: stream, last: last, done: done})
+	c.owed = append(c.owed, owedAck{stream: b.stream, last: b.last, done: done})
 }
 
 func (c *Consumer) handleOne(ctx context.Context, slot int, m redis.XMessage) error {

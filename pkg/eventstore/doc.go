@@ -31,10 +31,11 @@
 //   - workers.go: a batch's events go to Workers workers by a hash of their
 //     entity id, so that each entity's events are handled one at a time in
 //     stream order while other entities' are handled beside them; with one
-//     worker, the default, one event at a time (also beside Replay).
-//   - ownership.go: while a consumer works through a batch, or waits to retry
-//     an entry, it keeps those entries its own (XCLAIM JUSTID of the ones it
-//     still owns), so that no other replica claims them as idle.
+//     worker, the default, one event at a time (also beside Replay). The
+//     workers outlive a batch: the next is read while they handle this one.
+//   - ownership.go: while a consumer works through its batches, or waits to
+//     retry an entry, it keeps those entries its own (XCLAIM JUSTID of the
+//     ones it still owns), so that no other replica claims them as idle.
 //   - retry.go: a failed entry is delivered again to its own consumer after
 //     RetryDelay·2^(n-1), capped at MaxRetryDelay.
 //   - recovery.go: the periodic XAUTOCLAIM of entries of consumers that are
@@ -51,9 +52,10 @@
 //   - stats.go: counters and the stream and group facts an operator needs.
 //
 // Order: a group hands the events of one stream out in order, and one
-// consumer handles the events of one entity in its batch in order, one at a
-// time, whatever its Workers; it reads the next batch once the whole batch
-// is done. A retry breaks that order: a failed event is handled again after
+// consumer handles the events of one entity in its batches in order, one at
+// a time, whatever its Workers; its workers have at most two batches at
+// once, and an event of the second waits for those of its entity in the
+// first. A retry breaks that order: a failed event is handled again after
 // later events of the same entity, by its own consumer after its retry
 // delay, or by another replica that claims it. Replicas of a group also
 // handle different batches at the same time. So two events of one entity

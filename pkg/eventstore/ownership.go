@@ -7,7 +7,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Entries this consumer holds, a batch it works through or failed entries
+// Entries this consumer holds, the batches it works through or failed entries
 // waiting for their retry, must not look idle to the claim passes of other
 // replicas: the idle clock starts at the delivery, and an entry late in a
 // slow batch would pass ClaimIdle before its turn and be handled twice. So

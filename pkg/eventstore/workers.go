@@ -14,14 +14,25 @@ import (
 // A lane hands each batch to Workers workers, by a hash of the entry's
 // entity id: a worker handles its entries one after another in stream
 // order, so that each entity's events keep their order, while other
-// entities' are handled beside them. The lane reads the next batch only when
-// every worker is done with this one. A worker holds the lock of its slot
+// entities' are handled beside them. A worker holds the lock of its slot
 // while it handles an event, a lock the lanes and Replay share: at most
 // Workers handlers run at once in a consumer, never two of one entity, and
 // with one worker one at a time across lanes, as handlers may count on.
 //
+// The workers outlive a batch: the lane reads the next batch while they
+// handle this one, and each slot's entries of the next batch wait for its
+// entries of this one, so that a worker done early goes on with the next
+// batch instead of waiting for the slowest. At most two batches are in the
+// workers' hands: the lane reads a third only once the first is done, and
+// then acks it (the checkpoint passes no entry still pending, whatever the
+// batches after it did). When a read finds nothing new, the lane waits for
+// the batch in the workers' hands, so that the next read may block.
+//
 // The hash is not the one that picks an entity's partition (FNV-1a), else
 // with partitions a lane's entities would fall into a few of the slots only.
+
+// maxBatches is how many batches the workers have at most.
+const maxBatches = 2
 
 // The states of a batch's entry.
 const (
@@ -35,10 +46,14 @@ const (
 // batch is a batch in the workers' hands. The workers write the state (and
 // before it the error) of their entries; the lane reads them.
 type batch struct {
-	msgs  []redis.XMessage
-	state []atomic.Int32
-	err   []error
-	acked []bool // at a keep step; the lane's own
+	stream string
+	work   context.Context // the handlers' context
+	last   string          // the read's last ID, up to which the checkpoint may advance
+	msgs   []redis.XMessage
+	state  []atomic.Int32
+	err    []error
+	acked  []bool        // at a keep step; the lane's own
+	done   chan struct{} // closed when the workers are done with it
 }
 
 // slotOf is the worker slot of an entity.
@@ -49,38 +64,70 @@ func (c *Consumer) slotOf(entityID string) int {
 	return int(maphash.String(c.seed, entityID) % uint64(len(c.handling)))
 }
 
-// work hands the entries to the workers and waits until they are done. Every
-// ClaimIdle/3 meanwhile it takes a keep step.
-func (c *Consumer) work(ctx, work context.Context, stream string, msgs []redis.XMessage) *batch {
-	b := &batch{msgs: msgs, state: make([]atomic.Int32, len(msgs)), err: make([]error, len(msgs)), acked: make([]bool, len(msgs))}
+// dispatch hands a batch to the workers: each slot's entries go to a
+// goroutine that starts once the slot's entries of the batches before are
+// done.
+func (c *Consumer) dispatch(ctx context.Context, b *batch) {
+	b.state, b.err, b.acked = make([]atomic.Int32, len(b.msgs)), make([]error, len(b.msgs)), make([]bool, len(b.msgs))
+	b.done = make(chan struct{})
+	if c.tails == nil {
+		c.tails = make([]chan struct{}, len(c.handling))
+	}
 	queues := make([][]int, len(c.handling))
-	for i, m := range msgs {
+	for i, m := range b.msgs {
 		id, _ := m.Values[fieldEntityID].(string) // none: it fails to decode
 		slot := c.slotOf(id)
 		queues[slot] = append(queues[slot], i)
 	}
 	var wg sync.WaitGroup
 	for slot, queue := range queues {
-		if len(queue) > 0 {
-			wg.Go(func() { c.worker(ctx, work, b, slot, queue) })
+		if len(queue) == 0 {
+			continue
 		}
+		before, tail := c.tails[slot], make(chan struct{})
+		c.tails[slot] = tail
+		wg.Go(func() {
+			defer close(tail)
+			if before != nil {
+				<-before
+			}
+			c.worker(ctx, b, slot, queue)
+		})
 	}
-	finished := make(chan struct{})
-	go func() { wg.Wait(); close(finished) }()
-	keep := time.NewTicker(c.keepEvery())
-	defer keep.Stop()
-	for {
+	go func() { wg.Wait(); close(b.done) }()
+	if len(c.batches) == 0 {
+		c.kept = time.Now() // the entries' idle time starts at their delivery
+	}
+	c.batches = append(c.batches, b)
+}
+
+// settle waits until the workers have at most n batches, finishing the
+// oldest ones as they are done. Every ClaimIdle/3 meanwhile it takes a keep
+// step, which first sends the acks owed for the batches finished by then:
+// no longer kept owned, they must not wait for the rest.
+func (c *Consumer) settle(ctx context.Context, n int) {
+	ctx = context.WithoutCancel(ctx)
+	for len(c.batches) > n {
 		select {
-		case <-finished:
-			return b
-		case <-keep.C:
-			c.keepStep(work, stream, b)
+		case <-c.batches[0].done:
+			b := c.batches[0]
+			c.batches = c.batches[1:]
+			c.finish(b)
+		case <-time.After(time.Until(c.kept.Add(c.keepEvery()))):
+			c.kept = time.Now()
+			c.flush(ctx)
+			for _, b := range c.batches {
+				c.keepStep(b)
+			}
+			if err := c.keepRetriesOwned(ctx); err != nil {
+				c.cfg.Logger.Warn("keeping retries owned failed", "group", c.cfg.Group, "err", err)
+			}
 		}
 	}
 }
 
 // worker handles its entries of a batch in order, until a stop.
-func (c *Consumer) worker(ctx, work context.Context, b *batch, slot int, queue []int) {
+func (c *Consumer) worker(ctx context.Context, b *batch, slot int, queue []int) {
 	for _, i := range queue {
 		if ctx.Err() != nil {
 			return
@@ -89,7 +136,7 @@ func (c *Consumer) worker(ctx, work context.Context, b *batch, slot int, queue [
 			continue // taken: handling it too would be a second delivery
 		}
 		c.counts.consumed.Add(1)
-		switch err := c.handleOne(work, slot, b.msgs[i]); {
+		switch err := c.handleOne(b.work, slot, b.msgs[i]); {
 		case errors.Is(err, ErrSkip):
 			c.counts.skipped.Add(1) // the router's Logging middleware says why
 			b.state[i].Store(handled)
@@ -104,11 +151,11 @@ func (c *Consumer) worker(ctx, work context.Context, b *batch, slot int, queue [
 	}
 }
 
-// keepStep acks the entries handled by now, which would look idle too, and
-// keeps the others owned, those in flight and failed included; those of them
-// another consumer took before their turn are left to it. It also keeps the
-// waiting retries owned.
-func (c *Consumer) keepStep(ctx context.Context, stream string, b *batch) {
+// keepStep acks the entries of a batch handled by now, which would look
+// idle too, and keeps the others owned, those in flight and failed
+// included; those of them another consumer took before their turn are left
+// to it.
+func (c *Consumer) keepStep(b *batch) {
 	var done []string
 	var rest []redis.XMessage
 	for i, m := range b.msgs {
@@ -123,17 +170,14 @@ func (c *Consumer) keepStep(ctx context.Context, stream string, b *batch) {
 		}
 	}
 	if len(done) > 0 {
-		c.ack(ctx, stream, done[len(done)-1], done)
+		c.ack(b.work, b.stream, done[len(done)-1], done)
 	}
 	if len(rest) > 0 {
-		others := c.keepBatch(ctx, stream, rest)
+		others := c.keepBatch(b.work, b.stream, rest)
 		for i, m := range b.msgs {
 			if others[m.ID] {
 				b.state[i].CompareAndSwap(waiting, taken)
 			}
 		}
-	}
-	if err := c.keepRetriesOwned(ctx); err != nil {
-		c.cfg.Logger.Warn("keeping retries owned failed", "group", c.cfg.Group, "err", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/ordershop/ordershop/internal/redistest"
 	"github.com/ordershop/ordershop/pkg/eventstore"
+	"github.com/redis/go-redis/v9"
 )
 
 // Workers: handlers at once, each entity's events in order on one of them.
@@ -245,4 +247,250 @@ func TestPanickingHandlerOfAWorkerIsAFailedDelivery(t *testing.T) {
 	redistest.Eventually(t, 10*time.Second, "later events handled, the panicking one dead-lettered", func() bool {
 		return got.has(later) && len(deadLetters(t, s)) == 1 && pending(t, s, "customer", "crm") == 0
 	})
+}
+
+// The workers outlive a batch: the lane reads the next one while they
+// handle this one.
+
+// appendOrder appends an event of each entity named, in that order.
+func appendOrder(t testing.TB, s *eventstore.Store, ids ...string) []eventstore.Event {
+	t.Helper()
+	recs := make([]eventstore.Record, len(ids))
+	for i, id := range ids {
+		recs[i] = eventstore.Record{Event: event(t, "customer_updated", id, i), Expected: eventstore.AnyVersion}
+	}
+	out, err := s.Append(context.Background(), "customer", recs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// names are n entity names: prefix0, prefix1, …
+func names(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprint(prefix, i)
+	}
+	return out
+}
+
+// reversed is ids in the reverse order: a batch of them would hand a worker
+// its entities in the reverse order of the batch before.
+func reversed(ids []string) []string {
+	r := slices.Clone(ids)
+	slices.Reverse(r)
+	return r
+}
+
+// gated is a handler that records what it sees (entities) and holds the
+// handling of one event until the test opens the gate. A test defers open,
+// so that a failure does not leave the consumer's stop waiting for it.
+type gated struct {
+	*entities
+	slow    eventstore.Event
+	entered chan struct{} // closed when the slow event's handler runs
+	gate    chan struct{} // closed by open, to let it finish
+	once    sync.Once
+}
+
+func (g *gated) open() { g.once.Do(func() { close(g.gate) }) }
+
+func newGated(slow eventstore.Event) *gated {
+	return &gated{entities: newEntities(), slow: slow, entered: make(chan struct{}), gate: make(chan struct{})}
+}
+
+func (g *gated) handle(ctx context.Context, e eventstore.Event) error {
+	if e.ID != g.slow.ID {
+		return g.entities.handle(ctx, e, busy(e))
+	}
+	return g.entities.handle(ctx, e, func() error {
+		close(g.entered)
+		<-g.gate
+		return nil
+	})
+}
+
+func (g *gated) waitEntered(t *testing.T) {
+	t.Helper()
+	redistest.Eventually(t, 10*time.Second, "the slow event's handler running", func() bool {
+		select {
+		case <-g.entered:
+			return true
+		default:
+			return false
+		}
+	})
+}
+
+// handledOf counts the events handled of those given.
+func (en *entities) handledOf(events []eventstore.Event) int {
+	n := 0
+	for _, e := range events {
+		n += min(en.seen.times(e), 1)
+	}
+	return n
+}
+
+func TestEntityAcrossTwoBatchesKeepsItsOrderBehindASlowEvent(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	// Two batches of the same 16 entities, the second in the reverse order:
+	// each entity's second event is in the second batch, "slow"'s first
+	// event is the first of all and its second the last.
+	ids := append([]string{"slow"}, names("e", 15)...)
+	first := appendOrder(t, s, ids...)
+	second := appendOrder(t, s, reversed(ids)...)
+	g := newGated(first[0])
+	defer g.open()
+	start(t, s, eventstore.ConsumerConfig{Handler: g.handle, Workers: 4, Batch: int64(len(ids)), ClaimIdle: time.Hour})
+	g.waitEntered(t)
+	redistest.Eventually(t, 10*time.Second, "events of the second batch handled while the slow one blocks", func() bool {
+		return g.handledOf(second) > 0
+	})
+	if n := g.seen.times(second[len(second)-1]); n != 0 {
+		t.Fatalf("the slow entity's second event handled %d times before its first", n)
+	}
+	g.open()
+	events := append(first, second...)
+	redistest.Eventually(t, 10*time.Second, "all handled and acked", func() bool {
+		return g.seen.has(events) && pending(t, s, "customer", "crm") == 0
+	})
+	g.check(t, events)
+	if g.max.Load() > 4 {
+		t.Errorf("%d handlers at once with 4 workers", g.max.Load())
+	}
+}
+
+func TestOneWorkerHandlesOneEventAtATimeAcrossBatches(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ids := names("e", 5)
+	first := appendOrder(t, s, ids...) // e0, the first of all, is slow
+	events := append(first, appendOrder(t, s, reversed(ids)...)...)
+	events = append(events, appendOrder(t, s, ids...)...)
+	g := newGated(first[0])
+	defer g.open()
+	shared := 0 // unguarded on purpose: -race sees two handlers at once
+	handler := func(ctx context.Context, e eventstore.Event) error { shared++; return g.handle(ctx, e) }
+	start(t, s, eventstore.ConsumerConfig{Handler: handler, Workers: 1, Batch: int64(len(ids)), ClaimIdle: time.Hour})
+	g.waitEntered(t)
+	redistest.Eventually(t, 10*time.Second, "the second batch read while the first event blocks", func() bool {
+		return pending(t, s, "customer", "crm") == int64(2*len(ids))
+	})
+	if n := g.seen.total(); n != 0 {
+		t.Fatalf("%d events handled beside the slow one with one worker", n)
+	}
+	g.open()
+	redistest.Eventually(t, 10*time.Second, "all handled and acked", func() bool {
+		return g.seen.has(events) && pending(t, s, "customer", "crm") == 0
+	})
+	g.check(t, events)
+	if g.max.Load() != 1 {
+		t.Fatalf("%d handlers at once with one worker", g.max.Load())
+	}
+}
+
+func checkpoint(t testing.TB, s *eventstore.Store) string {
+	t.Helper()
+	cp, err := s.Redis().HGet(context.Background(), s.CheckpointKey("customer"), "crm").Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		t.Fatal(err)
+	}
+	return cp
+}
+
+// pendingIDs are the stream IDs of the group's pending entries.
+func pendingIDs(t testing.TB, s *eventstore.Store) map[string]bool {
+	t.Helper()
+	p, err := s.Redis().XPendingExt(context.Background(), &redis.XPendingExtArgs{
+		Stream: s.StreamKey("customer"), Group: "crm", Start: "-", End: "+", Count: 10000,
+	}).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	for _, e := range p {
+		ids[e.ID] = true
+	}
+	return ids
+}
+
+func TestCheckpointDoesNotPassASlowEventWhileLaterOnesAreDone(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	events := appendOrder(t, s, names("a", 5)...)         // batch 1, done
+	events = append(events, appendOrder(t, s, "slow")...) // the first of batch 2
+	events = append(events, appendOrder(t, s, names("b", 14)...)...)
+	g := newGated(events[5])
+	defer g.open()
+	// Keep steps every 20ms ack what is handled while the slow one blocks.
+	start(t, s, eventstore.ConsumerConfig{Handler: g.handle, Workers: 4, Batch: 5, ClaimIdle: 60 * time.Millisecond})
+	g.waitEntered(t)
+	redistest.Eventually(t, 10*time.Second, "entries after the slow one acked while it blocks", func() bool {
+		p := pendingIDs(t, s)
+		for _, e := range events[6:] {
+			if g.seen.times(e) > 0 && !p[e.StreamID] {
+				return true
+			}
+		}
+		return false
+	})
+	if cp := checkpoint(t, s); cp != events[4].StreamID {
+		t.Fatalf("checkpoint %q while %s is in flight, want the end of the first batch %s", cp, events[5].StreamID, events[4].StreamID)
+	}
+	g.open()
+	redistest.Eventually(t, 10*time.Second, "all handled, the checkpoint at the end", func() bool {
+		return g.seen.has(events) && checkpoint(t, s) == events[len(events)-1].StreamID
+	})
+	g.check(t, events)
+}
+
+func TestStopWithTwoBatchesInFlightLosesNothingAndHandlesNothingTwice(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ids := append([]string{"slow"}, names("e", 9)...)
+	events := appendOrder(t, s, ids...) // "slow" first: it holds up its slot
+	for range 2 {
+		events = append(events, appendOrder(t, s, ids...)...)
+	}
+	g := newGated(events[0])
+	defer g.open()
+	cfg := eventstore.ConsumerConfig{Group: "crm", Name: "crm-1", Streams: []string{"customer"}, Handler: g.handle,
+		Workers: 4, Batch: int64(len(ids)), ClaimIdle: time.Hour}
+	c, err := s.NewConsumer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error)
+	go func() { done <- c.Run(ctx) }()
+	g.waitEntered(t)
+	read := events[:2*len(ids)]
+	redistest.Eventually(t, 10*time.Second, "the second batch read and partly handled", func() bool {
+		return pending(t, s, "customer", "crm") == int64(len(read)) && g.handledOf(read[len(ids):]) > 0
+	})
+	cancel() // the stop arrives while the workers have two batches
+	g.open()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	p := pendingIDs(t, s)
+	for _, e := range read {
+		if handled := g.seen.times(e) > 0; handled == p[e.StreamID] {
+			t.Errorf("event %s of %s: handled %v, pending %v after the stop", e.StreamID, e.EntityID, handled, p[e.StreamID])
+		}
+	}
+	if !p[events[len(ids)].StreamID] {
+		t.Fatal("the slow entity's second event, behind its first, is not pending after the stop")
+	}
+	restarted := func(ctx context.Context, e eventstore.Event) error {
+		return g.entities.handle(ctx, e, func() error { return nil })
+	}
+	start(t, s, eventstore.ConsumerConfig{Name: "crm-1", Handler: restarted, Workers: 4, ClaimIdle: time.Hour})
+	redistest.Eventually(t, 10*time.Second, "the rest handled on the next start", func() bool {
+		return g.seen.has(events) && pending(t, s, "customer", "crm") == 0
+	})
+	g.check(t, events)
 }
