@@ -374,16 +374,21 @@ type appendCall struct {
 	wake  chan struct{}
 }
 
-// appendQueue groups the appends to one stream: while a script run is in
-// flight, the appends that come wait, and when it is back, the first of
-// them runs them all in the next. Under load, one run then carries many
-// commits, which costs Redis and the round trips far less than a run each;
-// alone, an append goes at once.
+// appendQueue groups the appends to one stream: while maxRuns script runs
+// are in flight, the appends that come wait, and when one is back, the
+// first of them runs them all in the next. Under load, one run then carries
+// many commits, which costs Redis and the round trips far less than a run
+// each; alone, an append goes at once.
 type appendQueue struct {
 	mu      sync.Mutex
-	busy    bool // a run is in flight
+	running int // runs in flight
 	waiting []*appendCall
 }
+
+// maxRuns is how many runs of one stream's appends may be in flight: more
+// than one, so that Redis has the next run at hand while the last one's
+// answer travels back; few, so that appends that wait go together.
+const maxRuns = 2
 
 // maxGroup bounds the records of one run, where enough appends wait: so
 // that a run never takes long. A commit of more goes alone.
@@ -401,14 +406,14 @@ func (s *Store) queue(stream string) *appendQueue {
 // do returns when c's append is done: run by c, or by another call.
 func (q *appendQueue) do(s *Store, stream string, c *appendCall) {
 	q.mu.Lock()
-	if q.busy {
+	if q.running == maxRuns {
 		q.waiting = append(q.waiting, c)
 		q.mu.Unlock()
 		if <-c.wake; c.batch == nil {
 			return
 		}
 	} else {
-		q.busy = true
+		q.running++
 		c.batch = []*appendCall{c}
 		q.mu.Unlock()
 	}
@@ -416,7 +421,7 @@ func (q *appendQueue) do(s *Store, stream string, c *appendCall) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if len(q.waiting) == 0 {
-		q.busy = false
+		q.running--
 		return
 	}
 	n, records := 1, len(q.waiting[0].recs)

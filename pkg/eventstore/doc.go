@@ -13,7 +13,7 @@
 //     as Redis does not undo a script that fails halfway. A batch leaves a
 //     marker, so that a retry of it (go-redis retries a script whose reply
 //     was lost) writes nothing and answers what the first run did. Appends
-//     to one stream that come while a run is in flight go together in the
+//     to one stream that come while two runs are in flight go together in the
 //     next run, each still whole or refused on its own: under load one
 //     round trip and one script carry many commits.
 //   - read.go: Read pages through a stream from any ID; Replay walks all of

@@ -1,10 +1,13 @@
 package eventstore
 
-// Waiting is the number of appends to stream that wait for the run in
-// flight, and whether one is in flight.
-func Waiting(s *Store, stream string) (n int, busy bool) {
+// MaxRuns is how many runs of a stream's appends may be in flight.
+const MaxRuns = maxRuns
+
+// Waiting is the number of appends to stream that wait for a run in
+// flight, and the number of runs in flight.
+func Waiting(s *Store, stream string) (n, running int) {
 	q := s.queue(stream)
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return len(q.waiting), q.busy
+	return len(q.waiting), q.running
 }
