@@ -417,7 +417,13 @@ func (q *appendQueue) do(s *Store, stream string, c *appendCall) {
 		c.batch = []*appendCall{c}
 		q.mu.Unlock()
 	}
+	defer q.next() // also if the run panics: the queue must go on
 	s.run(stream, c.batch)
+}
+
+// next hands the appends that wait, as many as a run takes, to the first of
+// them to run, once a run is back.
+func (q *appendQueue) next() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if len(q.waiting) == 0 {
@@ -444,6 +450,7 @@ func (s *Store) run(stream string, batch []*appendCall) {
 	var calls []*appendCall
 	for _, c := range batch {
 		if c.err = c.ctx.Err(); c.err == nil {
+			c.err = errNoAnswer // until the answer says otherwise
 			calls = append(calls, c)
 			a.keys = append(a.keys, s.Key(stream, "appended:"+c.recs[0].Event.ID))
 		}
@@ -473,6 +480,10 @@ func (s *Store) run(stream string, batch []*appendCall) {
 	}
 }
 
+// errNoAnswer is the error of an append whose run ended without an answer
+// for it: the append may or may not have been written.
+var errNoAnswer = errors.New("eventstore: the append's run ended without an answer")
+
 // events reads the reply of a call's group into its events.
 func (c *appendCall) events(reply any) ([]Event, error) {
 	if err, ok := reply.(error); ok {
@@ -484,10 +495,17 @@ func (c *appendCall) events(reply any) ([]Event, error) {
 	}
 	out := make([]Event, len(c.recs))
 	for i, p := range pairs {
-		pair := p.([]any)
+		pair, _ := p.([]any)
+		if len(pair) != 2 {
+			return nil, fmt.Errorf("eventstore: the append script answered %v for event %s", p, c.recs[i].Event.ID)
+		}
+		id, okID := pair[0].(string)
+		version, okVersion := pair[1].(int64)
+		if !okID || !okVersion {
+			return nil, fmt.Errorf("eventstore: the append script answered %v for event %s", p, c.recs[i].Event.ID)
+		}
 		out[i] = c.recs[i].Event
-		out[i].StreamID = pair[0].(string)
-		out[i].Version = pair[1].(int64)
+		out[i].StreamID, out[i].Version = id, version
 	}
 	return out, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -143,5 +144,55 @@ func TestAppendsThatWaitGoInOneRunEachWholeOrNot(t *testing.T) {
 	}
 	if typ := rdb.Type(ctx, s.Key("customer", "a-list")).Val(); typ != "list" || rdb.LLen(ctx, s.Key("customer", "a-list")).Val() != 1 {
 		t.Errorf("a-list was written: %s", typ)
+	}
+}
+
+// A run that fails as a whole, here as the versions hash is a list, fails
+// every append in it and in the runs after it alike, and leaves the queue
+// working once Redis is mended.
+func TestARunThatFailsFailsItsAppendsAndTheQueueGoesOn(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := redistest.NewServer(t)
+	rdb := srv.Client(t)
+	s := eventstore.New(rdb, "")
+	versions := s.Key("customer", "versions")
+	if err := rdb.RPush(ctx, versions, "x").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.Do(ctx, "CLIENT", "PAUSE", 20000, "WRITE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rdb.Do(ctx, "CLIENT", "UNPAUSE") })
+	errs := make(chan error, eventstore.MaxRuns+3)
+	appendOne := func(id string) {
+		go func() {
+			_, err := s.Append(ctx, "customer", eventstore.Record{Event: event(t, "customer_created", id, 0), Expected: eventstore.NoEntity})
+			errs <- err
+		}()
+	}
+	for i := range eventstore.MaxRuns + 3 {
+		appendOne(fmt.Sprint("c", i))
+	}
+	redistest.Eventually(t, 5*time.Second, "three appends waiting", func() bool { n, _ := eventstore.Waiting(s, "customer"); return n == 3 })
+	if err := rdb.Do(ctx, "CLIENT", "UNPAUSE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for range eventstore.MaxRuns + 3 {
+		select {
+		case err := <-errs:
+			if err == nil || !strings.Contains(err.Error(), "WRONGTYPE") {
+				t.Errorf("append: %v, want Redis's WRONGTYPE", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("an append got no answer")
+		}
+	}
+	if n, running := eventstore.Waiting(s, "customer"); n != 0 || running != 0 {
+		t.Fatalf("after the runs: %d waiting, %d running; want none", n, running)
+	}
+	rdb.Del(ctx, versions)
+	if _, err := s.Append(ctx, "customer", eventstore.Record{Event: event(t, "customer_created", "c9", 0), Expected: eventstore.NoEntity}); err != nil {
+		t.Fatalf("an append once Redis is mended: %v", err)
 	}
 }
