@@ -445,7 +445,6 @@ func (q *appendQueue) next() {
 // and sets the out or err of each; it wakes all but the first, which runs
 // it. A call whose context ended while it waited is left out.
 func (s *Store) run(stream string, batch []*appendCall) {
-	ctx := context.WithoutCancel(batch[0].ctx) // its trace; the others wait on this run too
 	a := appendArgs{keys: []string{s.StreamKey(stream), s.Key(stream, "versions")}, argv: []any{0}}
 	var calls []*appendCall
 	for _, c := range batch {
@@ -467,6 +466,8 @@ func (s *Store) run(stream string, batch []*appendCall) {
 	for _, c := range calls {
 		a.group(c.recs)
 	}
+	ctx, cancel := runContext(calls)
+	defer cancel()
 	res, err := appendScript.Run(ctx, s.rdb, a.keys, a.argv...).Slice()
 	if err == nil && len(res) != len(calls) {
 		err = fmt.Errorf("eventstore: the append script answered %d groups, not %d", len(res), len(calls))
@@ -477,6 +478,48 @@ func (s *Store) run(stream string, batch []*appendCall) {
 		} else {
 			c.out, c.err = c.events(res[i])
 		}
+	}
+}
+
+// runContext is the context of a run: the first call's values (its trace),
+// ended once every call's context has ended, with the latest of their
+// deadlines if each has one. A run goes on while anyone waits for it, and
+// no longer: an append whose caller gave up (a request that timed out) is
+// not written later, when Redis is back.
+func runContext(calls []*appendCall) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(calls[0].ctx))
+	var latest time.Time
+	for _, c := range calls {
+		d, ok := c.ctx.Deadline()
+		if !ok {
+			latest = time.Time{}
+			break
+		}
+		if d.After(latest) {
+			latest = d
+		}
+	}
+	if !latest.IsZero() {
+		var cancelDeadline context.CancelFunc
+		ctx, cancelDeadline = context.WithDeadline(ctx, latest)
+		cancelAll := cancel
+		cancel = func() { cancelDeadline(); cancelAll() }
+	}
+	var waiting atomic.Int64
+	waiting.Store(int64(len(calls)))
+	stops := make([]func() bool, len(calls))
+	for i, c := range calls {
+		stops[i] = context.AfterFunc(c.ctx, func() {
+			if waiting.Add(-1) == 0 {
+				cancel()
+			}
+		})
+	}
+	return ctx, func() {
+		for _, stop := range stops {
+			stop()
+		}
+		cancel()
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ordershop/ordershop/internal/redistest"
 	"github.com/ordershop/ordershop/pkg/eventstore"
+	"github.com/redis/go-redis/v9"
 )
 
 // Appends that come while MaxRuns are in flight go to Redis together in the next
@@ -194,5 +195,54 @@ func TestARunThatFailsFailsItsAppendsAndTheQueueGoesOn(t *testing.T) {
 	rdb.Del(ctx, versions)
 	if _, err := s.Append(ctx, "customer", eventstore.Record{Event: event(t, "customer_created", "c9", 0), Expected: eventstore.NoEntity}); err != nil {
 		t.Fatalf("an append once Redis is mended: %v", err)
+	}
+}
+
+// An append whose caller gives up is given up: its run ends with the
+// caller's deadline, and is not written once Redis can take it. Here the
+// client's one connection is held by a blocking read, as a dead Redis would
+// hold a dial.
+func TestAnAppendWhoseCallerGaveUpIsNotWrittenLater(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := redistest.NewServer(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, PoolSize: 1})
+	t.Cleanup(func() { rdb.Close() })
+	other := srv.Client(t)
+	s := eventstore.New(rdb, "")
+	rec := func(id string) eventstore.Record {
+		return eventstore.Record{Event: event(t, "customer_created", id, 0), Expected: eventstore.NoEntity}
+	}
+	if _, err := s.Append(ctx, "customer", rec("c0")); err != nil { // also loads the script
+		t.Fatal(err)
+	}
+	held := make(chan struct{})
+	go func() { rdb.BLPop(ctx, 0, "release"); close(held) }()
+	redistest.Eventually(t, 5*time.Second, "the connection held", func() bool {
+		return strings.Contains(other.ClientList(ctx).Val(), "cmd=blpop")
+	})
+	gaveUp, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { _, err := s.Append(gaveUp, "customer", rec("c1")); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("the append succeeded on a held connection")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the append went on after its caller gave up")
+	}
+	other.LPush(ctx, "release", "x")
+	<-held
+	if _, err := s.Append(ctx, "customer", rec("c2")); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range other.XRange(ctx, s.StreamKey("customer"), "-", "+").Val() {
+		got = append(got, m.Values["entity_id"].(string))
+	}
+	if !slices.Equal(got, []string{"c0", "c2"}) {
+		t.Fatalf("stream holds %v, want c0 and c2: the append given up was written", got)
 	}
 }
