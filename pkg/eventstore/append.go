@@ -322,9 +322,11 @@ return replies
 // within minutes (the first event's ID tells) writes nothing and returns
 // what the first append did, so that a retry is safe.
 //
-// Appends to one stream that come while one is in flight wait for it and
-// then go to Redis together, in one script run (see appendQueue): each is
-// still written whole or refused whole, on its own.
+// Appends to one stream that come while others are in flight wait for one
+// of them and then go to Redis together, in one script run (see
+// appendQueue): each is still written whole or refused whole, on its own.
+// An append whose ctx ends is given up, and not written later, unless
+// others in its run still wait for it (see runContext).
 func (s *Store) Append(ctx context.Context, stream string, recs ...Record) ([]Event, error) {
 	if len(recs) == 0 {
 		return nil, nil
