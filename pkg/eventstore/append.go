@@ -291,19 +291,24 @@ local function apply(from, versions, marker)
   return out
 end
 
--- Check every group, then write the accepted ones in order.
-local replies, accepted, at = {}, {}, 2
+-- Check every group, then write the accepted ones in order. A group whose
+-- marker an accepted group before it has (the same append twice in one
+-- run) answers what that one does.
+local replies, accepted, first, twins, at = {}, {}, {}, {}, 2
 for g = 1, tonumber(ARGV[1]) do
-  local last = at + tonumber(ARGV[at])
-  local done = redis.call('GET', KEYS[2 + g])
+  local last, marker = at + tonumber(ARGV[at]), KEYS[2 + g]
+  local done = redis.call('GET', marker)
   if done then
     local out = {}
     for id, v in string.gmatch(done, '(%S+) (%S+)') do out[#out + 1] = {id, tonumber(v)} end
     replies[g] = out
+  elseif first[marker] then
+    twins[#twins + 1] = {g, first[marker]}
   else
     local versions, err = check(at + 1, last)
     if versions then
       accepted[#accepted + 1] = {g, at + 1, versions}
+      first[marker] = g
     else
       replies[g] = {err = err}
     end
@@ -311,6 +316,7 @@ for g = 1, tonumber(ARGV[1]) do
   at = last + 1
 end
 for _, a in ipairs(accepted) do replies[a[1]] = apply(a[2], a[3], KEYS[2 + a[1]]) end
+for _, t in ipairs(twins) do replies[t[1]] = replies[t[2]] end
 return replies
 `)
 

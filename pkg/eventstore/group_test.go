@@ -17,8 +17,8 @@ import (
 // Appends that come while MaxRuns are in flight go to Redis together in the next
 // run, and each is still written whole or refused whole on its own: in one
 // run, a conflict, a write to a key of the wrong type, a repeat of an append
-// done before and a caller that gave up refuse or answer for themselves,
-// and the others are written.
+// done before, the same append twice and a caller that gave up refuse or
+// answer for themselves, and the others are written.
 func TestAppendsThatWaitGoInOneRunEachWholeOrNot(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -84,6 +84,9 @@ func TestAppendsThatWaitGoInOneRunEachWholeOrNot(t *testing.T) {
 	waitAs("conflict", counted, rec("c6", eventstore.NoEntity, hset("e:c6")), rec("c0", eventstore.NoEntity, hset("e:c0")))
 	waitAs("wrong type", counted, rec("c3", eventstore.NoEntity, hset("e:c3")), rec("c7", eventstore.NoEntity, hset("a-list")))
 	waitAs("repeat", counted, earlier...)
+	twin := []eventstore.Record{rec("c8", eventstore.AnyVersion, hset("e:c8"))}
+	waitAs("twin 1", counted, slices.Clone(twin)...)
+	waitAs("twin 2", counted, slices.Clone(twin)...)
 	waitAs("gave up", gaveUp, rec("c4", eventstore.NoEntity, hset("e:c4")))
 	waitAs("after the others", counted, rec("c5", eventstore.NoEntity, hset("e:c5")), rec("c6", eventstore.NoEntity, hset("e:c6")),
 		rec("c3", eventstore.NoEntity, hset("e:c3")))
@@ -117,6 +120,11 @@ func TestAppendsThatWaitGoInOneRunEachWholeOrNot(t *testing.T) {
 	if r := get("repeat"); r.err != nil || len(r.events) != 1 || r.events[0].StreamID != first[0].StreamID {
 		t.Errorf("repeat: %v %v, want what the first append answered, %s", r.events, r.err, first[0].StreamID)
 	}
+	// The same append twice in one run: written once, both told so.
+	if t1, t2 := get("twin 1"), get("twin 2"); t1.err != nil || t2.err != nil || len(t1.events) != 1 || len(t2.events) != 1 ||
+		t1.events[0].StreamID != t2.events[0].StreamID {
+		t.Errorf("twins: %v %v and %v %v, want one event, the same for both", t1.events, t1.err, t2.events, t2.err)
+	}
 	if r := get("gave up"); !errors.Is(r.err, context.Canceled) {
 		t.Errorf("gave up: %v, want context.Canceled", r.err)
 	}
@@ -135,10 +143,10 @@ func TestAppendsThatWaitGoInOneRunEachWholeOrNot(t *testing.T) {
 	for i := range inFlight {
 		want = append(want, fmt.Sprintf("c1-%d@1", i+1))
 	}
-	if want = append(want, "c2@1", "c2@2", "c5@1", "c6@1", "c3@1"); !slices.Equal(got, want) {
+	if want = append(want, "c2@1", "c2@2", "c8@1", "c5@1", "c6@1", "c3@1"); !slices.Equal(got, want) {
 		t.Fatalf("stream holds %v, want %v", got, want)
 	}
-	for key, v := range map[string]string{"e:c1-1": "1", "e:c2": "2", "e:c5": "1", "e:c6": "1", "e:c3": "1", "e:c0": "", "e:c4": ""} {
+	for key, v := range map[string]string{"e:c1-1": "1", "e:c2": "2", "e:c5": "1", "e:c6": "1", "e:c3": "1", "e:c8": "1", "e:c0": "", "e:c4": ""} {
 		if got := rdb.HGet(ctx, s.Key("customer", key), "v").Val(); got != v {
 			t.Errorf("%s holds v=%q, want %q", key, got, v)
 		}
