@@ -159,7 +159,7 @@ func (propagatingTracer) Start(ctx context.Context, _ string, opts ...trace.Span
 
 // propagatingSpan is a span of propagating: a no-op span with a span
 // context, whose provider is propagating, so that a span that code starts
-// from it (as otelhttp's transport does) is one too.
+// from it (as tracedCalls does) is one too.
 type propagatingSpan struct {
 	noop.Span
 	sc trace.SpanContext
@@ -284,7 +284,7 @@ func Outbound(timeout time.Duration) http.RoundTripper {
 }
 
 // tracedCalls starts a client span for each call, by the provider of the
-// caller's span (the process's without one), as otelhttp's transport does,
+// caller's span (the process's without one), as otelhttp's transport did,
 // and ends it once the answer's headers are in.
 type tracedCalls struct{ next http.RoundTripper }
 

@@ -145,7 +145,7 @@ func TestWithoutAnExporterTracesPropagateAndNothingRecords(t *testing.T) {
 		r.Use(traced(tp))
 		r.Post("/things", func(w http.ResponseWriter, r *http.Request) {
 			span := trace.SpanFromContext(r.Context())
-			// As otelhttp's transport starts its span: by the provider of the span.
+			// As tracedCalls starts its span: by the provider of the span.
 			_, call := span.TracerProvider().Tracer("test").Start(r.Context(), "call", trace.WithSpanKind(trace.SpanKindClient))
 			sc, cc, recording = span.SpanContext(), call.SpanContext(), []bool{span.IsRecording(), call.IsRecording()}
 			carried = TraceParent(r.Context())
