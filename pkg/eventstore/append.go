@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -12,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/ordershop/ordershop/pkg/groupcommit"
 )
 
 // Store appends to and reads from the event streams of one Redis.
@@ -22,7 +23,7 @@ type Store struct {
 	meta       func(context.Context) map[string]string
 	appended   func(streamKey string, n int)
 	published  atomic.Int64
-	queues     sync.Map // stream name → *appendQueue
+	queues     sync.Map // stream name → its append queue (see queue)
 }
 
 // Option configures a Store.
@@ -330,9 +331,9 @@ return replies
 //
 // Appends to one stream that come while others are in flight wait for one
 // of them and then go to Redis together, in one script run (see
-// appendQueue): each is still written whole or refused whole, on its own.
+// Store.queue): each is still written whole or refused whole, on its own.
 // An append whose ctx ends is given up, and not written later, unless
-// others in its run still wait for it (see runContext).
+// others in its run still wait for it (see groupcommit.Queue.Do).
 func (s *Store) Append(ctx context.Context, stream string, recs ...Record) ([]Event, error) {
 	if len(recs) == 0 {
 		return nil, nil
@@ -358,204 +359,87 @@ func (s *Store) Append(ctx context.Context, stream string, recs ...Record) ([]Ev
 			return nil, fmt.Errorf("event %d of %d: %w: %d metadata entries", i+1, len(recs), ErrInvalidEvent, len(r.Event.Meta))
 		}
 	}
-	c := &appendCall{ctx: ctx, recs: recs, wake: make(chan struct{})}
-	s.queue(stream).do(s, stream, c)
-	if c.err != nil {
-		return nil, c.err
+	out, err := s.queue(stream).Do(ctx, recs)
+	if err != nil {
+		return nil, err
 	}
-	s.published.Add(int64(len(c.out)))
+	s.published.Add(int64(len(out)))
 	if s.appended != nil {
-		s.appended(s.StreamKey(stream), len(c.out))
+		s.appended(s.StreamKey(stream), len(out))
 	}
-	return c.out, nil
+	return out, nil
 }
 
-// appendCall is one Append in a queue.
-type appendCall struct {
-	ctx  context.Context
-	recs []Record
-	out  []Event
-	err  error
-	// batch is set, and wake closed, when the call is to run a batch; wake
-	// is closed too when another call ran it and set out or err.
-	batch []*appendCall
-	wake  chan struct{}
-}
+// appendCall is one Append in a stream's queue.
+type appendCall = groupcommit.Call[[]Record, []Event]
 
-// appendQueue groups the appends to one stream: while maxRuns script runs
-// are in flight, the appends that come wait, and when one is back, the
-// first of them runs them all in the next. Under load, one run then carries
-// many commits, which costs Redis and the round trips far less than a run
-// each; alone, an append goes at once.
-type appendQueue struct {
-	mu      sync.Mutex
-	running int // runs in flight
-	waiting []*appendCall
-}
-
-// maxRuns is how many runs of one stream's appends may be in flight: more
-// than one, so that Redis has the next run at hand while the last one's
-// answer travels back; few, so that appends that wait go together.
+// maxRuns is how many runs of one stream's appends may be in flight (see
+// groupcommit.Queue.MaxRuns).
 const maxRuns = 2
 
 // maxGroup bounds the records of one run, where enough appends wait: so
 // that a run never takes long. A commit of more goes alone.
 const maxGroup = 256
 
-// queue is the append queue of a stream.
-func (s *Store) queue(stream string) *appendQueue {
+// queue is the append queue of a stream: while maxRuns script runs are in
+// flight, the appends that come wait, and when one is back, the first of
+// them runs them all in the next.
+func (s *Store) queue(stream string) *groupcommit.Queue[[]Record, []Event] {
 	if q, ok := s.queues.Load(stream); ok {
-		return q.(*appendQueue)
+		return q.(*groupcommit.Queue[[]Record, []Event])
 	}
-	q, _ := s.queues.LoadOrStore(stream, &appendQueue{})
-	return q.(*appendQueue)
+	q, _ := s.queues.LoadOrStore(stream, &groupcommit.Queue[[]Record, []Event]{
+		MaxRuns: maxRuns, MaxSize: maxGroup,
+		Size: func(recs []Record) int { return len(recs) },
+		Run:  func(ctx context.Context, calls []*appendCall) { s.run(ctx, stream, calls) },
+	})
+	return q.(*groupcommit.Queue[[]Record, []Event])
 }
 
-// do returns when c's append is done: run by c, or by another call.
-func (q *appendQueue) do(s *Store, stream string, c *appendCall) {
-	q.mu.Lock()
-	if q.running == maxRuns {
-		q.waiting = append(q.waiting, c)
-		q.mu.Unlock()
-		if <-c.wake; c.batch == nil {
-			return
-		}
-	} else {
-		q.running++
-		c.batch = []*appendCall{c}
-		q.mu.Unlock()
-	}
-	defer q.next() // also if the run panics: the queue must go on
-	s.run(stream, c.batch)
-}
-
-// next hands the appends that wait, as many as a run takes, to the first of
-// them to run, once a run is back.
-func (q *appendQueue) next() {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if len(q.waiting) == 0 {
-		q.running--
-		return
-	}
-	n, records := 1, len(q.waiting[0].recs)
-	for n < len(q.waiting) && records+len(q.waiting[n].recs) <= maxGroup {
-		records += len(q.waiting[n].recs)
-		n++
-	}
-	next := q.waiting[0]
-	next.batch = slices.Clone(q.waiting[:n])
-	q.waiting = slices.Delete(q.waiting, 0, n)
-	close(next.wake)
-}
-
-// run appends the calls of a batch in one script run, each as its group,
-// and sets the out or err of each; it wakes all but the first, which runs
-// it. A call whose context ended while it waited is left out.
-func (s *Store) run(stream string, batch []*appendCall) {
-	a := appendArgs{keys: []string{s.StreamKey(stream), s.Key(stream, "versions")}, argv: []any{0}}
-	var calls []*appendCall
-	for _, c := range batch {
-		if c.err = c.ctx.Err(); c.err == nil {
-			c.err = errNoAnswer // until the answer says otherwise
-			calls = append(calls, c)
-			a.keys = append(a.keys, s.Key(stream, "appended:"+c.recs[0].Event.ID))
-		}
-	}
-	defer func() {
-		for _, c := range batch[1:] {
-			close(c.wake)
-		}
-	}()
-	if len(calls) == 0 {
-		return
-	}
-	a.argv[0] = len(calls)
+// run appends the calls of a run in one script run, each as its group, and
+// sets the Out or Err of each.
+func (s *Store) run(ctx context.Context, stream string, calls []*appendCall) {
+	a := appendArgs{keys: []string{s.StreamKey(stream), s.Key(stream, "versions")}, argv: []any{len(calls)}}
 	for _, c := range calls {
-		a.group(c.recs)
+		a.keys = append(a.keys, s.Key(stream, "appended:"+c.In[0].Event.ID))
 	}
-	ctx, cancel := runContext(calls)
-	defer cancel()
+	for _, c := range calls {
+		a.group(c.In)
+	}
 	res, err := appendScript.Run(ctx, s.rdb, a.keys, a.argv...).Slice()
 	if err == nil && len(res) != len(calls) {
 		err = fmt.Errorf("eventstore: the append script answered %d groups, not %d", len(res), len(calls))
 	}
 	for i, c := range calls {
 		if err != nil {
-			c.err = err
+			c.Err = err
 		} else {
-			c.out, c.err = c.events(res[i])
+			c.Out, c.Err = events(c.In, res[i])
 		}
 	}
 }
 
-// runContext is the context of a run: the first call's values (its trace),
-// ended once every call's context has ended, with the latest of their
-// deadlines if each has one. A run goes on while anyone waits for it, and
-// no longer: an append whose caller gave up (a request that timed out) is
-// not written later, when Redis is back.
-func runContext(calls []*appendCall) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(context.WithoutCancel(calls[0].ctx))
-	var latest time.Time
-	for _, c := range calls {
-		d, ok := c.ctx.Deadline()
-		if !ok {
-			latest = time.Time{}
-			break
-		}
-		if d.After(latest) {
-			latest = d
-		}
-	}
-	if !latest.IsZero() {
-		var cancelDeadline context.CancelFunc
-		ctx, cancelDeadline = context.WithDeadline(ctx, latest)
-		cancelAll := cancel
-		cancel = func() { cancelDeadline(); cancelAll() }
-	}
-	var waiting atomic.Int64
-	waiting.Store(int64(len(calls)))
-	stops := make([]func() bool, len(calls))
-	for i, c := range calls {
-		stops[i] = context.AfterFunc(c.ctx, func() {
-			if waiting.Add(-1) == 0 {
-				cancel()
-			}
-		})
-	}
-	return ctx, func() {
-		for _, stop := range stops {
-			stop()
-		}
-		cancel()
-	}
-}
-
-// errNoAnswer is the error of an append whose run ended without an answer
-// for it: the append may or may not have been written.
-var errNoAnswer = errors.New("eventstore: the append's run ended without an answer")
-
-// events reads the reply of a call's group into its events.
-func (c *appendCall) events(reply any) ([]Event, error) {
+// events reads the reply of a commit's group into its events.
+func events(recs []Record, reply any) ([]Event, error) {
 	if err, ok := reply.(error); ok {
 		return nil, conflictOr(err)
 	}
 	pairs, _ := reply.([]any)
-	if len(pairs) != len(c.recs) {
-		return nil, fmt.Errorf("eventstore: event %s was appended before, in a batch of %d events, not %d", c.recs[0].Event.ID, len(pairs), len(c.recs))
+	if len(pairs) != len(recs) {
+		return nil, fmt.Errorf("eventstore: event %s was appended before, in a batch of %d events, not %d", recs[0].Event.ID, len(pairs), len(recs))
 	}
-	out := make([]Event, len(c.recs))
+	out := make([]Event, len(recs))
 	for i, p := range pairs {
 		pair, _ := p.([]any)
 		if len(pair) != 2 {
-			return nil, fmt.Errorf("eventstore: the append script answered %v for event %s", p, c.recs[i].Event.ID)
+			return nil, fmt.Errorf("eventstore: the append script answered %v for event %s", p, recs[i].Event.ID)
 		}
 		id, okID := pair[0].(string)
 		version, okVersion := pair[1].(int64)
 		if !okID || !okVersion {
-			return nil, fmt.Errorf("eventstore: the append script answered %v for event %s", p, c.recs[i].Event.ID)
+			return nil, fmt.Errorf("eventstore: the append script answered %v for event %s", p, recs[i].Event.ID)
 		}
-		out[i] = c.recs[i].Event
+		out[i] = recs[i].Event
 		out[i].StreamID, out[i].Version = id, version
 	}
 	return out, nil

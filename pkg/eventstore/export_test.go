@@ -6,8 +6,5 @@ const MaxRuns = maxRuns
 // Waiting is the number of appends to stream that wait for a run in
 // flight, and the number of runs in flight.
 func Waiting(s *Store, stream string) (n, running int) {
-	q := s.queue(stream)
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return len(q.waiting), q.running
+	return s.queue(stream).Waiting()
 }
