@@ -275,7 +275,7 @@ func jsonKind(goKind string) string {
 }
 
 // DecodeOneOrMany reads a body that is one object or an array of at most
-// max of them.
+// max of them, as DecodeMany reads the array.
 func DecodeOneOrMany[T any](r *http.Request, max int) ([]T, error) {
 	body, err := readBody(r)
 	if err != nil {
@@ -283,21 +283,64 @@ func DecodeOneOrMany[T any](r *http.Request, max int) ([]T, error) {
 	}
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) > 0 && trimmed[0] == '[' {
-		var many []T
-		if err := decodeBytes(body, &many); err != nil {
-			return nil, err
-		}
-		switch {
-		case len(many) == 0:
-			return nil, Errorf(http.StatusBadRequest, "the list is empty")
-		case len(many) > max:
-			return nil, Errorf(http.StatusRequestEntityTooLarge, "the list has %d items, more than %d", len(many), max)
-		}
-		return many, nil
+		return decodeMany[T](body, max, "item")
 	}
 	var one T
 	if err := decodeBytes(body, &one); err != nil {
 		return nil, err
 	}
 	return []T{one}, nil
+}
+
+// DecodeMany reads a body that is an array of 1 to max items: an empty one
+// is a 400, a longer one a 413. An item that cannot be decoded is a 400 that
+// names it (see ItemError), noun saying what an item is.
+func DecodeMany[T any](r *http.Request, max int, noun string) ([]T, error) {
+	body, err := readBody(r)
+	if err != nil {
+		return nil, err
+	}
+	return decodeMany[T](body, max, noun)
+}
+
+func decodeMany[T any](body []byte, max int, noun string) ([]T, error) {
+	var many []T
+	if err := decodeBytes(body, &many); err != nil {
+		return nil, badItem[T](body, noun, err)
+	}
+	switch {
+	case len(many) == 0:
+		return nil, Errorf(http.StatusBadRequest, "the list is empty")
+	case len(many) > max:
+		return nil, Errorf(http.StatusRequestEntityTooLarge, "the list has %d items, more than %d", len(many), max)
+	}
+	return many, nil
+}
+
+// badItem is err, the error of decoding a list of T, naming the item it is
+// about when it is about one. Only a list that failed is decoded again,
+// item by item, to find it.
+func badItem[T any](body []byte, noun string, err error) error {
+	var items []json.RawMessage
+	if decodeBytes(body, &items) != nil {
+		return err // not a list of values
+	}
+	for i, item := range items {
+		var one T
+		if itemErr := decodeBytes(item, &one); itemErr != nil {
+			return ItemError(itemErr, noun, i, len(items))
+		}
+	}
+	return err
+}
+
+// ItemError names the item of a list that a client error is about, counting
+// from 1: "mail 3 of 5: to is required". The item of a list of one needs no
+// name, and other errors are not the item's.
+func ItemError(err error, noun string, i, n int) error {
+	var e *Error
+	if n > 1 && errors.As(err, &e) {
+		return Errorf(e.Status, "%s %d of %d: %s", noun, i+1, n, e.Msg)
+	}
+	return err
 }

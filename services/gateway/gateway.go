@@ -56,12 +56,13 @@ func wire(app *platform.App, cfg config) error {
 		}
 	}
 	r.Get("/report", report(app.Cache, shop.Collections))
+	// Reads only: msg's POST /emails sends mails, for the services alone.
 	for path, target := range map[string]string{"/orders/unbilled": cfg.OrderURL, "/emails": cfg.MsgURL, "/emails/*": cfg.MsgURL} {
 		h, err := proxy(app, target, "", app.Config.RequestTimeout)
 		if err != nil {
 			return err
 		}
-		r.Handle(path, h)
+		r.Get(path, h)
 	}
 	// The consumers' operator routes, on the admin listener only. The
 	// Authorization header goes along: each service checks the token too.

@@ -85,11 +85,15 @@ func TestCommandsGoToTheirOwner(t *testing.T) {
 	}))
 	t.Cleanup(owner.Close)
 	id := "2b0ac0b0-8c43-4e5a-9a3f-6a3b7f1e0c11"
-	_, url := start(t, map[string]string{"order": owner.URL})
+	_, url := start(t, map[string]string{"order": owner.URL, "msg": owner.URL})
 	platformtest.JSON(t, "PUT", url+"/order/"+id, `{}`, 200, nil)
 	platformtest.JSON(t, "DELETE", url+"/orders/"+id, nil, 200, nil)
 	platformtest.JSON(t, "GET", url+"/orders/unbilled", nil, 200, nil)
-	want := "PUT /order/" + id + ",DELETE /orders/" + id + ",GET /orders/unbilled"
+	platformtest.JSON(t, "GET", url+"/emails", nil, 200, nil)
+	// Sending mails is for the services, not the public: only reads of them go on.
+	platformtest.Rejected(t, "POST", url+"/emails", `[{"to": "ada@example.com", "msg": "hi", "key": "k"}]`, http.StatusMethodNotAllowed)
+	platformtest.Rejected(t, "POST", url+"/emails/"+id, `{}`, http.StatusMethodNotAllowed)
+	want := "PUT /order/" + id + ",DELETE /orders/" + id + ",GET /orders/unbilled,GET /emails"
 	if strings.Join(got, ",") != want {
 		t.Fatalf("the owner got %v, want %s", got, want)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"sync"
 
 	"github.com/ordershop/ordershop/internal/platform"
 	"github.com/ordershop/ordershop/internal/shop"
@@ -18,6 +19,28 @@ type body struct {
 	To  string `json:"to"`
 	Msg string `json:"msg"`
 	Key string `json:"key"`
+}
+
+// tracedMail is a mail of a bulk send: what a body holds, and the W3C
+// traceparent of the trace it belongs to, if it has one, since the mails of
+// one bulk send may each come from another trace.
+type tracedMail struct {
+	To          string `json:"to"`
+	Msg         string `json:"msg"`
+	Key         string `json:"key"`
+	TraceParent string `json:"traceparent"`
+}
+
+// traceOf is the context to record a mail of a bulk send in: ctx, or one
+// that continues the mail's own trace when it names one.
+func traceOf(ctx context.Context, traceparent string) (context.Context, error) {
+	if traceparent == "" {
+		return ctx, nil
+	}
+	if platform.TraceID(platform.WithTrace(context.Background(), traceparent)) == "" {
+		return nil, platform.Errorf(http.StatusBadRequest, "traceparent %q is not a W3C traceparent", traceparent)
+	}
+	return platform.WithTrace(ctx, traceparent), nil
 }
 
 type sent struct {
@@ -52,6 +75,46 @@ func wire(app *platform.App, _ platform.NoConfig) error {
 			return nil, err
 		}
 		return send(r.Context(), app.Cache, app.Log, mail)
+	}))
+	// POST /emails sends many mails in one request, an array of 1 to
+	// MAX_BATCH: each as POST /email sends one, in its own trace (else the
+	// request's), and the answer is the array of their answers in the
+	// request's order. Every
+	// mail is checked before any is recorded, so bad input records none.
+	// The mails are recorded at once, for the store to append them in few
+	// script runs. When recording one fails (Redis is away), the request
+	// fails as POST /email would, and is not undone: the mails recorded
+	// meanwhile stay recorded. Sending the same request again is safe, as
+	// their keys make those answer sent:false and send nothing twice.
+	app.Router.Post("/emails", platform.Handle(func(r *http.Request) (any, error) {
+		bodies, err := platform.DecodeMany[tracedMail](r, app.Config.MaxBatch, "mail")
+		if err != nil {
+			return nil, err
+		}
+		mails := make([]shop.Email, len(bodies))
+		ctxs := make([]context.Context, len(bodies))
+		for i, b := range bodies {
+			mails[i], err = shop.NewEmail(b.To, b.Msg, b.Key)
+			if err == nil {
+				ctxs[i], err = traceOf(r.Context(), b.TraceParent)
+			}
+			if err != nil {
+				return nil, platform.ItemError(err, "mail", i, len(bodies))
+			}
+		}
+		answers := make([]sent, len(mails))
+		errs := make([]error, len(mails))
+		var wg sync.WaitGroup
+		for i, mail := range mails {
+			wg.Go(func() { answers[i], errs[i] = send(ctxs[i], app.Cache, app.Log, mail) })
+		}
+		wg.Wait()
+		for _, err := range errs {
+			if err != nil {
+				return nil, err
+			}
+		}
+		return answers, nil
 	}))
 	// ?to= reads the recipient's index, not every mail.
 	app.Router.Get("/emails", platform.List(func(r *http.Request, p entitycache.Page) ([]shop.Email, string, error) {
