@@ -21,16 +21,6 @@ type body struct {
 	Key string `json:"key"`
 }
 
-// tracedMail is a mail of a bulk send: what a body holds, and the W3C
-// traceparent of the trace it belongs to, if it has one, since the mails of
-// one bulk send may each come from another trace.
-type tracedMail struct {
-	To          string `json:"to"`
-	Msg         string `json:"msg"`
-	Key         string `json:"key"`
-	TraceParent string `json:"traceparent"`
-}
-
 // traceOf is the context to record a mail of a bulk send in: ctx, or one
 // that continues the mail's own trace when it names one.
 func traceOf(ctx context.Context, traceparent string) (context.Context, error) {
@@ -43,25 +33,20 @@ func traceOf(ctx context.Context, traceparent string) (context.Context, error) {
 	return platform.WithTrace(ctx, traceparent), nil
 }
 
-type sent struct {
-	ID   string `json:"id"`
-	Sent bool   `json:"sent"`
-}
-
 // send records the mail under the id its key derives, in one round trip.
 // Expecting no entity there makes the record the lock: of two sends of one
 // key, also at once, the second loses the append and sends nothing.
-func send(ctx context.Context, cache *entitycache.Cache, log *slog.Logger, mail shop.Email) (sent, error) {
+func send(ctx context.Context, cache *entitycache.Cache, log *slog.Logger, mail shop.Email) (shop.MailAnswer, error) {
 	_, err := cache.Commit(ctx, shop.Emails.Change(shop.EmailSent, mail, eventstore.NoEntity))
 	if errors.Is(err, eventstore.ErrConflict) {
-		return sent{ID: mail.ID}, nil
+		return shop.MailAnswer{ID: mail.ID}, nil
 	}
 	if err != nil {
-		return sent{}, err
+		return shop.MailAnswer{}, err
 	}
 	log.InfoContext(ctx, "mail sent", "id", mail.ID, "key", mail.Key, "to", mail.To, "msg", mail.Msg,
 		"traceparent", platform.TraceParent(ctx))
-	return sent{ID: mail.ID, Sent: true}, nil
+	return shop.MailAnswer{ID: mail.ID, Sent: true}, nil
 }
 
 func wire(app *platform.App, _ platform.NoConfig) error {
@@ -77,17 +62,17 @@ func wire(app *platform.App, _ platform.NoConfig) error {
 		return send(r.Context(), app.Cache, app.Log, mail)
 	}))
 	// POST /emails sends many mails in one request, an array of 1 to
-	// MAX_BATCH: each as POST /email sends one, in its own trace (else the
-	// request's), and the answer is the array of their answers in the
-	// request's order. Every
-	// mail is checked before any is recorded, so bad input records none.
-	// The mails are recorded at once, for the store to append them in few
-	// script runs. When recording one fails (Redis is away), the request
-	// fails as POST /email would, and is not undone: the mails recorded
-	// meanwhile stay recorded. Sending the same request again is safe, as
-	// their keys make those answer sent:false and send nothing twice.
+	// MAX_BATCH (shop.Mail): each as POST /email sends one, in its own trace
+	// (else the request's). Every mail is checked before any is recorded,
+	// so bad input records none. The mails are recorded at once, for the
+	// store to append them in few script runs, and each answers alone: the
+	// answer is the array of their answers in the request's order, a mail
+	// that could not be recorded with its error and the others as sent.
+	// Only when none could be (Redis is away) does the request fail, as POST
+	// /email would. Sending the mails again is safe: their keys make those
+	// recorded answer sent:false, and send nothing twice.
 	app.Router.Post("/emails", platform.Handle(func(r *http.Request) (any, error) {
-		bodies, err := platform.DecodeMany[tracedMail](r, app.Config.MaxBatch, "mail")
+		bodies, err := platform.DecodeMany[shop.Mail](r, app.Config.MaxBatch, "mail")
 		if err != nil {
 			return nil, err
 		}
@@ -102,17 +87,26 @@ func wire(app *platform.App, _ platform.NoConfig) error {
 				return nil, platform.ItemError(err, "mail", i, len(bodies))
 			}
 		}
-		answers := make([]sent, len(mails))
+		answers := make([]shop.MailAnswer, len(mails))
 		errs := make([]error, len(mails))
 		var wg sync.WaitGroup
 		for i, mail := range mails {
 			wg.Go(func() { answers[i], errs[i] = send(ctxs[i], app.Cache, app.Log, mail) })
 		}
 		wg.Wait()
-		for _, err := range errs {
-			if err != nil {
+		failed := 0
+		for i, err := range errs {
+			if err == nil {
+				continue
+			}
+			if failed++; failed == len(mails) {
 				return nil, err
 			}
+			_, msg, logIt := platform.StatusOf(err)
+			if logIt {
+				app.Log.ErrorContext(ctxs[i], "mail not recorded", "key", mails[i].Key, "err", err)
+			}
+			answers[i] = shop.MailAnswer{Error: msg}
 		}
 		return answers, nil
 	}))

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,7 +30,7 @@ type email struct {
 func TestSendListAndGet(t *testing.T) {
 	t.Parallel()
 	_, srv := platformtest.Start(t, "msg", platformtest.Config(t), platform.NoConfig{}, wire)
-	var first, again, other sent
+	var first, again, other shop.MailAnswer
 	platformtest.JSON(t, "POST", srv.URL+"/email", body{To: "ada@example.com", Msg: "Welcome", Key: "e1:welcome"}, 200, &first)
 	platformtest.JSON(t, "POST", srv.URL+"/email", body{To: "ada@example.com", Msg: "Welcome", Key: "e1:welcome"}, 200, &again)
 	platformtest.JSON(t, "POST", srv.URL+"/email", body{To: "bob@example.com", Msg: "Goodbye", Key: "e2:goodbye"}, 200, &other)
@@ -68,7 +69,7 @@ func TestMailsToOneRecipientReadOnlyTheirs(t *testing.T) {
 	}
 	want := map[string]bool{}
 	for i := range 3 {
-		var s sent
+		var s shop.MailAnswer
 		platformtest.JSON(t, "POST", srv.URL+"/email", body{To: "ada@example.com", Msg: "hi", Key: fmt.Sprint("ada:", i)}, 200, &s)
 		want[s.ID] = true
 	}
@@ -111,7 +112,7 @@ func TestConcurrentSendsOfOneKeySendOnce(t *testing.T) {
 	t.Parallel()
 	app, srv := platformtest.Start(t, "msg", platformtest.Config(t), platform.NoConfig{}, wire)
 	var wg sync.WaitGroup
-	answers := make([]sent, 20)
+	answers := make([]shop.MailAnswer, 20)
 	for i := range answers {
 		wg.Go(func() {
 			platformtest.JSON(t, "POST", srv.URL+"/email", body{To: "ada@example.com", Msg: fmt.Sprint("try ", i), Key: "k"}, 200, &answers[i])
@@ -138,7 +139,7 @@ func TestConcurrentSendsOfOneKeySendOnce(t *testing.T) {
 func TestBadInputIsRejectedAndWritesNothing(t *testing.T) {
 	t.Parallel()
 	app, srv := platformtest.Start(t, "msg", platformtest.Config(t), platform.NoConfig{}, wire)
-	var s sent
+	var s shop.MailAnswer
 	platformtest.JSON(t, "POST", srv.URL+"/email", body{To: "ada@example.com", Msg: "hi", Key: "k"}, 200, &s)
 	cases := []platformtest.BadRequest{
 		platformtest.Bad("malformed JSON", "POST", "/email", `{"to": "a@b.c",`, 400),
@@ -180,13 +181,13 @@ func emailEvents(t *testing.T, app *platform.App) []eventstore.Event {
 
 // wantSent fails the test unless answers are the mails of keys in their
 // order, sent as flags say.
-func wantSent(t *testing.T, answers []sent, keys []string, flags ...bool) {
+func wantSent(t *testing.T, answers []shop.MailAnswer, keys []string, flags ...bool) {
 	t.Helper()
 	if len(answers) != len(keys) {
 		t.Fatalf("%d answers %v for %d mails", len(answers), answers, len(keys))
 	}
 	for i, a := range answers {
-		if a != (sent{ID: shop.EmailID(keys[i]), Sent: flags[i]}) {
+		if a != (shop.MailAnswer{ID: shop.EmailID(keys[i]), Sent: flags[i]}) {
 			t.Fatalf("answer %d is %+v, want id of %q and sent %v (answers %v)", i, a, keys[i], flags[i], answers)
 		}
 	}
@@ -195,14 +196,14 @@ func wantSent(t *testing.T, answers []sent, keys []string, flags ...bool) {
 func TestBulkSendRecordsEachMailOnce(t *testing.T) {
 	t.Parallel()
 	app, srv := platformtest.Start(t, "msg", platformtest.Config(t), platform.NoConfig{}, wire)
-	mails := []tracedMail{
+	mails := []shop.Mail{
 		{To: "ada@example.com", Msg: "Welcome", Key: "b1:welcome"},
 		{To: "bob@example.com", Msg: "Receipt", Key: "b2:receipt"},
 		{To: "ada@example.com", Msg: "Thanks", Key: "b3:thanks"},
 		{To: "cy@example.com", Msg: "Goodbye", Key: "b4:goodbye"},
 	}
 	keys := []string{"b1:welcome", "b2:receipt", "b3:thanks", "b4:goodbye"}
-	var first, again []sent
+	var first, again []shop.MailAnswer
 	platformtest.JSON(t, "POST", srv.URL+"/emails", mails, 200, &first)
 	wantSent(t, first, keys, true, true, true, true)
 	var all []email
@@ -230,15 +231,15 @@ func TestBulkSendRecordsEachMailOnce(t *testing.T) {
 func TestBulkSendOfNewAndSentKeys(t *testing.T) {
 	t.Parallel()
 	app, srv := platformtest.Start(t, "msg", platformtest.Config(t), platform.NoConfig{}, wire)
-	var s sent
+	var s shop.MailAnswer
 	platformtest.JSON(t, "POST", srv.URL+"/email", body{To: "ada@example.com", Msg: "Welcome", Key: "old"}, 200, &s)
-	var answers []sent
-	platformtest.JSON(t, "POST", srv.URL+"/emails", []tracedMail{
+	var answers []shop.MailAnswer
+	platformtest.JSON(t, "POST", srv.URL+"/emails", []shop.Mail{
 		{To: "ada@example.com", Msg: "Welcome", Key: "old"},
 		{To: "bob@example.com", Msg: "Welcome", Key: "new"},
 	}, 200, &answers)
 	wantSent(t, answers, []string{"old", "new"}, false, true)
-	platformtest.JSON(t, "POST", srv.URL+"/emails", []tracedMail{
+	platformtest.JSON(t, "POST", srv.URL+"/emails", []shop.Mail{
 		{To: "cy@example.com", Msg: "Receipt", Key: "twice"},
 		{To: "cy@example.com", Msg: "Receipt", Key: "twice"},
 	}, 200, &answers)
@@ -253,10 +254,10 @@ func TestBulkSendOfNewAndSentKeys(t *testing.T) {
 func TestBulkSendBadInputWritesNothing(t *testing.T) {
 	t.Parallel()
 	app, srv := platformtest.Start(t, "msg", platformtest.Config(t), platform.NoConfig{}, wire)
-	var s sent
+	var s shop.MailAnswer
 	platformtest.JSON(t, "POST", srv.URL+"/email", body{To: "ada@example.com", Msg: "hi", Key: "k"}, 200, &s)
-	valid := func(key string) tracedMail { return tracedMail{To: "ada@example.com", Msg: "hi", Key: key} }
-	tooMany := make([]tracedMail, platformtest.MaxBatch+1)
+	valid := func(key string) shop.Mail { return shop.Mail{To: "ada@example.com", Msg: "hi", Key: key} }
+	tooMany := make([]shop.Mail, platformtest.MaxBatch+1)
 	for i := range tooMany {
 		tooMany[i] = valid(fmt.Sprint("many:", i))
 	}
@@ -273,11 +274,11 @@ func TestBulkSendBadInputWritesNothing(t *testing.T) {
 			400, `mail 2 of 2: unknown field "cc"`},
 		{"wrong type", `[{"to": "ada@example.com", "msg": 5, "key": "k1"}, {"to": "ada@example.com", "msg": "hi", "key": "k2"}]`,
 			400, `mail 1 of 2: field "msg"`},
-		{"invalid mail among valid ones", []tracedMail{valid("k1"), {To: "ada", Msg: "hi", Key: "k2"}, valid("k3")},
+		{"invalid mail among valid ones", []shop.Mail{valid("k1"), {To: "ada", Msg: "hi", Key: "k2"}, valid("k3")},
 			400, `mail 2 of 3: to "ada" is not an e-mail address`},
-		{"missing key", []tracedMail{valid("k1"), valid("k2"), {To: "ada@example.com", Msg: "hi"}},
+		{"missing key", []shop.Mail{valid("k1"), valid("k2"), {To: "ada@example.com", Msg: "hi"}},
 			400, "mail 3 of 3: key is required"},
-		{"invalid traceparent", []tracedMail{valid("k1"), {To: "ada@example.com", Msg: "hi", Key: "k2", TraceParent: "00-nope"}},
+		{"invalid traceparent", []shop.Mail{valid("k1"), {To: "ada@example.com", Msg: "hi", Key: "k2", TraceParent: "00-nope"}},
 			400, `mail 2 of 2: traceparent "00-nope"`},
 		{"more than MAX_BATCH", tooMany, 413, fmt.Sprint("more than ", platformtest.MaxBatch)},
 	} {
@@ -293,6 +294,43 @@ func TestBulkSendBadInputWritesNothing(t *testing.T) {
 	}
 }
 
+// A mail of a bulk send that cannot be recorded answers its error alone:
+// the others are recorded and answer sent, and sending all again records
+// nothing twice. Here the recipient's index holds a string.
+func TestBulkSendOfAMailThatCannotBeRecordedFailsItAlone(t *testing.T) {
+	t.Parallel()
+	app, srv := platformtest.Start(t, "msg", platformtest.Config(t), platform.NoConfig{}, wire)
+	mails := []shop.Mail{
+		{To: "ada@example.com", Msg: "hi", Key: "p1"},
+		{To: "broken@example.com", Msg: "hi", Key: "p2"},
+		{To: "bob@example.com", Msg: "hi", Key: "p3"},
+	}
+	index := app.Store.Key(app.Store.PartitionOf("email", shop.EmailID("p2")), "email_by_to:broken@example.com")
+	if err := app.Store.Redis().Set(t.Context(), index, "not a sorted set", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	var answers []shop.MailAnswer
+	platformtest.JSON(t, "POST", srv.URL+"/emails", mails, 200, &answers)
+	if len(answers) != 3 || answers[1].Error == "" || answers[1].Sent ||
+		answers[0] != (shop.MailAnswer{ID: shop.EmailID("p1"), Sent: true}) || answers[2] != (shop.MailAnswer{ID: shop.EmailID("p3"), Sent: true}) {
+		t.Fatalf("answers %+v, want p2 failed alone", answers)
+	}
+	platformtest.JSON(t, "POST", srv.URL+"/emails", mails, 200, &answers)
+	if answers[0].Sent || answers[2].Sent || answers[1].Error == "" {
+		t.Fatalf("again: answers %+v, want p1 and p3 sent before, p2 failed", answers)
+	}
+	var keys []string
+	for _, e := range emailEvents(t, app) {
+		keys = append(keys, e.EntityID)
+	}
+	slices.Sort(keys)
+	want := []string{shop.EmailID("p1"), shop.EmailID("p3")}
+	slices.Sort(want)
+	if !slices.Equal(keys, want) {
+		t.Fatalf("events of %v, want p1's and p3's", keys)
+	}
+}
+
 // A bulk send that cannot record its mails fails as a send of one does,
 // 503; sent again once Redis is back, it sends each mail once.
 func TestBulkSendWithRedisGoneIs503(t *testing.T) {
@@ -304,12 +342,12 @@ func TestBulkSendWithRedisGoneIs503(t *testing.T) {
 	}
 	srv := httptest.NewServer(app.Router)
 	defer srv.Close()
-	mails := []tracedMail{{To: "ada@example.com", Msg: "hi", Key: "r1"}, {To: "bob@example.com", Msg: "hi", Key: "r2"}}
+	mails := []shop.Mail{{To: "ada@example.com", Msg: "hi", Key: "r1"}, {To: "bob@example.com", Msg: "hi", Key: "r2"}}
 	server.Stop(t)
 	platformtest.Rejected(t, "POST", srv.URL+"/email", body{To: "ada@example.com", Msg: "hi", Key: "r1"}, http.StatusServiceUnavailable)
 	platformtest.Rejected(t, "POST", srv.URL+"/emails", mails, http.StatusServiceUnavailable)
 	server.Start(t)
-	var answers []sent
+	var answers []shop.MailAnswer
 	platformtest.JSON(t, "POST", srv.URL+"/emails", mails, 200, &answers)
 	wantSent(t, answers, []string{"r1", "r2"}, true, true)
 	platformtest.JSON(t, "POST", srv.URL+"/emails", mails, 200, &answers)
@@ -326,7 +364,7 @@ func TestBulkSendContinuesEachMailsTrace(t *testing.T) {
 		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
 		"00-11111111111111111111111111111111-2222222222222222-01", // the request's
 	}
-	mails := []tracedMail{
+	mails := []shop.Mail{
 		{To: "ada@example.com", Msg: "Welcome", Key: "t1", TraceParent: traces[0]},
 		{To: "bob@example.com", Msg: "Welcome", Key: "t2", TraceParent: traces[1]},
 		{To: "cy@example.com", Msg: "Welcome", Key: "t3"},
