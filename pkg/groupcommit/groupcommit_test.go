@@ -43,6 +43,21 @@ func newGate(maxRuns, maxSize int) *gate {
 	return g
 }
 
+// letAll lets every run answer, until the test ends.
+func (g *gate) letAll(t *testing.T) {
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done) })
+	go func() {
+		for {
+			select {
+			case g.let <- struct{}{}:
+			case <-done:
+				return
+			}
+		}
+	}()
+}
+
 // started is the number of runs begun so far.
 func (g *gate) started() int {
 	g.mu.Lock()
@@ -134,11 +149,7 @@ func TestARunTakesAtMostMaxSizeAndABiggerCallGoesAlone(t *testing.T) {
 	out, errs := make(chan result, 10), make(chan error, 10)
 	g.fill(t, out, errs)
 	g.queue(t, context.Background(), out, errs, 2, 3, 200, 4, 900, 5)
-	go func() {
-		for range 5 {
-			g.let <- struct{}{}
-		}
-	}()
+	g.letAll(t)
 	for range 7 {
 		select {
 		case <-out:
@@ -273,5 +284,105 @@ func TestACallTheRunLeavesUnansweredFailsAndAPanicDoesNotStopTheQueue(t *testing
 	}
 	if n, running := g.q.Waiting(); n != 0 || running != 0 {
 		t.Fatalf("after: %d waiting, %d runs, want none", n, running)
+	}
+}
+
+// doAll starts a DoAll of ins on ctx and sends its answers to out and errs.
+func (g *gate) doAll(ctx context.Context, ins []int, out chan<- result, errs chan<- error) {
+	go func() {
+		outs, es := g.q.DoAll(ctx, ins)
+		for i, in := range ins {
+			if es[i] != nil {
+				errs <- fmt.Errorf("%d: %w", in, es[i])
+			} else {
+				out <- result{in, outs[i]}
+			}
+		}
+	}()
+}
+
+func TestManyCallsAtOnceGoInOneRunAsMaxSizeAllows(t *testing.T) {
+	g := newGate(2, 4)
+	out, errs := make(chan result, 20), make(chan error, 20)
+	g.doAll(context.Background(), []int{1, 2, 3}, out, errs) // a free run: at once, together
+	eventually(t, "the first run", func() bool { return g.started() == 1 })
+	g.doAll(context.Background(), []int{4, 5, 6, 7, 8, 9}, out, errs) // a free run: the first four
+	eventually(t, "the second run", func() bool { return g.started() == 2 })
+	g.queue(t, context.Background(), out, errs, 10) // waits after the second DoAll's last two
+	g.letAll(t)
+	got := map[int]int{}
+	for range 10 {
+		select {
+		case r := <-out:
+			got[r.in] = r.out
+		case err := <-errs:
+			t.Fatal(err)
+		}
+	}
+	want := [][]int{{1, 2, 3}, {4, 5, 6, 7}, {8, 9, 10}}
+	if !slices.EqualFunc(g.runs, want, slices.Equal) {
+		t.Fatalf("runs %v, want %v", g.runs, want)
+	}
+	for in, o := range got {
+		if o != 10*in {
+			t.Fatalf("call %d answered %d", in, o)
+		}
+	}
+	if n, running := g.q.Waiting(); n != 0 || running != 0 {
+		t.Fatalf("after: %d waiting, %d runs, want none", n, running)
+	}
+}
+
+func TestManyCallsAtOnceTakeEveryFreeRun(t *testing.T) {
+	g := newGate(2, 4)
+	out, errs := make(chan result, 20), make(chan error, 20)
+	g.doAll(context.Background(), []int{1, 2, 3, 4, 5, 6}, out, errs)
+	eventually(t, "two runs", func() bool { return g.started() == 2 })
+	g.mu.Lock()
+	runs := slices.Clone(g.runs)
+	g.mu.Unlock()
+	slices.SortFunc(runs, func(a, b []int) int { return a[0] - b[0] })
+	if want := [][]int{{1, 2, 3, 4}, {5, 6}}; !slices.EqualFunc(runs, want, slices.Equal) {
+		t.Fatalf("runs %v, want %v", runs, want)
+	}
+	g.letAll(t)
+	for range 6 {
+		select {
+		case <-out:
+		case err := <-errs:
+			t.Fatal(err)
+		}
+	}
+	if n, running := g.q.Waiting(); n != 0 || running != 0 {
+		t.Fatalf("after: %d waiting, %d runs, want none", n, running)
+	}
+	if outs, errs := g.q.DoAll(context.Background(), nil); outs != nil || errs != nil {
+		t.Fatalf("DoAll of nothing: %v %v", outs, errs)
+	}
+}
+
+func TestManyCallsThatWaitGoTogetherAndAPanicReachesTheirCaller(t *testing.T) {
+	g := newGate(1, 0)
+	g.answer = func(in int) (int, error) {
+		if in == 3 {
+			panic("run of 3")
+		}
+		return in, nil
+	}
+	out, errs := make(chan result, 10), make(chan error, 10)
+	g.fill(t, out, errs)
+	panicked := make(chan any, 1)
+	go func() {
+		defer func() { panicked <- recover() }()
+		g.q.DoAll(context.Background(), []int{2, 3, 4})
+	}()
+	eventually(t, "three waiting", func() bool { w, _ := g.q.Waiting(); return w == 3 })
+	g.let <- struct{}{} // 1 answers; 2 leads 2, 3 and 4, and panics on 3
+	g.let <- struct{}{}
+	if p := <-panicked; p != "run of 3" {
+		t.Fatalf("DoAll's caller saw %v, want the run's panic", p)
+	}
+	if want := [][]int{{1}, {2, 3, 4}}; !slices.EqualFunc(g.runs, want, slices.Equal) {
+		t.Fatalf("runs %v, want %v", g.runs, want)
 	}
 }
