@@ -411,3 +411,48 @@ func TestEntityOfListsOnlyIsVisible(t *testing.T) {
 		t.Fatalf("listed %d reservations, want 1", len(all))
 	}
 }
+
+// CommitEach commits each change on its own: one refused leaves the others
+// be, changes of several streams and partitions each commit, and a
+// change's own metadata is its event's.
+func TestCommitEachCommitsEveryChangeOnItsOwn(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newCache(t)
+	commit(t, c, create(mails, mail{ID: "m1", To: "ada@example.com"}))
+	trace := "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	traced := create(mails, mail{ID: "m2", To: "bob@example.com"})
+	traced.Meta = map[string]string{"traceparent": trace}
+	changes := []entitycache.Change{create(mails, mail{ID: "m1", To: "ada@example.com"}), traced,
+		create(orders, order{ID: "o1", CustomerID: "c1"})}
+	for i := range 8 {
+		changes = append(changes, create(mails, mail{ID: fmt.Sprint("m", 3+i), To: "cy@example.com"}))
+	}
+	events, errs := c.CommitEach(ctx, changes...)
+	if !errors.Is(errs[0], eventstore.ErrConflict) || events[0].ID != "" {
+		t.Fatalf("m1 again: %v %+v, want a conflict", errs[0], events[0])
+	}
+	for i, ch := range changes[1:] {
+		if errs[i+1] != nil || events[i+1].EntityID != ch.ID || events[i+1].Version != 1 {
+			t.Fatalf("%s: %v %+v", ch.ID, errs[i+1], events[i+1])
+		}
+	}
+	if o, _, err := orders.Get(ctx, c, "o1"); err != nil || o == nil {
+		t.Fatalf("o1: %v %v", o, err)
+	}
+	listed, _, err := mails.ListPage(ctx, c, entitycache.Page{Limit: 100})
+	if err != nil || len(listed) != 10 {
+		t.Fatalf("%d mails listed (%v), want 10", len(listed), err)
+	}
+	var meta map[string]string
+	if err := c.Store().ReplayAll(ctx, "email", func(es []eventstore.Event) error {
+		for _, e := range es {
+			if e.EntityID == "m2" {
+				meta = e.Meta
+			}
+		}
+		return nil
+	}); err != nil || meta["traceparent"] != trace {
+		t.Fatalf("m2's event meta %v (%v), want its own traceparent", meta, err)
+	}
+}

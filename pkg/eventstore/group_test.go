@@ -254,3 +254,56 @@ func TestAnAppendWhoseCallerGaveUpIsNotWrittenLater(t *testing.T) {
 		t.Fatalf("stream holds %v, want c0 and c2: the append given up was written", got)
 	}
 }
+
+// AppendEach appends each commit on its own, in one script run: a conflict,
+// an event no reader could decode and a write to a key of the wrong type
+// are each refused alone, and the others are written.
+func TestAppendEachWritesEachCommitOnItsOwnInOneRun(t *testing.T) {
+	t.Parallel()
+	rdb, prefix := redistest.Client(t)
+	sent := &redistest.Sent{}
+	rdb.AddHook(sent)
+	s := eventstore.New(rdb, prefix)
+	ctx := t.Context()
+	if _, err := s.Append(ctx, "customer", eventstore.Record{Event: event(t, "customer_created", "e0", 0), Expected: eventstore.NoEntity}); err != nil {
+		t.Fatal(err) // also loads the script
+	}
+	if err := rdb.RPush(ctx, s.Key("customer", "a-list"), "x").Err(); err != nil {
+		t.Fatal(err)
+	}
+	rec := func(id string, expected int64, writes ...eventstore.Write) []eventstore.Record {
+		return []eventstore.Record{{Event: event(t, "customer_created", id, 0), Expected: expected, Writes: writes}}
+	}
+	nameless := rec("e3", eventstore.NoEntity)
+	nameless[0].Event.Type = ""
+	two := append(rec("e5", eventstore.NoEntity), rec("e6", eventstore.NoEntity)...)
+	out, errs := s.AppendEach(sent.Counted(ctx), "customer",
+		rec("e1", eventstore.NoEntity),
+		rec("e2", 3),
+		nameless,
+		rec("e4", eventstore.NoEntity, eventstore.Write{Cmd: "HSET", Key: s.Key("customer", "a-list"), Args: []any{"f", "v"}}),
+		two,
+		nil,
+	)
+	if errs[0] != nil || errs[4] != nil || errs[5] != nil || !errors.Is(errs[1], eventstore.ErrConflict) ||
+		!errors.Is(errs[2], eventstore.ErrInvalidEvent) || errs[3] == nil || !strings.Contains(errs[3].Error(), "holds a list") {
+		t.Fatalf("errors %v", errs)
+	}
+	if len(out[0]) != 1 || out[0][0].Version != 1 || len(out[4]) != 2 || out[4][1].EntityID != "e6" || out[5] != nil {
+		t.Fatalf("events %+v", out)
+	}
+	if n := sent.Commands.Load(); n != 1 {
+		t.Fatalf("%d commands sent, want one script run", n)
+	}
+	var ids []string
+	entries, err := rdb.XRange(ctx, s.StreamKey("customer"), "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		ids = append(ids, e.Values["entity_id"].(string))
+	}
+	if want := []string{"e0", "e1", "e5", "e6"}; !slices.Equal(ids, want) {
+		t.Fatalf("the stream holds %v, want %v", ids, want)
+	}
+}

@@ -13,6 +13,7 @@ package groupcommit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -92,38 +93,22 @@ func (q *Queue[In, Out]) DoAll(ctx context.Context, ins []In) ([]Out, []error) {
 	waiting := calls[len(calls)-min(len(q.waiting), len(calls)):] // ours are last in the queue
 	q.mu.Unlock()
 
-	// Each run to lead and each call that waits needs a goroutine (one that
-	// waits may come to lead a run): this one takes the first run, or else
-	// the last call. A run's panic reaches the caller, as it would from Do.
+	// Lead the runs taken, beside each other, then wait for the calls that
+	// wait, in queue order: one handed a run to lead (MaxSize) leads it once
+	// the calls before it are done, which never hang on it.
 	var wg sync.WaitGroup
-	var panicked atomic.Pointer[any]
-	spawn := func(f func()) {
-		wg.Go(func() {
-			defer func() {
-				if p := recover(); p != nil {
-					panicked.Store(&p)
-				}
-			}()
-			f()
-		})
-	}
-	for i, c := range waiting {
-		if len(leads) > 0 || i < len(waiting)-1 {
-			spawn(func() { q.await(c) })
+	for i, c := range leads {
+		if i > 0 {
+			wg.Go(func() { q.lead(c) })
 		}
-	}
-	for _, c := range leads[min(1, len(leads)):] {
-		spawn(func() { q.lead(c) })
 	}
 	if len(leads) > 0 {
 		q.lead(leads[0])
-	} else {
-		q.await(waiting[len(waiting)-1])
+	}
+	for _, c := range waiting {
+		q.await(c)
 	}
 	wg.Wait()
-	if p := panicked.Load(); p != nil {
-		panic(*p)
-	}
 	outs, errs := make([]Out, len(calls)), make([]error, len(calls))
 	for i, c := range calls {
 		outs[i], errs[i] = c.Out, c.Err
@@ -140,7 +125,7 @@ func (q *Queue[In, Out]) await(c *Call[In, Out]) {
 
 // lead runs c's batch, then hands the calls that wait to the next run.
 func (q *Queue[In, Out]) lead(c *Call[In, Out]) {
-	defer q.next() // also if Run panics: the queue must go on
+	defer q.next()
 	q.run(c.batch)
 }
 
@@ -205,6 +190,17 @@ func (q *Queue[In, Out]) run(batch []*Call[In, Out]) {
 	}
 	ctx, cancel := runContext(calls)
 	defer cancel()
+	// A run that panics fails the calls it did not answer, and the queue
+	// goes on: every caller learns of it, and no run is left unled.
+	defer func() {
+		if p := recover(); p != nil {
+			for _, c := range calls {
+				if c.Err == ErrNoAnswer {
+					c.Err = fmt.Errorf("%w: the run panicked: %v", ErrNoAnswer, p)
+				}
+			}
+		}
+	}()
 	q.Run(ctx, calls)
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -249,7 +250,7 @@ func TestARunWithDeadlinesHasTheLatest(t *testing.T) {
 	g.let <- struct{}{}
 }
 
-func TestACallTheRunLeavesUnansweredFailsAndAPanicDoesNotStopTheQueue(t *testing.T) {
+func TestACallTheRunLeavesUnansweredFailsAndARunThatPanicsFailsItsCalls(t *testing.T) {
 	g := newGate(1, 0)
 	g.answer = func(in int) (int, error) {
 		if in == 3 {
@@ -259,22 +260,17 @@ func TestACallTheRunLeavesUnansweredFailsAndAPanicDoesNotStopTheQueue(t *testing
 	}
 	out, errs := make(chan result, 10), make(chan error, 10)
 	g.fill(t, out, errs)
-	panicked := make(chan any, 1)
-	n, _ := g.q.Waiting()
-	go func() {
-		defer func() { panicked <- recover() }()
-		g.q.Do(context.Background(), 3)
-	}()
-	eventually(t, "3 waiting", func() bool { w, _ := g.q.Waiting(); return w == n+1 })
-	g.queue(t, context.Background(), out, errs, 4)
-	g.let <- struct{}{} // 1 answers; 3 runs 3 and 4, and panics
+	g.queue(t, context.Background(), out, errs, 2, 3, 4)
+	g.let <- struct{}{} // 1 answers; 2 leads 2, 3 and 4: 2 is answered, 3 panics
 	g.let <- struct{}{}
-	if p := <-panicked; p != "run of 3" {
-		t.Fatalf("the leader's caller saw %v, want the run's panic", p)
-	}
 	<-out // 1
-	if err := <-errs; !errors.Is(err, groupcommit.ErrNoAnswer) {
-		t.Fatalf("call 4 in the run that panicked: %v, want ErrNoAnswer", err)
+	if r := <-out; r.in != 2 {
+		t.Fatalf("answered %v, want 2", r)
+	}
+	for range 2 {
+		if err := <-errs; !errors.Is(err, groupcommit.ErrNoAnswer) || !strings.Contains(err.Error(), "run of 3") {
+			t.Fatalf("a call of the run that panicked: %v, want ErrNoAnswer with the panic", err)
+		}
 	}
 	g.answer = func(in int) (int, error) { return in, nil }
 	g.call(context.Background(), 5, out, errs)
@@ -361,28 +357,22 @@ func TestManyCallsAtOnceTakeEveryFreeRun(t *testing.T) {
 	}
 }
 
-func TestManyCallsThatWaitGoTogetherAndAPanicReachesTheirCaller(t *testing.T) {
-	g := newGate(1, 0)
-	g.answer = func(in int) (int, error) {
-		if in == 3 {
-			panic("run of 3")
-		}
-		return in, nil
-	}
+func TestManyCallsThatWaitGoTogether(t *testing.T) {
+	g := newGate(1, 3)
 	out, errs := make(chan result, 10), make(chan error, 10)
 	g.fill(t, out, errs)
-	panicked := make(chan any, 1)
-	go func() {
-		defer func() { panicked <- recover() }()
-		g.q.DoAll(context.Background(), []int{2, 3, 4})
-	}()
-	eventually(t, "three waiting", func() bool { w, _ := g.q.Waiting(); return w == 3 })
-	g.let <- struct{}{} // 1 answers; 2 leads 2, 3 and 4, and panics on 3
-	g.let <- struct{}{}
-	if p := <-panicked; p != "run of 3" {
-		t.Fatalf("DoAll's caller saw %v, want the run's panic", p)
+	g.queue(t, context.Background(), out, errs, 2)
+	g.doAll(context.Background(), []int{3, 4, 5, 6}, out, errs)
+	eventually(t, "five waiting", func() bool { w, _ := g.q.Waiting(); return w == 5 })
+	g.letAll(t)
+	for range 6 {
+		select {
+		case <-out:
+		case err := <-errs:
+			t.Fatal(err)
+		}
 	}
-	if want := [][]int{{1}, {2, 3, 4}}; !slices.EqualFunc(g.runs, want, slices.Equal) {
+	if want := [][]int{{1}, {2, 3, 4}, {5, 6}}; !slices.EqualFunc(g.runs, want, slices.Equal) {
 		t.Fatalf("runs %v, want %v", g.runs, want)
 	}
 }

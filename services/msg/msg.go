@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"sync"
 
 	"github.com/ordershop/ordershop/internal/platform"
 	"github.com/ordershop/ordershop/internal/shop"
@@ -33,20 +32,30 @@ func traceOf(ctx context.Context, traceparent string) (context.Context, error) {
 	return platform.WithTrace(ctx, traceparent), nil
 }
 
-// send records the mail under the id its key derives, in one round trip.
-// Expecting no entity there makes the record the lock: of two sends of one
-// key, also at once, the second loses the append and sends nothing.
-func send(ctx context.Context, cache *entitycache.Cache, log *slog.Logger, mail shop.Email) (shop.MailAnswer, error) {
-	_, err := cache.Commit(ctx, shop.Emails.Change(shop.EmailSent, mail, eventstore.NoEntity))
-	if errors.Is(err, eventstore.ErrConflict) {
-		return shop.MailAnswer{ID: mail.ID}, nil
+// send records mails, each under the id its key derives and in the trace
+// its context carries, together in one round trip where it can. Expecting
+// no entity there makes the record the lock: of two sends of one key, also
+// at once, the second loses the append and sends nothing. Each mail's
+// answer or error comes back in their order.
+func send(ctx context.Context, cache *entitycache.Cache, log *slog.Logger, mails []shop.Email, traces []context.Context) ([]shop.MailAnswer, []error) {
+	changes := make([]entitycache.Change, len(mails))
+	for i, mail := range mails {
+		changes[i] = shop.Emails.Change(shop.EmailSent, mail, eventstore.NoEntity)
+		changes[i].Meta = platform.TraceMeta(traces[i])
 	}
-	if err != nil {
-		return shop.MailAnswer{}, err
+	_, errs := cache.CommitEach(ctx, changes...)
+	answers := make([]shop.MailAnswer, len(mails))
+	for i, mail := range mails {
+		switch {
+		case errors.Is(errs[i], eventstore.ErrConflict):
+			answers[i], errs[i] = shop.MailAnswer{ID: mail.ID}, nil
+		case errs[i] == nil:
+			log.InfoContext(traces[i], "mail sent", "id", mail.ID, "key", mail.Key, "to", mail.To, "msg", mail.Msg,
+				"traceparent", platform.TraceParent(traces[i]))
+			answers[i] = shop.MailAnswer{ID: mail.ID, Sent: true}
+		}
 	}
-	log.InfoContext(ctx, "mail sent", "id", mail.ID, "key", mail.Key, "to", mail.To, "msg", mail.Msg,
-		"traceparent", platform.TraceParent(ctx))
-	return shop.MailAnswer{ID: mail.ID, Sent: true}, nil
+	return answers, errs
 }
 
 func wire(app *platform.App, _ platform.NoConfig) error {
@@ -59,13 +68,14 @@ func wire(app *platform.App, _ platform.NoConfig) error {
 		if err != nil {
 			return nil, err
 		}
-		return send(r.Context(), app.Cache, app.Log, mail)
+		answers, errs := send(r.Context(), app.Cache, app.Log, []shop.Email{mail}, []context.Context{r.Context()})
+		return answers[0], errs[0]
 	}))
 	// POST /emails sends many mails in one request, an array of 1 to
 	// MAX_BATCH (shop.Mail): each as POST /email sends one, in its own trace
 	// (else the request's). Every mail is checked before any is recorded,
-	// so bad input records none. The mails are recorded at once, for the
-	// store to append them in few script runs, and each answers alone: the
+	// so bad input records none. The mails are recorded together, in one
+	// script run where they can, and each answers alone: the
 	// answer is the array of their answers in the request's order, a mail
 	// that could not be recorded with its error and the others as sent.
 	// Only when none could be (Redis is away) does the request fail, as POST
@@ -87,13 +97,7 @@ func wire(app *platform.App, _ platform.NoConfig) error {
 				return nil, platform.ItemError(err, "mail", i, len(bodies))
 			}
 		}
-		answers := make([]shop.MailAnswer, len(mails))
-		errs := make([]error, len(mails))
-		var wg sync.WaitGroup
-		for i, mail := range mails {
-			wg.Go(func() { answers[i], errs[i] = send(ctxs[i], app.Cache, app.Log, mail) })
-		}
-		wg.Wait()
+		answers, errs := send(r.Context(), app.Cache, app.Log, mails, ctxs)
 		failed := 0
 		for i, err := range errs {
 			if err == nil {

@@ -77,7 +77,7 @@ func TestMailsToOneRecipientReadOnlyTheirs(t *testing.T) {
 	// Once before counting: a connection the client dials sends commands of its own.
 	platformtest.JSON(t, "GET", srv.URL+"/emails?to=ada@example.com", nil, 200, &ada)
 	var commands atomic.Int64
-	app.Store.Redis().AddHook(commandsSent{&commands})
+	app.Store.Redis().AddHook(commandsSent{n: &commands})
 	platformtest.JSON(t, "GET", srv.URL+"/emails?to=ada@example.com", nil, 200, &ada)
 	if len(ada) != 3 || !want[ada[0].ID] || !want[ada[1].ID] || !want[ada[2].ID] || ada[0].To != "ada@example.com" {
 		t.Fatalf("ada's mails %v, want the 3 sent to her", ada)
@@ -91,19 +91,29 @@ func TestMailsToOneRecipientReadOnlyTheirs(t *testing.T) {
 	}
 }
 
-// commandsSent counts the commands a client sends.
-type commandsSent struct{ n *atomic.Int64 }
+// commandsSent counts the commands a client sends, those named name if it
+// is not "".
+type commandsSent struct {
+	n    *atomic.Int64
+	name string
+}
 
 func (commandsSent) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (h commandsSent) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		h.n.Add(1)
+		if h.name == "" || cmd.Name() == h.name {
+			h.n.Add(1)
+		}
 		return next(ctx, cmd)
 	}
 }
 func (h commandsSent) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		h.n.Add(int64(len(cmds)))
+		for _, cmd := range cmds {
+			if h.name == "" || cmd.Name() == h.name {
+				h.n.Add(1)
+			}
+		}
 		return next(ctx, cmds)
 	}
 }
@@ -223,6 +233,32 @@ func TestBulkSendRecordsEachMailOnce(t *testing.T) {
 	wantSent(t, again, keys, false, false, false, false)
 	if n := len(emailEvents(t, app)); n != len(mails) {
 		t.Fatalf("the same bulk send again wrote %d events", n-len(mails))
+	}
+}
+
+// The mails of a bulk send are recorded together: one script run for those
+// of each stream partition.
+func TestBulkSendRecordsItsMailsInOneRunAPartition(t *testing.T) {
+	t.Parallel()
+	app, srv := platformtest.Start(t, "msg", platformtest.Config(t), platform.NoConfig{}, wire)
+	var s shop.MailAnswer
+	platformtest.JSON(t, "POST", srv.URL+"/email", body{To: "ada@example.com", Msg: "hi", Key: "first"}, 200, &s) // loads the script
+	var mails []shop.Mail
+	parts := map[string]bool{}
+	for i := range 8 {
+		key := fmt.Sprint("run:", i)
+		mails = append(mails, shop.Mail{To: fmt.Sprint("c", i, "@example.com"), Msg: "hi", Key: key})
+		parts[app.Store.PartitionOf("email", shop.EmailID(key))] = true
+	}
+	var commands atomic.Int64
+	app.Store.Redis().AddHook(commandsSent{&commands, "evalsha"})
+	var answers []shop.MailAnswer
+	platformtest.JSON(t, "POST", srv.URL+"/emails", mails, 200, &answers)
+	if n := commands.Load(); n != int64(len(parts)) {
+		t.Fatalf("8 mails in %d partitions ran the script %d times, want once each", len(parts), n)
+	}
+	if len(answers) != 8 || !answers[7].Sent || len(emailEvents(t, app)) != 9 {
+		t.Fatalf("answers %v", answers)
 	}
 }
 
