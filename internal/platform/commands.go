@@ -65,7 +65,7 @@ func create[B, T any](r *http.Request, cache *entitycache.Cache, rules Rules[B, 
 	var derived []int
 	for i, b := range bodies {
 		if ents[i], err = rules.Check(ctx, "", b); err != nil {
-			return nil, ItemError(err, "item", i, len(bodies))
+			return nil, itemError(err, i, len(bodies))
 		}
 		ids[i] = rules.ID(ents[i])
 		if ids[i] == "" {
@@ -74,7 +74,7 @@ func create[B, T any](r *http.Request, cache *entitycache.Cache, rules Rules[B, 
 			continue
 		}
 		if slices.Contains(ids[:i], ids[i]) {
-			return nil, ItemError(Errorf(http.StatusConflict, "%s %s is twice in the list", rules.One, ids[i]), "item", i, len(bodies))
+			return nil, itemError(Errorf(http.StatusConflict, "%s %s is twice in the list", rules.One, ids[i]), i, len(bodies))
 		}
 		derived = append(derived, i)
 	}

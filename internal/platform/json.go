@@ -274,8 +274,9 @@ func jsonKind(goKind string) string {
 	}
 }
 
-// DecodeOneOrMany reads a body that is one object or an array of at most
-// max of them, as DecodeMany reads the array.
+// DecodeOneOrMany reads a body that is one object or an array of 1 to max
+// of them: an empty array is a 400, a longer one a 413, and an item that
+// cannot be decoded a 400 that names it (see itemError).
 func DecodeOneOrMany[T any](r *http.Request, max int) ([]T, error) {
 	body, err := readBody(r)
 	if err != nil {
@@ -283,7 +284,7 @@ func DecodeOneOrMany[T any](r *http.Request, max int) ([]T, error) {
 	}
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) > 0 && trimmed[0] == '[' {
-		return decodeMany[T](body, max, "item")
+		return decodeMany[T](body, max)
 	}
 	var one T
 	if err := decodeBytes(body, &one); err != nil {
@@ -292,21 +293,10 @@ func DecodeOneOrMany[T any](r *http.Request, max int) ([]T, error) {
 	return []T{one}, nil
 }
 
-// DecodeMany reads a body that is an array of 1 to max items: an empty one
-// is a 400, a longer one a 413. An item that cannot be decoded is a 400 that
-// names it (see ItemError), noun saying what an item is.
-func DecodeMany[T any](r *http.Request, max int, noun string) ([]T, error) {
-	body, err := readBody(r)
-	if err != nil {
-		return nil, err
-	}
-	return decodeMany[T](body, max, noun)
-}
-
-func decodeMany[T any](body []byte, max int, noun string) ([]T, error) {
+func decodeMany[T any](body []byte, max int) ([]T, error) {
 	var many []T
 	if err := decodeBytes(body, &many); err != nil {
-		return nil, badItem[T](body, noun, err)
+		return nil, badItem[T](body, err)
 	}
 	switch {
 	case len(many) == 0:
@@ -320,7 +310,7 @@ func decodeMany[T any](body []byte, max int, noun string) ([]T, error) {
 // badItem is err, the error of decoding a list of T, naming the item it is
 // about when it is about one. Only a list that failed is decoded again,
 // item by item, to find it.
-func badItem[T any](body []byte, noun string, err error) error {
+func badItem[T any](body []byte, err error) error {
 	var items []json.RawMessage
 	if decodeBytes(body, &items) != nil {
 		return err // not a list of values
@@ -328,19 +318,19 @@ func badItem[T any](body []byte, noun string, err error) error {
 	for i, item := range items {
 		var one T
 		if itemErr := decodeBytes(item, &one); itemErr != nil {
-			return ItemError(itemErr, noun, i, len(items))
+			return itemError(itemErr, i, len(items))
 		}
 	}
 	return err
 }
 
-// ItemError names the item of a list that a client error is about, counting
-// from 1: "mail 3 of 5: to is required". The item of a list of one needs no
-// name, and other errors are not the item's.
-func ItemError(err error, noun string, i, n int) error {
+// itemError names the item of a list that a client error is about, counting
+// from 1: "item 3 of 5: name is required". The item of a list of one needs
+// no name, and other errors are not the item's.
+func itemError(err error, i, n int) error {
 	var e *Error
 	if n > 1 && errors.As(err, &e) {
-		return Errorf(e.Status, "%s %d of %d: %s", noun, i+1, n, e.Msg)
+		return Errorf(e.Status, "item %d of %d: %s", i+1, n, e.Msg)
 	}
 	return err
 }

@@ -26,10 +26,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"math/rand/v2"
 	"reflect"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -143,11 +141,7 @@ type Change struct {
 	Type     string
 	ID       string
 	Expected int64 // eventstore.AnyVersion, NoEntity or the current version
-	// Meta is metadata of the change's event, over what the store reads
-	// from the commit's context: e.g. the trace of a change that a request
-	// of many commits for another.
-	Meta   map[string]string
-	entity reflect.Value
+	entity   reflect.Value
 }
 
 // Change is the change of an entity by an event of type typ, expecting the
@@ -172,14 +166,18 @@ func (c *Cache) Commit(ctx context.Context, changes ...Change) ([]eventstore.Eve
 		if ch.kind.stream != stream {
 			return nil, fmt.Errorf("entitycache: one commit spans streams %s and %s", stream, ch.kind.stream)
 		}
-		part, rec, err := c.record(ch)
+		e, err := eventstore.NewEvent(ch.Type, ch.kind.name, ch.ID, ch.entity.Interface())
 		if err != nil {
 			return nil, err
 		}
+		part := c.part(ch.kind, ch.ID)
 		if recs[part] == nil {
 			parts = append(parts, part)
 		}
-		recs[part] = append(recs[part], rec)
+		recs[part] = append(recs[part], eventstore.Record{
+			Event: e, Expected: ch.Expected,
+			Writes: c.writes(ch.kind, ch.ID, ch.entity, ch.Type == ch.kind.deleted),
+		})
 	}
 	var events []eventstore.Event
 	for _, part := range parts {
@@ -190,57 +188,6 @@ func (c *Cache) Commit(ctx context.Context, changes ...Change) ([]eventstore.Eve
 		events = append(events, es...)
 	}
 	return events, nil
-}
-
-// CommitEach commits each change on its own, as a Commit of it alone
-// would: one refused (a conflict) leaves the others be. They go to Redis
-// together, those of one stream partition in one script run where the
-// store's queue allows (see eventstore.Store.AppendEach); the event or the
-// error of each comes back in their order.
-func (c *Cache) CommitEach(ctx context.Context, changes ...Change) ([]eventstore.Event, []error) {
-	events, errs := make([]eventstore.Event, len(changes)), make([]error, len(changes))
-	var parts []string
-	of := map[string][]int{} // a partition's changes
-	recs := map[string][][]eventstore.Record{}
-	for i, ch := range changes {
-		part, rec, err := c.record(ch)
-		if errs[i] = err; err != nil {
-			continue
-		}
-		if of[part] == nil {
-			parts = append(parts, part)
-		}
-		of[part] = append(of[part], i)
-		recs[part] = append(recs[part], []eventstore.Record{rec})
-	}
-	var wg sync.WaitGroup
-	for _, part := range parts {
-		wg.Go(func() {
-			out, es := c.store.AppendEach(ctx, part, recs[part]...)
-			for j, i := range of[part] {
-				if errs[i] = es[j]; es[j] == nil {
-					events[i] = out[j][0]
-				}
-			}
-		})
-	}
-	wg.Wait()
-	return events, errs
-}
-
-// record is the record of a change and the stream partition it goes to.
-func (c *Cache) record(ch Change) (string, eventstore.Record, error) {
-	e, err := eventstore.NewEvent(ch.Type, ch.kind.name, ch.ID, ch.entity.Interface())
-	if err != nil {
-		return "", eventstore.Record{}, err
-	}
-	if len(ch.Meta) > 0 {
-		e.Meta = maps.Clone(ch.Meta)
-	}
-	return c.part(ch.kind, ch.ID), eventstore.Record{
-		Event: e, Expected: ch.Expected,
-		Writes: c.writes(ch.kind, ch.ID, ch.entity, ch.Type == ch.kind.deleted),
-	}, nil
 }
 
 // NewID is a new random id for an entity of the kind, in the partition of

@@ -338,47 +338,10 @@ func (s *Store) Append(ctx context.Context, stream string, recs ...Record) ([]Ev
 	if len(recs) == 0 {
 		return nil, nil
 	}
-	out, errs := s.AppendEach(ctx, stream, recs)
-	return out[0], errs[0]
-}
-
-// AppendEach appends commits to the stream of one entity type, each as
-// Append appends its records, on its own: written whole or refused whole,
-// whatever becomes of the others. They go to Redis together, in one script
-// run where the queue allows; the events or the error of each come back in
-// their order.
-func (s *Store) AppendEach(ctx context.Context, stream string, commits ...[]Record) ([][]Event, []error) {
-	out, errs := make([][]Event, len(commits)), make([]error, len(commits))
 	var meta map[string]string
 	if s.meta != nil {
 		meta = s.meta(ctx)
 	}
-	var ready []int // of the commits to append
-	var ins [][]Record
-	for i, recs := range commits {
-		if len(recs) == 0 {
-			continue
-		}
-		if errs[i] = prepare(recs, meta); errs[i] == nil {
-			ready = append(ready, i)
-			ins = append(ins, recs)
-		}
-	}
-	outs, es := s.queue(stream).DoAll(ctx, ins)
-	for j, i := range ready {
-		if out[i], errs[i] = outs[j], es[j]; errs[i] == nil {
-			s.published.Add(int64(len(out[i])))
-			if s.appended != nil {
-				s.appended(s.StreamKey(stream), len(out[i]))
-			}
-		}
-	}
-	return out, errs
-}
-
-// prepare gives a commit's events the metadata of its context, where they
-// have none of their own under its names, and checks them.
-func prepare(recs []Record, meta map[string]string) error {
 	for i := range recs {
 		r := &recs[i]
 		for k, v := range meta {
@@ -390,13 +353,21 @@ func prepare(recs []Record, meta map[string]string) error {
 			}
 		}
 		if err := r.Event.check(); err != nil {
-			return fmt.Errorf("event %d of %d: %w", i+1, len(recs), err)
+			return nil, fmt.Errorf("event %d of %d: %w", i+1, len(recs), err)
 		}
 		if 2*len(r.Event.Meta) > maxArgs {
-			return fmt.Errorf("event %d of %d: %w: %d metadata entries", i+1, len(recs), ErrInvalidEvent, len(r.Event.Meta))
+			return nil, fmt.Errorf("event %d of %d: %w: %d metadata entries", i+1, len(recs), ErrInvalidEvent, len(r.Event.Meta))
 		}
 	}
-	return nil
+	out, err := s.queue(stream).Do(ctx, recs)
+	if err != nil {
+		return nil, err
+	}
+	s.published.Add(int64(len(out)))
+	if s.appended != nil {
+		s.appended(s.StreamKey(stream), len(out))
+	}
+	return out, nil
 }
 
 // appendCall is one Append in a stream's queue.

@@ -13,7 +13,6 @@ package groupcommit
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -66,67 +65,22 @@ var ErrNoAnswer = errors.New("groupcommit: the run ended without an answer for t
 // for it, and no longer: work whose callers all gave up (a request that
 // timed out) is not done later, when the far end is back.
 func (q *Queue[In, Out]) Do(ctx context.Context, in In) (Out, error) {
-	outs, errs := q.DoAll(ctx, []In{in})
-	return outs[0], errs[0]
-}
-
-// DoAll is Do of many inputs at once: they join the queue together, so
-// that they go in one run where MaxSize allows, and the output or error of
-// each comes back in their order.
-func (q *Queue[In, Out]) DoAll(ctx context.Context, ins []In) ([]Out, []error) {
-	if len(ins) == 0 {
-		return nil, nil
-	}
-	calls := make([]*Call[In, Out], len(ins))
-	for i, in := range ins {
-		calls[i] = &Call[In, Out]{Ctx: ctx, In: in, wake: make(chan struct{})}
-	}
+	c := &Call[In, Out]{Ctx: ctx, In: in, wake: make(chan struct{})}
 	q.mu.Lock()
-	q.waiting = append(q.waiting, calls...)
-	// While a run is free no call waits (next hands a run that ends to the
-	// calls that wait): the calls the free runs take are ours.
-	var leads []*Call[In, Out]
-	for len(q.waiting) > 0 && q.running < max(q.MaxRuns, 1) {
-		q.running++
-		leads = append(leads, q.take())
-	}
-	waiting := calls[len(calls)-min(len(q.waiting), len(calls)):] // ours are last in the queue
-	q.mu.Unlock()
-
-	// Lead the runs taken, beside each other, then wait for the calls that
-	// wait, in queue order: one handed a run to lead (MaxSize) leads it once
-	// the calls before it are done, which never hang on it.
-	var wg sync.WaitGroup
-	for i, c := range leads {
-		if i > 0 {
-			wg.Go(func() { q.lead(c) })
+	if q.running >= max(q.MaxRuns, 1) {
+		q.waiting = append(q.waiting, c)
+		q.mu.Unlock()
+		if <-c.wake; c.batch == nil {
+			return c.Out, c.Err
 		}
+	} else {
+		q.running++
+		c.batch = []*Call[In, Out]{c}
+		q.mu.Unlock()
 	}
-	if len(leads) > 0 {
-		q.lead(leads[0])
-	}
-	for _, c := range waiting {
-		q.await(c)
-	}
-	wg.Wait()
-	outs, errs := make([]Out, len(calls)), make([]error, len(calls))
-	for i, c := range calls {
-		outs[i], errs[i] = c.Out, c.Err
-	}
-	return outs, errs
-}
-
-// await waits until c is done, or leads its run when it is handed one.
-func (q *Queue[In, Out]) await(c *Call[In, Out]) {
-	if <-c.wake; c.batch != nil {
-		q.lead(c)
-	}
-}
-
-// lead runs c's batch, then hands the calls that wait to the next run.
-func (q *Queue[In, Out]) lead(c *Call[In, Out]) {
-	defer q.next()
+	defer q.next() // also if Run panics: the queue must go on
 	q.run(c.batch)
+	return c.Out, c.Err
 }
 
 // Waiting is the number of calls that wait for a run, and the number of
@@ -146,21 +100,15 @@ func (q *Queue[In, Out]) next() {
 		q.running--
 		return
 	}
-	close(q.take().wake)
-}
-
-// take takes the calls that wait, as many as a run takes, off the queue as
-// the batch of the first of them, and returns that one. q.mu is held.
-func (q *Queue[In, Out]) take() *Call[In, Out] {
 	n, size := 1, q.size(q.waiting[0].In)
 	for n < len(q.waiting) && (q.MaxSize == 0 || size+q.size(q.waiting[n].In) <= q.MaxSize) {
 		size += q.size(q.waiting[n].In)
 		n++
 	}
-	first := q.waiting[0]
-	first.batch = slices.Clone(q.waiting[:n])
+	next := q.waiting[0]
+	next.batch = slices.Clone(q.waiting[:n])
 	q.waiting = slices.Delete(q.waiting, 0, n)
-	return first
+	close(next.wake)
 }
 
 func (q *Queue[In, Out]) size(in In) int {
@@ -190,17 +138,6 @@ func (q *Queue[In, Out]) run(batch []*Call[In, Out]) {
 	}
 	ctx, cancel := runContext(calls)
 	defer cancel()
-	// A run that panics fails the calls it did not answer, and the queue
-	// goes on: every caller learns of it, and no run is left unled.
-	defer func() {
-		if p := recover(); p != nil {
-			for _, c := range calls {
-				if c.Err == ErrNoAnswer {
-					c.Err = fmt.Errorf("%w: the run panicked: %v", ErrNoAnswer, p)
-				}
-			}
-		}
-	}()
 	q.Run(ctx, calls)
 }
 

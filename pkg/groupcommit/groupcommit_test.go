@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -42,21 +41,6 @@ func newGate(maxRuns, maxSize int) *gate {
 			}
 		}}
 	return g
-}
-
-// letAll lets every run answer, until the test ends.
-func (g *gate) letAll(t *testing.T) {
-	done := make(chan struct{})
-	t.Cleanup(func() { close(done) })
-	go func() {
-		for {
-			select {
-			case g.let <- struct{}{}:
-			case <-done:
-				return
-			}
-		}
-	}()
 }
 
 // started is the number of runs begun so far.
@@ -150,7 +134,11 @@ func TestARunTakesAtMostMaxSizeAndABiggerCallGoesAlone(t *testing.T) {
 	out, errs := make(chan result, 10), make(chan error, 10)
 	g.fill(t, out, errs)
 	g.queue(t, context.Background(), out, errs, 2, 3, 200, 4, 900, 5)
-	g.letAll(t)
+	go func() {
+		for range 5 {
+			g.let <- struct{}{}
+		}
+	}()
 	for range 7 {
 		select {
 		case <-out:
@@ -250,7 +238,7 @@ func TestARunWithDeadlinesHasTheLatest(t *testing.T) {
 	g.let <- struct{}{}
 }
 
-func TestACallTheRunLeavesUnansweredFailsAndARunThatPanicsFailsItsCalls(t *testing.T) {
+func TestACallTheRunLeavesUnansweredFailsAndAPanicDoesNotStopTheQueue(t *testing.T) {
 	g := newGate(1, 0)
 	g.answer = func(in int) (int, error) {
 		if in == 3 {
@@ -260,17 +248,22 @@ func TestACallTheRunLeavesUnansweredFailsAndARunThatPanicsFailsItsCalls(t *testi
 	}
 	out, errs := make(chan result, 10), make(chan error, 10)
 	g.fill(t, out, errs)
-	g.queue(t, context.Background(), out, errs, 2, 3, 4)
-	g.let <- struct{}{} // 1 answers; 2 leads 2, 3 and 4: 2 is answered, 3 panics
+	panicked := make(chan any, 1)
+	n, _ := g.q.Waiting()
+	go func() {
+		defer func() { panicked <- recover() }()
+		g.q.Do(context.Background(), 3)
+	}()
+	eventually(t, "3 waiting", func() bool { w, _ := g.q.Waiting(); return w == n+1 })
+	g.queue(t, context.Background(), out, errs, 4)
+	g.let <- struct{}{} // 1 answers; 3 runs 3 and 4, and panics
 	g.let <- struct{}{}
-	<-out // 1
-	if r := <-out; r.in != 2 {
-		t.Fatalf("answered %v, want 2", r)
+	if p := <-panicked; p != "run of 3" {
+		t.Fatalf("the leader's caller saw %v, want the run's panic", p)
 	}
-	for range 2 {
-		if err := <-errs; !errors.Is(err, groupcommit.ErrNoAnswer) || !strings.Contains(err.Error(), "run of 3") {
-			t.Fatalf("a call of the run that panicked: %v, want ErrNoAnswer with the panic", err)
-		}
+	<-out // 1
+	if err := <-errs; !errors.Is(err, groupcommit.ErrNoAnswer) {
+		t.Fatalf("call 4 in the run that panicked: %v, want ErrNoAnswer", err)
 	}
 	g.answer = func(in int) (int, error) { return in, nil }
 	g.call(context.Background(), 5, out, errs)
@@ -280,99 +273,5 @@ func TestACallTheRunLeavesUnansweredFailsAndARunThatPanicsFailsItsCalls(t *testi
 	}
 	if n, running := g.q.Waiting(); n != 0 || running != 0 {
 		t.Fatalf("after: %d waiting, %d runs, want none", n, running)
-	}
-}
-
-// doAll starts a DoAll of ins on ctx and sends its answers to out and errs.
-func (g *gate) doAll(ctx context.Context, ins []int, out chan<- result, errs chan<- error) {
-	go func() {
-		outs, es := g.q.DoAll(ctx, ins)
-		for i, in := range ins {
-			if es[i] != nil {
-				errs <- fmt.Errorf("%d: %w", in, es[i])
-			} else {
-				out <- result{in, outs[i]}
-			}
-		}
-	}()
-}
-
-func TestManyCallsAtOnceGoInOneRunAsMaxSizeAllows(t *testing.T) {
-	g := newGate(2, 4)
-	out, errs := make(chan result, 20), make(chan error, 20)
-	g.doAll(context.Background(), []int{1, 2, 3}, out, errs) // a free run: at once, together
-	eventually(t, "the first run", func() bool { return g.started() == 1 })
-	g.doAll(context.Background(), []int{4, 5, 6, 7, 8, 9}, out, errs) // a free run: the first four
-	eventually(t, "the second run", func() bool { return g.started() == 2 })
-	g.queue(t, context.Background(), out, errs, 10) // waits after the second DoAll's last two
-	g.letAll(t)
-	got := map[int]int{}
-	for range 10 {
-		select {
-		case r := <-out:
-			got[r.in] = r.out
-		case err := <-errs:
-			t.Fatal(err)
-		}
-	}
-	want := [][]int{{1, 2, 3}, {4, 5, 6, 7}, {8, 9, 10}}
-	if !slices.EqualFunc(g.runs, want, slices.Equal) {
-		t.Fatalf("runs %v, want %v", g.runs, want)
-	}
-	for in, o := range got {
-		if o != 10*in {
-			t.Fatalf("call %d answered %d", in, o)
-		}
-	}
-	if n, running := g.q.Waiting(); n != 0 || running != 0 {
-		t.Fatalf("after: %d waiting, %d runs, want none", n, running)
-	}
-}
-
-func TestManyCallsAtOnceTakeEveryFreeRun(t *testing.T) {
-	g := newGate(2, 4)
-	out, errs := make(chan result, 20), make(chan error, 20)
-	g.doAll(context.Background(), []int{1, 2, 3, 4, 5, 6}, out, errs)
-	eventually(t, "two runs", func() bool { return g.started() == 2 })
-	g.mu.Lock()
-	runs := slices.Clone(g.runs)
-	g.mu.Unlock()
-	slices.SortFunc(runs, func(a, b []int) int { return a[0] - b[0] })
-	if want := [][]int{{1, 2, 3, 4}, {5, 6}}; !slices.EqualFunc(runs, want, slices.Equal) {
-		t.Fatalf("runs %v, want %v", runs, want)
-	}
-	g.letAll(t)
-	for range 6 {
-		select {
-		case <-out:
-		case err := <-errs:
-			t.Fatal(err)
-		}
-	}
-	if n, running := g.q.Waiting(); n != 0 || running != 0 {
-		t.Fatalf("after: %d waiting, %d runs, want none", n, running)
-	}
-	if outs, errs := g.q.DoAll(context.Background(), nil); outs != nil || errs != nil {
-		t.Fatalf("DoAll of nothing: %v %v", outs, errs)
-	}
-}
-
-func TestManyCallsThatWaitGoTogether(t *testing.T) {
-	g := newGate(1, 3)
-	out, errs := make(chan result, 10), make(chan error, 10)
-	g.fill(t, out, errs)
-	g.queue(t, context.Background(), out, errs, 2)
-	g.doAll(context.Background(), []int{3, 4, 5, 6}, out, errs)
-	eventually(t, "five waiting", func() bool { w, _ := g.q.Waiting(); return w == 5 })
-	g.letAll(t)
-	for range 6 {
-		select {
-		case <-out:
-		case err := <-errs:
-			t.Fatal(err)
-		}
-	}
-	if want := [][]int{{1}, {2, 3, 4}, {5, 6}}; !slices.EqualFunc(g.runs, want, slices.Equal) {
-		t.Fatalf("runs %v, want %v", g.runs, want)
 	}
 }

@@ -278,3 +278,24 @@ func TestIfMatchRefusesAChangeOfAnotherVersion(t *testing.T) {
 	platformtest.JSON(t, "PUT", srv.URL+"/customer/"+ids[0], map[string]string{"name": "Bob B", "email": "bob@example.com"}, 200, nil)
 	platformtest.JSON(t, "DELETE", srv.URL+"/customer/"+ids[0], nil, 200, nil)
 }
+
+// The error of a list names its bad item, counting from 1, whether the item
+// cannot be decoded or is invalid; nothing of the list is written.
+func TestTheErrorOfAListNamesItsBadItem(t *testing.T) {
+	t.Parallel()
+	_, srv := platformtest.Start(t, "customer", platformtest.Config(t), platform.NoConfig{}, wire)
+	for body, want := range map[string]string{
+		`[{"name": "x", "email": "a@b.c"}, {"name": "y", "email": "b@b.c", "age": 3}, {"name": "z", "email": "c@b.c"}]`: `item 2 of 3: unknown field "age"`,
+		`[{"name": "x", "email": "a@b.c"}, {"name": "y", "email": 5}]`:                                                  `item 2 of 2: field "email"`,
+		`[{"name": "x", "email": "a@b.c"}, {"name": "y", "email": "b@b.c"}, {"name": " ", "email": "c@b.c"}]`:           "item 3 of 3: name",
+	} {
+		if msg := platformtest.Rejected(t, "POST", srv.URL+"/customers", body, 400); !strings.HasPrefix(msg, want) {
+			t.Errorf("%s: error %q, want it to begin %q", body, msg, want)
+		}
+	}
+	var all []map[string]any
+	platformtest.JSON(t, "GET", srv.URL+"/customers", nil, 200, &all)
+	if len(all) != 0 {
+		t.Fatalf("%d customers written", len(all))
+	}
+}

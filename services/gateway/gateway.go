@@ -56,7 +56,7 @@ func wire(app *platform.App, cfg config) error {
 		}
 	}
 	r.Get("/report", report(app.Cache, shop.Collections))
-	// Reads only: msg's POST /emails sends mails, for the services alone.
+	// Reads only: what else the owners serve is for the services alone.
 	for path, target := range map[string]string{"/orders/unbilled": cfg.OrderURL, "/emails": cfg.MsgURL, "/emails/*": cfg.MsgURL} {
 		h, err := proxy(app, target, "", app.Config.RequestTimeout)
 		if err != nil {

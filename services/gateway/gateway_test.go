@@ -90,7 +90,7 @@ func TestCommandsGoToTheirOwner(t *testing.T) {
 	platformtest.JSON(t, "DELETE", url+"/orders/"+id, nil, 200, nil)
 	platformtest.JSON(t, "GET", url+"/orders/unbilled", nil, 200, nil)
 	platformtest.JSON(t, "GET", url+"/emails", nil, 200, nil)
-	// Sending mails is for the services, not the public: only reads of them go on.
+	// Only reads of mails go on: sending them is for the services.
 	platformtest.Rejected(t, "POST", url+"/emails", `[{"to": "ada@example.com", "msg": "hi", "key": "k"}]`, http.StatusMethodNotAllowed)
 	platformtest.Rejected(t, "POST", url+"/emails/"+id, `{}`, http.StatusMethodNotAllowed)
 	want := "PUT /order/" + id + ",DELETE /orders/" + id + ",GET /orders/unbilled,GET /emails"

@@ -18,7 +18,7 @@ type Mail struct {
 	To    string `json:"to"`
 	Msg   string `json:"msg"`
 	Key   string `json:"key"`
-	Trace string `json:"traceparent"` // the mail's own
+	Trace string `json:"-"` // the request's traceparent
 }
 
 // TraceID is the trace id of a W3C traceparent, "" if it is none: a
@@ -31,47 +31,36 @@ func TraceID(traceparent string) string {
 }
 
 // MailPeer stands in for msg over HTTP in the tests of services that mail:
-// it takes mails as msg's POST /emails does, records each key's mail once,
-// and fails the mails to the addresses it is told to fail for, answering
-// 503 when every mail of a request failed.
+// it records each key's mail once, as msg does, and answers 503 for the
+// addresses it is told to fail for.
 type MailPeer struct {
 	*httptest.Server
-	mu       sync.Mutex
-	mails    map[string]Mail
-	fail     map[string]bool
-	requests int
+	mu    sync.Mutex
+	mails map[string]Mail
+	fail  map[string]bool
 }
 
 // NewMailPeer serves a MailPeer until the test ends.
 func NewMailPeer(t testing.TB) *MailPeer {
 	p := &MailPeer{mails: map[string]Mail{}, fail: map[string]bool{}}
 	p.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var mails []Mail
-		if err := json.NewDecoder(r.Body).Decode(&mails); err != nil || r.URL.Path != "/emails" || len(mails) == 0 {
-			platform.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": "bad mails"})
+		var m Mail
+		if err := json.NewDecoder(r.Body).Decode(&m); err != nil || r.URL.Path != "/email" {
+			platform.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": "bad mail"})
 			return
 		}
+		m.Trace = r.Header.Get("traceparent")
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		p.requests++
-		answers, failed := make([]map[string]any, len(mails)), 0
-		for i, m := range mails {
-			if p.fail[m.To] {
-				answers[i] = map[string]any{"error": "mail server down"}
-				failed++
-				continue
-			}
-			_, dup := p.mails[m.Key]
-			if !dup {
-				p.mails[m.Key] = m
-			}
-			answers[i] = map[string]any{"id": uuid.NewString(), "sent": !dup}
-		}
-		if failed == len(mails) {
+		if p.fail[m.To] {
 			platform.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "mail server down"})
 			return
 		}
-		platform.WriteJSON(w, http.StatusOK, answers)
+		_, dup := p.mails[m.Key]
+		if !dup {
+			p.mails[m.Key] = m
+		}
+		platform.WriteJSON(w, http.StatusOK, map[string]any{"id": uuid.NewString(), "sent": !dup})
 	}))
 	t.Cleanup(p.Close)
 	return p
@@ -103,11 +92,4 @@ func (p *MailPeer) Count() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.mails)
-}
-
-// Requests is the number of requests that carried mails.
-func (p *MailPeer) Requests() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.requests
 }
