@@ -5,9 +5,9 @@
 // round trips far less than a run each; alone, a call goes at once, with
 // no timer and no added latency.
 //
-// The event store groups the appends to a stream so (one script run for
-// many commits), and the shop's senders of mail their sends to the msg
-// service (one request for many mails).
+// The event store groups the appends to a stream so: one script run for
+// many commits. Where the wait costs more than the round trips saved, as
+// for calls that are few or cheap on the far end, a queue does not pay.
 package groupcommit
 
 import (
