@@ -284,27 +284,23 @@ func DecodeOneOrMany[T any](r *http.Request, max int) ([]T, error) {
 	}
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) > 0 && trimmed[0] == '[' {
-		return decodeMany[T](body, max)
+		var many []T
+		if err := decodeBytes(body, &many); err != nil {
+			return nil, badItem[T](body, err)
+		}
+		switch {
+		case len(many) == 0:
+			return nil, Errorf(http.StatusBadRequest, "the list is empty")
+		case len(many) > max:
+			return nil, Errorf(http.StatusRequestEntityTooLarge, "the list has %d items, more than %d", len(many), max)
+		}
+		return many, nil
 	}
 	var one T
 	if err := decodeBytes(body, &one); err != nil {
 		return nil, err
 	}
 	return []T{one}, nil
-}
-
-func decodeMany[T any](body []byte, max int) ([]T, error) {
-	var many []T
-	if err := decodeBytes(body, &many); err != nil {
-		return nil, badItem[T](body, err)
-	}
-	switch {
-	case len(many) == 0:
-		return nil, Errorf(http.StatusBadRequest, "the list is empty")
-	case len(many) > max:
-		return nil, Errorf(http.StatusRequestEntityTooLarge, "the list has %d items, more than %d", len(many), max)
-	}
-	return many, nil
 }
 
 // badItem is err, the error of decoding a list of T, naming the item it is

@@ -101,9 +101,12 @@ func (q *Queue[In, Out]) next() {
 		return
 	}
 	n, size := 1, q.size(q.waiting[0].In)
-	for n < len(q.waiting) && (q.MaxSize == 0 || size+q.size(q.waiting[n].In) <= q.MaxSize) {
-		size += q.size(q.waiting[n].In)
-		n++
+	for ; n < len(q.waiting); n++ {
+		more := q.size(q.waiting[n].In)
+		if q.MaxSize > 0 && size+more > q.MaxSize {
+			break
+		}
+		size += more
 	}
 	next := q.waiting[0]
 	next.batch = slices.Clone(q.waiting[:n])
