@@ -1,6 +1,7 @@
 package platform
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/http"
@@ -69,7 +70,7 @@ func create[B, T any](r *http.Request, cache *entitycache.Cache, rules Rules[B, 
 		}
 		ids[i] = rules.ID(ents[i])
 		if ids[i] == "" {
-			ids[i] = rules.NewID(cache, ids[0]) // a batch in one partition, so it commits whole
+			ids[i] = rules.NewID(ctx, cache, ids[0], i) // a batch in one partition, so it commits whole
 			ents[i] = rules.WithID(ents[i], ids[i])
 			continue
 		}
@@ -78,7 +79,11 @@ func create[B, T any](r *http.Request, cache *entitycache.Cache, rules Rules[B, 
 		}
 		derived = append(derived, i)
 	}
-	return ids, entitycache.Retry(ctx, func() error {
+	// A batch that spans partitions commits one partition after the
+	// other: what a pass wrote stays written, and is named in the error if
+	// a later pass fails.
+	var written []string
+	err = entitycache.Retry(ctx, func() error {
 		expected := slices.Repeat([]int64{eventstore.NoEntity}, len(ents))
 		if len(derived) > 0 {
 			want := make([]string, len(derived))
@@ -90,19 +95,35 @@ func create[B, T any](r *http.Request, cache *entitycache.Cache, rules Rules[B, 
 				return err
 			}
 			for j, i := range derived {
-				if cur[j] != nil {
-					return Errorf(http.StatusConflict, "%s %s already exists", rules.One, ids[i])
-				}
 				expected[i] = versions[j]
+				if cur[j] == nil || slices.Contains(written, ids[i]) {
+					continue
+				}
+				// It exists: made by this command's try before, sent with
+				// its Idempotency-Key, or else by another.
+				if done, err := rules.Done(ctx, cache, ids[i], rules.Created); !done || err != nil {
+					return cmp.Or(err, Errorf(http.StatusConflict, "%s %s already exists", rules.One, ids[i]))
+				}
+				written = append(written, ids[i])
 			}
 		}
-		changes := make([]entitycache.Change, len(ents))
+		var changes []entitycache.Change
 		for i, e := range ents {
-			changes[i] = rules.Change(rules.Created, e, expected[i])
+			if !slices.Contains(written, ids[i]) {
+				changes = append(changes, rules.Change(rules.Created, e, expected[i]))
+			}
 		}
-		_, err := cache.Commit(ctx, changes...)
+		events, err := cache.Commit(ctx, changes...)
+		for _, e := range events {
+			written = append(written, e.EntityID)
+		}
 		return err
 	})
+	if err != nil && len(written) > 0 {
+		status, msg, _ := StatusOf(err)
+		return nil, &Error{Status: status, Msg: msg, Written: written}
+	}
+	return ids, err
 }
 
 func replace[B, T any](r *http.Request, cache *entitycache.Cache, rules Rules[B, T]) (any, error) {
@@ -131,8 +152,15 @@ func ETag(version int64) string { return `"` + strconv.FormatInt(version, 10) + 
 // ahead only from the version the header names, and commits expecting that
 // version, so that a change landing in between is a 412 as well, never
 // overwritten unseen.
+//
+// A try of a command sent again with its Idempotency-Key, whose first try
+// committed (its answer was lost), succeeds at once: the entity may have
+// changed or gone since, by that very commit.
 func Change[T any](r *http.Request, cache *entitycache.Cache, res Resource[T], id, typ string, decide func(T) (T, error)) error {
 	ctx := r.Context()
+	if done, err := res.Done(ctx, cache, id, typ); done || err != nil {
+		return err
+	}
 	if m := r.Header.Get("If-Match"); m == "" || m == "*" {
 		return res.Update(ctx, cache, id, typ, decide)
 	}

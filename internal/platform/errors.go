@@ -14,10 +14,13 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Error is an error a client may see, with its HTTP status.
+// Error is an error a client may see, with its HTTP status. Written names
+// what a batch that failed had written before it failed, when it spans
+// partitions, which commit one after the other.
 type Error struct {
-	Status int
-	Msg    string
+	Status  int
+	Msg     string
+	Written []string
 }
 
 func (e *Error) Error() string { return e.Msg }
@@ -43,6 +46,8 @@ var ErrRefused = errors.New("refused")
 // StatusOf maps an error to the status and message a client gets, and says
 // whether to log it. It is the one place that does: only *Error messages and
 // those of the domain's own errors reach clients.
+//
+// WriteError answers with it.
 func StatusOf(err error) (int, string, bool) {
 	var e *Error
 	switch {

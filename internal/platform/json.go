@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/ordershop/ordershop/pkg/eventstore"
 )
 
 // WriteJSON answers with v as JSON.
@@ -67,12 +69,29 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	if internal {
 		slog.Default().ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 	}
-	WriteJSON(w, status, map[string]string{"error": msg})
+	answer := struct {
+		Error   string   `json:"error"`
+		Written []string `json:"written,omitempty"`
+	}{Error: msg}
+	if e := (*Error)(nil); errors.As(err, &e) {
+		answer.Written = e.Written
+	}
+	WriteJSON(w, status, answer)
 }
 
-// Handle adapts a handler that returns its answer or an error.
+// IdempotencyHeader names a command its client may send again: see
+// eventstore.WithIdempotencyKey.
+const IdempotencyHeader = "Idempotency-Key"
+
+// Handle adapts a handler that returns its answer or an error. A request
+// with an Idempotency-Key is handled on a context that carries the key,
+// scoped by its method and path, so that its appends and new ids are the
+// same on every try.
 func Handle(h func(r *http.Request) (any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if key := r.Header.Get(IdempotencyHeader); key != "" {
+			r = r.WithContext(eventstore.WithIdempotencyKey(r.Context(), r.Method+" "+r.URL.Path+" "+key))
+		}
 		v, err := h(r)
 		if err != nil {
 			WriteError(w, r, err)

@@ -245,7 +245,9 @@ func startBinary(dir string, aof bool) (*Server, error) {
 
 func startOn(dir, addr string, aof bool, extra ...string) (*Server, error) {
 	host, port, _ := net.SplitHostPort(addr)
-	args := append([]string{"--bind", host, "--port", port, "--dir", dir, "--save", "", "--protected-mode", "no"}, extra...)
+	// DEBUG SLEEP stalls a test's own server, as a busy or paused Redis would.
+	args := append([]string{"--bind", host, "--port", port, "--dir", dir, "--save", "", "--protected-mode", "no",
+		"--enable-debug-command", "local"}, extra...)
 	if aof {
 		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
 	}

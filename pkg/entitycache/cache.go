@@ -28,9 +28,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"strconv"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/ordershop/ordershop/pkg/eventstore"
 )
 
@@ -190,12 +190,15 @@ func (c *Cache) Commit(ctx context.Context, changes ...Change) ([]eventstore.Eve
 	return events, nil
 }
 
-// NewID is a new random id for an entity of the kind, in the partition of
-// near when near is not "", so that new entities committed together (a
-// batch) are committed in one step.
-func (k Kind[T]) NewID(c *Cache, near string) string {
-	for {
-		id := uuid.NewString()
+// NewID is a new id for the n-th new entity of the kind in a command, in
+// the partition of near when near is not "", so that new entities committed
+// together (a batch) are committed in one step. It is random, or, for a
+// command with an idempotency key, derived from the key (see
+// eventstore.KeyedID): the same on every try, so that a try after one whose
+// answer was lost creates nothing new.
+func (k Kind[T]) NewID(ctx context.Context, c *Cache, near string, n int) string {
+	for try := 0; ; try++ {
+		id := eventstore.KeyedID(ctx, "id", k.Name, strconv.Itoa(n), strconv.Itoa(try))
 		if near == "" || c.part(k.kind(), id) == c.part(k.kind(), near) {
 			return id
 		}
@@ -263,6 +266,13 @@ func (k Kind[T]) Update(ctx context.Context, c *Cache, id, typ string, decide fu
 		_, err = c.Commit(ctx, k.Change(typ, k.WithID(next, id), v))
 		return err
 	})
+}
+
+// Done says whether the command of ctx, sent before with its idempotency
+// key, committed an event of type typ of the entity: see
+// eventstore.Store.Appended.
+func (k Kind[T]) Done(ctx context.Context, c *Cache, id, typ string) (bool, error) {
+	return c.store.Appended(ctx, c.part(k.kind(), id), k.Name, id, typ)
 }
 
 // Delete removes an entity by its kind's Deleted event, which carries the

@@ -168,7 +168,8 @@ type Record struct {
 // no table per event, and each one costs Redis a string to make, so there
 // are few. KEYS: the stream, the versions hash, the markers of the groups in
 // order, the keys of the writes. ARGV: the number of groups, then per group
-// the number of ARGV it takes after that number, and per event of it: the
+// the number of ARGV it takes after that number, the seconds its marker is
+// kept (see markerTTL), and per event of it: the
 // entity id, the expected version, the values of the envelope's fields in
 // the order of Event.fields (the names are the script's own) but the entity
 // id and version, the number of meta args and those args, the number of
@@ -262,8 +263,9 @@ local function check(from, last)
 end
 
 -- apply writes the checked group in ARGV[from] on, with its versions, and
--- its marker; it answers the events' stream IDs and versions.
-local function apply(from, versions, marker)
+-- its marker, kept for ttl seconds; it answers the events' stream IDs and
+-- versions.
+local function apply(from, versions, marker, ttl)
   local out, flat, i = {}, {}, from
   for e, v in ipairs(versions) do
     local id, meta = ARGV[i], tonumber(ARGV[i + 7])
@@ -287,8 +289,7 @@ local function apply(from, versions, marker)
     out[e] = {sid, v}
     flat[2 * e - 1], flat[2 * e] = sid, v
   end
-  -- A minute: far longer than go-redis goes on retrying.
-  redis.call('SET', marker, table.concat(flat, ' '), 'EX', 60)
+  redis.call('SET', marker, table.concat(flat, ' '), 'EX', ttl)
   return out
 end
 
@@ -306,9 +307,9 @@ for g = 1, tonumber(ARGV[1]) do
   elseif first[marker] then
     twins[#twins + 1] = {g, first[marker]}
   else
-    local versions, err = check(at + 1, last)
+    local versions, err = check(at + 2, last)
     if versions then
-      accepted[#accepted + 1] = {g, at + 1, versions}
+      accepted[#accepted + 1] = {g, at + 2, versions, ARGV[at + 1]}
       first[marker] = g
     else
       replies[g] = {err = err}
@@ -316,7 +317,7 @@ for g = 1, tonumber(ARGV[1]) do
   end
   at = last + 1
 end
-for _, a in ipairs(accepted) do replies[a[1]] = apply(a[2], a[3], KEYS[2 + a[1]]) end
+for _, a in ipairs(accepted) do replies[a[1]] = apply(a[2], a[3], KEYS[2 + a[1]], a[4]) end
 for _, t in ipairs(twins) do replies[t[1]] = replies[t[2]] end
 return replies
 `)
@@ -327,7 +328,9 @@ return replies
 // could decode with ErrInvalidEvent, a write that would fail with an error:
 // in each case before anything is written. Appending the same events again
 // within minutes (the first event's ID tells) writes nothing and returns
-// what the first append did, so that a retry is safe.
+// what the first append did, so that a retry is safe; on a ctx
+// WithIdempotencyKey the event IDs derive from the key, and that holds for
+// a day (see KeepKeyed).
 //
 // Appends to one stream that come while others are in flight wait for one
 // of them and then go to Redis together, in one script run (see
@@ -342,8 +345,12 @@ func (s *Store) Append(ctx context.Context, stream string, recs ...Record) ([]Ev
 	if s.meta != nil {
 		meta = s.meta(ctx)
 	}
+	keyed := IdempotencyKey(ctx) != ""
 	for i := range recs {
 		r := &recs[i]
+		if keyed {
+			r.Event.ID = keyedEventID(ctx, r.Event.EntityType, r.Event.EntityID, r.Event.Type)
+		}
 		for k, v := range meta {
 			if _, own := r.Event.Meta[k]; !own {
 				if r.Event.Meta == nil {
@@ -401,10 +408,10 @@ func (s *Store) queue(stream string) *groupcommit.Queue[[]Record, []Event] {
 func (s *Store) run(ctx context.Context, stream string, calls []*appendCall) {
 	a := appendArgs{keys: []string{s.StreamKey(stream), s.Key(stream, "versions")}, argv: []any{len(calls)}}
 	for _, c := range calls {
-		a.keys = append(a.keys, s.Key(stream, "appended:"+c.In[0].Event.ID))
+		a.keys = append(a.keys, s.marker(stream, c.In[0].Event.ID))
 	}
 	for _, c := range calls {
-		a.group(c.In)
+		a.group(c.In, markerTTL(c.Ctx))
 	}
 	res, err := appendScript.Run(ctx, s.rdb, a.keys, a.argv...).Slice()
 	if err == nil && len(res) != len(calls) {
@@ -452,10 +459,11 @@ type appendArgs struct {
 	index map[string]int // of the writes' keys in keys
 }
 
-// group appends a commit's records: its length, then its events.
-func (a *appendArgs) group(recs []Record) {
+// group appends a commit's records: its length, its marker's time to live
+// in seconds, then its events.
+func (a *appendArgs) group(recs []Record, ttl time.Duration) {
 	head := len(a.argv)
-	a.argv = append(a.argv, 0)
+	a.argv = append(a.argv, 0, int64(ttl/time.Second))
 	for i := range recs {
 		r := &recs[i]
 		e := &r.Event

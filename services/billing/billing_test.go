@@ -1,8 +1,10 @@
 package main
 
 import (
+	"encoding/json"
 	"net/http"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -209,4 +211,67 @@ func TestReceiptForAnUnknownOrderIsSkipped(t *testing.T) {
 	if len(dead) != 0 || st.Counters.Failed != 0 || p.Count() != 0 {
 		t.Fatalf("dead letters %+v, counters %+v, %d mails", dead, st.Counters, p.Count())
 	}
+}
+
+// A batch of billings whose orders' billings live in two partitions commits
+// one partition after the other. Raced by a billing of its second order, it
+// may fail after its first partition committed: then its error says what it
+// wrote, and the batch sent again with its Idempotency-Key answers the same.
+func TestABatchAcrossPartitionsThatFailsSaysWhatItWrote(t *testing.T) {
+	t.Parallel()
+	p := platformtest.NewMailPeer(t)
+	base := platformtest.Config(t)
+	base.Partitions = 4
+	app, srv := platformtest.Start(t, "billing", base, platform.Consuming{MsgURL: p.URL, ConsumerName: "billing-1",
+		ClaimIdle: time.Minute, MaxDeliveries: maxDeliveries, Batch: 50}, wire)
+	type answer struct {
+		status int
+		body   []byte
+	}
+	partial := 0
+	for try := range 60 {
+		_, o1 := order(t, app.Cache, "ada@example.com")
+		var o2 eventstore.Event
+		for o2.EntityID == "" || app.Store.PartitionOf("billing", shop.BillingID(o2.EntityID)) == app.Store.PartitionOf("billing", shop.BillingID(o1.EntityID)) {
+			_, o2 = order(t, app.Cache, "bob@example.com")
+		}
+		key := http.Header{platform.IdempotencyHeader: {uuid.NewString()}}
+		batch := []map[string]any{{"order_id": o1.EntityID}, {"order_id": o2.EntityID}}
+		var first answer
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			platformtest.Do(t, "POST", srv.URL+"/billings", []map[string]any{{"order_id": o2.EntityID}})
+		}()
+		first.status, _, first.body, _ = platformtest.SendWith("POST", srv.URL+"/billings", batch, key)
+		<-done
+		var again answer
+		again.status, _, again.body, _ = platformtest.SendWith("POST", srv.URL+"/billings", batch, key)
+		b1, _, err := shop.Billings.Get(t.Context(), app.Cache, shop.BillingID(o1.EntityID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e struct {
+			Error   string   `json:"error"`
+			Written []string `json:"written"`
+		}
+		json.Unmarshal(first.body, &e)
+		switch {
+		case first.status == http.StatusOK:
+			if b1 == nil {
+				t.Fatalf("try %d: %s, and no billing of the first order", try, first.body)
+			}
+		case first.status != http.StatusConflict || e.Error == "":
+			t.Fatalf("try %d: %d %s, want 200 or a 409 in JSON", try, first.status, first.body)
+		case (b1 != nil) != slices.Contains(e.Written, shop.BillingID(o1.EntityID)):
+			t.Fatalf("try %d: %s, and the billing of the first order is %v", try, first.body, b1)
+		}
+		if len(e.Written) > 0 {
+			partial++
+		}
+		if again.status != first.status || (first.status == http.StatusConflict && string(again.body) != string(first.body)) {
+			t.Fatalf("try %d: sent again with its key, %d %s; the first answer was %d %s", try, again.status, again.body, first.status, first.body)
+		}
+	}
+	t.Logf("%d of 60 batches failed after writing part of them", partial)
 }

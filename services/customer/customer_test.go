@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/google/uuid"
 
 	"github.com/ordershop/ordershop/internal/platform"
 	"github.com/ordershop/ordershop/internal/platform/platformtest"
@@ -297,5 +300,60 @@ func TestTheErrorOfAListNamesItsBadItem(t *testing.T) {
 	platformtest.JSON(t, "GET", srv.URL+"/customers", nil, 200, &all)
 	if len(all) != 0 {
 		t.Fatalf("%d customers written", len(all))
+	}
+}
+
+// A command whose append landed but whose answer was lost (a read timeout:
+// the service answered 503) is not done
+// again when it is sent again with its Idempotency-Key: the retry answers
+// what the first try did, and nothing is written twice.
+func TestARetryWithTheKeyAfterALostAnswerIsNotDoneTwice(t *testing.T) {
+	t.Parallel()
+	rdb, _ := redistest.Client(t)
+	var lose redistest.LostAnswer
+	rdb.AddHook(&lose)
+	app, svc, _ := platformtest.StartOn(t, "customer", platformtest.Config(t), rdb, platform.NoConfig{}, wire)
+	events := func() (n int64) {
+		for _, part := range app.Store.Partitions("customer") {
+			info, err := app.Store.Info(t.Context(), part)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += info.Length
+		}
+		return n
+	}
+	platformtest.JSON(t, "POST", svc.URL+"/customer", map[string]string{"name": "Bob", "email": "bob@example.com"}, 200, nil)
+
+	// lost sends a command whose append's answer is lost: 503, with the
+	// append written; then it sends it again with the same key.
+	lost := func(method, path string, body any) []byte {
+		t.Helper()
+		key := http.Header{platform.IdempotencyHeader: {uuid.NewString()}}
+		before := events()
+		lose.Arm("evalsha")
+		status, _, answer, err := platformtest.SendWith(method, svc.URL+path, body, key)
+		if err != nil || status != http.StatusServiceUnavailable {
+			t.Fatalf("%s %s with its answer lost: %d %s %v, want 503", method, path, status, answer, err)
+		}
+		if events() != before+1 {
+			t.Fatalf("%s %s with its answer lost: %d events, want %d", method, path, events(), before+1)
+		}
+		status, _, answer, err = platformtest.SendWith(method, svc.URL+path, body, key)
+		if err != nil || status != http.StatusOK || events() != before+1 {
+			t.Fatalf("%s %s again: %d %s %v, %d events, want 200 and %d", method, path, status, answer, err, events(), before+1)
+		}
+		return answer
+	}
+	var ids []string
+	if err := json.Unmarshal(lost("POST", "/customers", []map[string]string{{"name": "Ada", "email": "ada@example.com"}}), &ids); err != nil || len(ids) != 1 {
+		t.Fatalf("ids %v %v", ids, err)
+	}
+	lost("PUT", "/customer/"+ids[0], map[string]string{"name": "Ada L", "email": "ada@l.org"})
+	lost("DELETE", "/customer/"+ids[0], nil)
+	var all []map[string]any
+	platformtest.JSON(t, "GET", svc.URL+"/customers", nil, 200, &all)
+	if len(all) != 1 || all[0]["name"] != "Bob" {
+		t.Fatalf("customers %v, want Bob alone", all)
 	}
 }

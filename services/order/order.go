@@ -86,7 +86,7 @@ func (o orders) create(r *http.Request) (any, error) {
 		if ords[i], err = o.check(ctx, b); err != nil {
 			return nil, err
 		}
-		ords[i].ID = shop.Orders.NewID(o.cache, ords[0].ID) // one partition: the batch commits whole
+		ords[i].ID = shop.Orders.NewID(ctx, o.cache, ords[0].ID, i) // one partition: the batch commits whole
 		changes[i] = shop.Orders.Change(shop.OrderCreated, ords[i], eventstore.NoEntity)
 	}
 	ids := make([]string, 0, len(ords))

@@ -16,6 +16,7 @@ import (
 	"github.com/ordershop/ordershop/internal/redistest"
 	"github.com/ordershop/ordershop/pkg/entitycache"
 	"github.com/ordershop/ordershop/pkg/eventstore"
+	"github.com/redis/go-redis/v9"
 )
 
 // Config is the config of a service under test: short timeouts, a small body
@@ -51,6 +52,13 @@ func Start[C any](t testing.TB, name string, base platform.Config, cfg C, wire f
 func Stoppable[C any](t testing.TB, name string, base platform.Config, cfg C, wire func(*platform.App, C) error) (*platform.App, *Server, func()) {
 	t.Helper()
 	rdb, _ := redistest.Client(t)
+	return StartOn(t, name, base, rdb, cfg, wire)
+}
+
+// StartOn is Stoppable on a Redis of the test's own, e.g. a
+// redistest.Server it stalls or stops.
+func StartOn[C any](t testing.TB, name string, base platform.Config, rdb redis.UniversalClient, cfg C, wire func(*platform.App, C) error) (*platform.App, *Server, func()) {
+	t.Helper()
 	app := platform.NewApp(name, base, rdb, slog.Default().With("service", name))
 	if err := wire(app, cfg); err != nil {
 		t.Fatal(err)
