@@ -23,13 +23,10 @@ import (
 )
 
 func wire(app *platform.App, cfg config) error {
-	// The owner of each collection, and the stream whose hash slot holds
-	// its idempotency keys.
-	type owner struct{ url, stream string }
-	owners := map[string]owner{
-		shop.Customers.Many: {cfg.CustomerURL, shop.Customers.Kind.StreamName()}, shop.Products.Many: {cfg.ProductURL, shop.Products.Kind.StreamName()},
-		shop.Inventories.Many: {cfg.InventoryURL, shop.Inventories.Kind.StreamName()},
-		shop.Orders.Many:      {cfg.OrderURL, shop.Orders.Kind.StreamName()}, shop.Billings.Many: {cfg.BillingURL, shop.Billings.Kind.StreamName()},
+	// The owner of each collection.
+	owners := map[string]string{
+		shop.Customers.Many: cfg.CustomerURL, shop.Products.Many: cfg.ProductURL, shop.Inventories.Many: cfg.InventoryURL,
+		shop.Orders.Many: cfg.OrderURL, shop.Billings.Many: cfg.BillingURL,
 	}
 	r := app.Router
 	if cfg.RateLimit > 0 {
@@ -37,16 +34,16 @@ func wire(app *platform.App, cfg config) error {
 	}
 	for _, res := range shop.Collections {
 		res.Queries(r, app.Cache)
-		o := owners[res.Plural()]
-		now, err := proxy(app, o.url, "", app.Config.RequestTimeout)
+		owner := owners[res.Plural()]
+		now, err := proxy(app, owner, "", app.Config.RequestTimeout)
 		if err != nil {
 			return err
 		}
-		patient, err := proxy(app, o.url, "", cfg.CommandTimeout)
+		patient, err := proxy(app, owner, "", cfg.CommandTimeout)
 		if err != nil {
 			return err
 		}
-		command := idempotent(app, o.stream, cfg.CommandTimeout, now, patient)
+		command := idempotent(app, cfg.CommandTimeout, now, patient)
 		for _, p := range res.Paths("") {
 			r.Post(p, command)
 		}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/ordershop/ordershop/internal/platform"
 	"github.com/ordershop/ordershop/internal/platform/platformtest"
@@ -33,6 +34,12 @@ func start(t testing.TB, up map[string]string) (*platform.App, string) {
 // startWith is start with the platform's config base and a change to the
 // gateway's own.
 func startWith(t testing.TB, base platform.Config, up map[string]string, change func(*config)) (*platform.App, *platformtest.Server) {
+	rdb, _ := redistest.Client(t)
+	return startOn(t, base, rdb, up, change)
+}
+
+// startOn is startWith on a Redis client of the test's own.
+func startOn(t testing.TB, base platform.Config, rdb redis.UniversalClient, up map[string]string, change func(*config)) (*platform.App, *platformtest.Server) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +56,8 @@ func startWith(t testing.TB, base platform.Config, up map[string]string, change 
 		InventoryURL: or("inventory"), OrderURL: or("order"), BillingURL: or("billing"), MsgURL: or("msg"), CRMURL: or("crm"),
 		CRMAdminURL: or("crm-admin"), BillingAdminURL: or("billing-admin")}
 	change(&cfg)
-	return platformtest.Start(t, "gateway", base, cfg, wire)
+	app, srv, _ := platformtest.StartOn(t, "gateway", base, rdb, cfg, wire)
+	return app, srv
 }
 
 func TestQueriesReadTheCacheWithEveryServiceDown(t *testing.T) {

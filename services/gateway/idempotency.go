@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,40 +17,60 @@ import (
 	"github.com/ordershop/ordershop/internal/platform"
 )
 
-// Idempotency-Key makes a command safe to send again: a batch that commits
-// after the gateway stopped waiting is answered 503, and a client that sends
-// it again must not order twice. The first request with a key reserves it
-// (SET NX) and runs; its answer is kept for a day and is the answer to every
-// request with that key and the same method, path and body. A request whose
-// key is taken by another body is 422. One that comes while the first still
-// runs waits for its answer, polling, for up to REQUEST_TIMEOUT, then is 409.
-// A 5xx answer is not kept: the client may try again.
+// Idempotency-Key makes a command safe to send again: a command whose
+// answer is lost or late, after the gateway stopped waiting, is not done
+// twice when the client sends it again with the same key.
+//
+// A key names one request: its method, path, Content-Type, If-Match and
+// body. The first request with a key reserves it and runs; a request with
+// the key and anything else is 422, whatever the path. The answer of a
+// command that ran is kept for a day, with its headers, and answers every
+// request with the key. Not kept, so that the corrected request runs, are
+// the answers that say the request could not run as sent (400, 412, 413,
+// 415): the key is free again. A 5xx, or no answer within REQUEST_TIMEOUT,
+// says nothing of what the owner did: the key stays bound to the request,
+// and the next request with it runs again. That is safe because the owner
+// is idempotent by the key too (eventstore.WithIdempotencyKey): a command
+// that committed answers its first answer again, and writes nothing. A
+// request that comes while another with the key runs waits for its answer,
+// looking again at growing intervals, up to REQUEST_TIMEOUT, then is 409.
 const (
-	idempotencyHeader = "Idempotency-Key"
 	maxIdempotencyKey = 200
 	keepAnswers       = 24 * time.Hour
-	pollAnswer        = 20 * time.Millisecond
+	firstLook         = 10 * time.Millisecond // then twice as long each time,
+	lastLook          = 500 * time.Millisecond
 )
 
 // answer is what a key holds: the request's hash and, once it has run, its
-// answer (Status 0 while it runs).
+// answer (Status 0 while it runs). Again says the last try's outcome is
+// unknown, so the next try with the hash runs.
 type answer struct {
-	Hash        string `json:"hash"`
-	Status      int    `json:"status,omitempty"`
-	ContentType string `json:"content_type,omitempty"`
-	Body        []byte `json:"body,omitempty"`
+	Hash   string      `json:"hash"`
+	Again  bool        `json:"again,omitempty"`
+	Status int         `json:"status,omitempty"`
+	Header http.Header `json:"header,omitempty"`
+	Body   []byte      `json:"body,omitempty"`
 }
+
+// claim reserves a key for a run: when it is free, or when it holds the
+// unknown outcome (ARGV[3]) of the same request; else it answers what the
+// key holds.
+var claim = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur and cur ~= ARGV[3] then return cur end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return false
+`)
 
 // idempotent sends commands to their owner, those with an Idempotency-Key
 // once per key, through patient, which waits for the owner for up to
 // commandTimeout whatever the client does: its answer is the one a retry
-// gets, also when the client stopped waiting at REQUEST_TIMEOUT. The keys
-// are in the hash slot of stream.
-func idempotent(app *platform.App, stream string, commandTimeout time.Duration, owner, patient http.Handler) http.HandlerFunc {
+// gets, also when the client stopped waiting at REQUEST_TIMEOUT.
+func idempotent(app *platform.App, commandTimeout time.Duration, owner, patient http.Handler) http.HandlerFunc {
 	rdb, wait := app.Redis, app.Config.RequestTimeout
 	commandTimeout = max(commandTimeout, wait)
 	return func(w http.ResponseWriter, r *http.Request) {
-		key, ok := r.Header[http.CanonicalHeaderKey(idempotencyHeader)]
+		key, ok := r.Header[platform.IdempotencyHeader]
 		if !ok {
 			owner.ServeHTTP(w, r)
 			return
@@ -63,73 +84,108 @@ func idempotent(app *platform.App, stream string, commandTimeout time.Duration, 
 			platform.WriteError(w, r, err)
 			return
 		}
-		sum := sha256.Sum256([]byte(r.Method + " " + r.URL.RequestURI() + "\n" + string(body)))
-		hash := hex.EncodeToString(sum[:])
-		redisKey := app.Store.Key(stream, "idempotency:"+key[0])
-		deadline := time.Now().Add(wait)
+		k := idempotencyKey{rdb: rdb, key: app.Config.KeyPrefix + "idempotency:{" + key[0] + "}", hash: fingerprint(r, body)}
+		deadline, look := time.Now().Add(wait), firstLook
 		for {
-			reserved, _ := json.Marshal(answer{Hash: hash})
-			// The reservation outlives the owner's answer, so that a gateway
-			// that dies meanwhile frees the key.
-			first, err := rdb.SetNX(r.Context(), redisKey, reserved, commandTimeout+5*time.Second).Result()
-			if err != nil {
-				platform.WriteError(w, r, fmt.Errorf("%w: %v", platform.ErrUnavailable, err))
-				return
-			}
-			if first {
-				run(w, r, rdb, redisKey, hash, body, wait, commandTimeout, patient)
-				return
-			}
-			var got answer
-			raw, err := rdb.Get(r.Context(), redisKey).Bytes()
+			got, first, err := k.claim(r.Context(), commandTimeout+5*time.Second)
 			switch {
-			case err == redis.Nil:
-				continue // gone since: a 5xx freed it, or it expired
 			case err != nil:
-				platform.WriteError(w, r, fmt.Errorf("%w: %v", platform.ErrUnavailable, err))
+				platform.WriteError(w, r, err)
 				return
-			case json.Unmarshal(raw, &got) != nil:
-				platform.WriteError(w, r, fmt.Errorf("idempotency key %s holds %q", redisKey, raw))
+			case first:
+				k.run(w, r, body, wait, commandTimeout, patient)
 				return
-			case got.Hash != hash:
+			case got.Hash != k.hash:
 				platform.WriteError(w, r, platform.Errorf(http.StatusUnprocessableEntity,
-					"Idempotency-Key %q was used for another request: a new request needs a new key", key[0]))
+					"%s %q was used for another request: a new request needs a new key", platform.IdempotencyHeader, key[0]))
 				return
 			case got.Status != 0:
 				replay(w, got)
 				return
 			case time.Now().After(deadline):
 				platform.WriteError(w, r, platform.Errorf(http.StatusConflict,
-					"a request with Idempotency-Key %q is still running: ask again later with the same key", key[0]))
+					"a request with %s %q is still running: ask again later with the same key", platform.IdempotencyHeader, key[0]))
 				return
 			}
 			select {
 			case <-r.Context().Done():
 				return
-			case <-time.After(pollAnswer):
+			case <-time.After(min(look, time.Until(deadline))):
+				look = min(2*look, lastLook)
 			}
 		}
 	}
 }
 
+// fingerprint is the hash of what makes a request the one it is.
+func fingerprint(r *http.Request, body []byte) string {
+	h := sha256.New()
+	for _, s := range []string{r.Method, r.URL.RequestURI(), r.Header.Get("Content-Type"), r.Header.Get("If-Match")} {
+		io.WriteString(h, s+"\n")
+	}
+	h.Write(body)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
 // checkIdempotencyKey: one key of 1 to 200 printable ASCII characters.
 func checkIdempotencyKey(key []string) error {
 	if len(key) != 1 || key[0] == "" || len(key[0]) > maxIdempotencyKey {
-		return platform.Errorf(http.StatusBadRequest, "%s must be one key of 1 to %d characters", idempotencyHeader, maxIdempotencyKey)
+		return platform.Errorf(http.StatusBadRequest, "%s must be one key of 1 to %d characters", platform.IdempotencyHeader, maxIdempotencyKey)
 	}
 	for _, c := range []byte(key[0]) {
 		if c < ' ' || c > '~' {
-			return platform.Errorf(http.StatusBadRequest, "%s must be printable ASCII", idempotencyHeader)
+			return platform.Errorf(http.StatusBadRequest, "%s must be printable ASCII", platform.IdempotencyHeader)
 		}
 	}
 	return nil
 }
 
-// run asks the owner, on a context of its own, keeps the answer under the
-// key (or frees the key on a 5xx), and answers the client with it, or with
-// 503 if the owner has not answered within REQUEST_TIMEOUT: the answer is
-// kept when it comes, for the client's next try with the same key.
-func run(w http.ResponseWriter, r *http.Request, rdb redis.UniversalClient, key, hash string, body []byte, wait, timeout time.Duration, owner http.Handler) {
+// idempotencyKey is a client's key in Redis, and the hash of the request
+// that came with it.
+type idempotencyKey struct {
+	rdb       redis.UniversalClient
+	key, hash string
+}
+
+func (k idempotencyKey) value(a answer) string {
+	raw, _ := json.Marshal(a)
+	return string(raw)
+}
+
+// claim reserves the key for ttl, or answers what it holds.
+func (k idempotencyKey) claim(ctx context.Context, ttl time.Duration) (got answer, first bool, err error) {
+	raw, err := claim.Run(ctx, k.rdb, []string{k.key},
+		k.value(answer{Hash: k.hash}), ttl.Milliseconds(), k.value(answer{Hash: k.hash, Again: true})).Text()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return got, true, nil
+	case err != nil:
+		return got, false, fmt.Errorf("%w: %v", platform.ErrUnavailable, err)
+	case json.Unmarshal([]byte(raw), &got) != nil:
+		return got, false, fmt.Errorf("idempotency key %s holds %q", k.key, raw)
+	}
+	return got, false, nil
+}
+
+// keep records the answer of a run: kept, the key freed, or the outcome
+// unknown.
+func (k idempotencyKey) keep(ctx context.Context, a answer) {
+	switch {
+	case a.Status >= 500:
+		k.rdb.Set(ctx, k.key, k.value(answer{Hash: k.hash, Again: true}), keepAnswers)
+	case a.Status == http.StatusBadRequest || a.Status == http.StatusPreconditionFailed ||
+		a.Status == http.StatusRequestEntityTooLarge || a.Status == http.StatusUnsupportedMediaType:
+		k.rdb.Del(ctx, k.key)
+	default:
+		k.rdb.Set(ctx, k.key, k.value(a), keepAnswers)
+	}
+}
+
+// run asks the owner, on a context of its own, keeps its answer (see keep),
+// and answers the client with it, or with 503 if the owner has not answered
+// within REQUEST_TIMEOUT: the answer is kept when it comes, for the
+// client's next try with the same key.
+func (k idempotencyKey) run(w http.ResponseWriter, r *http.Request, body []byte, wait, timeout time.Duration, owner http.Handler) {
 	done := make(chan answer, 1)
 	detached := context.WithoutCancel(r.Context())
 	ctx, cancel := context.WithTimeout(detached, timeout)
@@ -139,23 +195,21 @@ func run(w http.ResponseWriter, r *http.Request, rdb redis.UniversalClient, key,
 		defer cancel()
 		rec := &recorder{header: http.Header{}}
 		serve(owner, rec, req)
-		a := answer{Hash: hash, Status: rec.status, ContentType: rec.header.Get("Content-Type"), Body: rec.body.Bytes()}
+		a := answer{Hash: k.hash, Status: rec.status, Header: rec.header, Body: rec.body.Bytes()}
 		if a.Status == 0 {
 			a.Status = http.StatusOK
 		}
+		a.Header.Del("Date")
+		a.Header.Del("Content-Length")
 		// On detached: the owner's time may be up, the answer still counts.
-		if a.Status >= 500 {
-			rdb.Del(detached, key)
-		} else if raw, err := json.Marshal(a); err == nil {
-			rdb.Set(detached, key, raw, keepAnswers)
-		}
+		k.keep(detached, a)
 		done <- a
 	}()
 	select {
 	case a := <-done:
 		replay(w, a)
 	case <-time.After(wait):
-		platform.WriteError(w, r, fmt.Errorf("%w: no answer yet: ask again with the same %s", platform.ErrUnavailable, idempotencyHeader))
+		platform.WriteError(w, r, fmt.Errorf("%w: no answer yet: ask again with the same %s", platform.ErrUnavailable, platform.IdempotencyHeader))
 	case <-r.Context().Done():
 	}
 }
@@ -172,8 +226,8 @@ func serve(h http.Handler, rec *recorder, r *http.Request) {
 }
 
 func replay(w http.ResponseWriter, a answer) {
-	if a.ContentType != "" {
-		w.Header().Set("Content-Type", a.ContentType)
+	for name, values := range a.Header {
+		w.Header()[name] = values
 	}
 	w.WriteHeader(a.Status)
 	w.Write(a.Body)

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/ordershop/ordershop/internal/platform"
 	"github.com/ordershop/ordershop/internal/platform/platformtest"
@@ -29,6 +32,8 @@ func orderService(t *testing.T, slow time.Duration, status ...int) (url string, 
 		if int(n) <= len(status) {
 			code = status[n-1]
 		}
+		w.Header().Set("ETag", fmt.Sprintf(`"%d"`, n))
+		w.Header().Set("Link", fmt.Sprintf(`</orders?after=%d>; rel="next"`, n))
 		platform.WriteJSON(w, code, []string{uuid.NewString()})
 	}))
 	t.Cleanup(owner.Close)
@@ -38,8 +43,15 @@ func orderService(t *testing.T, slow time.Duration, status ...int) (url string, 
 // send sends a command with an Idempotency-Key and returns the answer.
 func send(t *testing.T, method, url, key, body string) (int, string, string) {
 	t.Helper()
+	status, header, b := sendWith(t, method, url, key, body, http.Header{"Content-Type": {"application/json"}})
+	return status, header.Get("Content-Type"), b
+}
+
+// sendWith is send with the request's headers, answering the response's.
+func sendWith(t *testing.T, method, url, key, body string, header http.Header) (int, http.Header, string) {
+	t.Helper()
 	req, _ := http.NewRequest(method, url, strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
+	req.Header = header.Clone()
 	req.Header.Set("Idempotency-Key", key)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -47,7 +59,7 @@ func send(t *testing.T, method, url, key, body string) (int, string, string) {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header.Get("Content-Type"), string(b)
+	return resp.StatusCode, resp.Header, string(b)
 }
 
 // gatewayTo starts the gateway with the order service at url, waiting for
@@ -132,7 +144,8 @@ func TestConcurrentRequestsWithOneKeyRunOnce(t *testing.T) {
 	}
 }
 
-// A 5xx is not kept: the client may try again, and this time it runs.
+// A 5xx is not kept: the client may try again, and this time it runs; the
+// key stays the request's all the same.
 func TestA5xxIsNotKept(t *testing.T) {
 	t.Parallel()
 	owner, created := orderService(t, 0, http.StatusServiceUnavailable, http.StatusConflict)
@@ -145,6 +158,143 @@ func TestA5xxIsNotKept(t *testing.T) {
 	}
 	if created.Load() != 2 {
 		t.Fatalf("the owner ran %d times, want 2", created.Load())
+	}
+}
+
+// After a 5xx, or no answer in time, nobody knows what the owner did: the
+// key still names its request, and another request with it is 422.
+func TestAKeyWhoseOutcomeIsUnknownStillNamesItsRequest(t *testing.T) {
+	t.Parallel()
+	owner, created := orderService(t, 0, http.StatusServiceUnavailable, http.StatusServiceUnavailable)
+	url := gatewayTo(t, owner, 5*time.Second)
+	key := uuid.NewString()
+	if status, _, body := send(t, "POST", url+"/orders", key, batch); status != http.StatusServiceUnavailable {
+		t.Fatalf("first try: %d %s, want 503", status, body)
+	}
+	if status, _, body := send(t, "POST", url+"/orders", key, strings.Replace(batch, "9b0", "8b0", 1)); status != http.StatusUnprocessableEntity {
+		t.Fatalf("another body with the key: %d %s, want 422", status, body)
+	}
+	for i, want := range []int{503, 200, 200} {
+		if status, _, body := send(t, "POST", url+"/orders", key, batch); status != want {
+			t.Fatalf("try %d: %d %s, want %d", i+2, status, body, want)
+		}
+	}
+	if created.Load() != 3 {
+		t.Fatalf("the owner ran %d times, want 3", created.Load())
+	}
+}
+
+// A key is one request whatever its path: the same key on another
+// collection is 422, not a second command.
+func TestAKeyIsOneRequestAcrossCollections(t *testing.T) {
+	t.Parallel()
+	owner, created := orderService(t, 0)
+	_, srv := startWith(t, platformtest.Config(t), map[string]string{"order": owner, "customer": owner, "product": owner},
+		func(c *config) { c.CommandTimeout = 5 * time.Second })
+	key := uuid.NewString()
+	if status, _, body := send(t, "POST", srv.URL+"/customer", key, `{"name":"Ada","email":"ada@example.com"}`); status != http.StatusOK {
+		t.Fatalf("POST /customer: %d %s", status, body)
+	}
+	if status, _, body := send(t, "POST", srv.URL+"/product", key, `{"name":"Ada","email":"ada@example.com"}`); status != http.StatusUnprocessableEntity {
+		t.Fatalf("POST /product with the key of a customer: %d %s, want 422", status, body)
+	}
+	if created.Load() != 1 {
+		t.Fatalf("the owners ran %d times, want 1", created.Load())
+	}
+}
+
+// An answer that says the request could not run as sent (a wrong
+// Content-Type, a stale If-Match) is not kept: the corrected request, with
+// the same key, runs. Headers that change a request's meaning are part of
+// it: after a 200, another If-Match with the key is 422.
+func TestARequestThatCouldNotRunFreesItsKey(t *testing.T) {
+	t.Parallel()
+	owner, created := orderService(t, 0, http.StatusUnsupportedMediaType, http.StatusOK, http.StatusPreconditionFailed)
+	url := gatewayTo(t, owner, 5*time.Second)
+	key := uuid.NewString()
+	if status, _, body := sendWith(t, "POST", url+"/orders", key, batch, http.Header{"Content-Type": {"text/plain"}}); status != http.StatusUnsupportedMediaType {
+		t.Fatalf("text/plain: %d %s, want 415", status, body)
+	}
+	if status, _, body := send(t, "POST", url+"/orders", key, batch); status != http.StatusOK {
+		t.Fatalf("corrected: %d %s, want 200", status, body)
+	}
+	json := http.Header{"Content-Type": {"application/json"}}
+	stale, fresh := json.Clone(), json.Clone()
+	stale.Set("If-Match", `"1"`)
+	fresh.Set("If-Match", `"2"`)
+	if status, _, body := sendWith(t, "PUT", url+"/orders/x", key, batch, stale); status != http.StatusUnprocessableEntity {
+		t.Fatalf("the key again with If-Match: %d %s, want 422", status, body)
+	}
+	key = uuid.NewString()
+	if status, _, body := sendWith(t, "PUT", url+"/orders/x", key, batch, stale); status != http.StatusPreconditionFailed {
+		t.Fatalf("stale If-Match: %d %s, want 412", status, body)
+	}
+	if status, _, body := sendWith(t, "PUT", url+"/orders/x", key, batch, fresh); status != http.StatusOK {
+		t.Fatalf("fresh If-Match: %d %s, want 200", status, body)
+	}
+	if created.Load() != 4 {
+		t.Fatalf("the owner ran %d times, want 4", created.Load())
+	}
+}
+
+// A replay is the first answer whole: its ETag and Link too.
+func TestAReplayKeepsTheAnswersHeaders(t *testing.T) {
+	t.Parallel()
+	owner, _ := orderService(t, 0)
+	url := gatewayTo(t, owner, 5*time.Second)
+	key := uuid.NewString()
+	json := http.Header{"Content-Type": {"application/json"}}
+	_, first, _ := sendWith(t, "POST", url+"/orders", key, batch, json)
+	_, again, _ := sendWith(t, "POST", url+"/orders", key, batch, json)
+	for _, h := range []string{"ETag", "Link", "Content-Type"} {
+		if first.Get(h) == "" || again.Get(h) != first.Get(h) {
+			t.Errorf("%s: first %q, replayed %q", h, first.Get(h), again.Get(h))
+		}
+	}
+}
+
+// Requests that wait for another with their key look again at growing
+// intervals: 20 of them for a second cost Redis a few hundred commands, not
+// one every 20 ms each.
+func TestWaitersLookAgainAtGrowingIntervals(t *testing.T) {
+	t.Parallel()
+	owner, created := orderService(t, time.Second)
+	rdb, _ := redistest.Client(t)
+	var sent commands
+	rdb.AddHook(&sent)
+	base := platformtest.Config(t)
+	_, srv := startOn(t, base, rdb, map[string]string{"order": owner}, func(c *config) { c.CommandTimeout = 5 * time.Second })
+	key := uuid.NewString()
+	sent.n.Store(0)
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			if status, _, body := send(t, "POST", srv.URL+"/orders", key, batch); status != http.StatusOK {
+				t.Errorf("%d %s", status, body)
+			}
+		})
+	}
+	wg.Wait()
+	if n := sent.n.Load(); created.Load() != 1 || n > 300 {
+		t.Fatalf("the owner ran %d times; %d Redis commands for 20 requests, want at most 300", created.Load(), n)
+	}
+	t.Logf("%d Redis commands for 20 requests on one key", sent.n.Load())
+}
+
+// commands counts the commands a client sends.
+type commands struct{ n atomic.Int64 }
+
+func (*commands) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (c *commands) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		c.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+func (c *commands) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		c.n.Add(int64(len(cmds)))
+		return next(ctx, cmds)
 	}
 }
 
