@@ -39,7 +39,7 @@ smoke: images ## docker-compose up from a clean state, the original scenario, CR
 e2e: images ## the stack in containers: CRM stopped, killed, replicated; Redis restarted; poison; bad input
 	$(GO) test -count=1 -v ./tests/e2e/
 
-fuzz: ## each fuzz target for FUZZTIME (30s), one after the other; a failing input lands in testdata/fuzz
+fuzz: ## each fuzz target for FUZZTIME (30s, or a count: 100000x), one after the other; a failing input lands in testdata/fuzz
 	set -e; for t in $(FUZZ); do $(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) $${t%:*}; done
 
 bench: ## the binaries under load beside their yardsticks; writes docs/BENCHMARKS.md (BENCHTIME, BENCH_QUICK=1)
