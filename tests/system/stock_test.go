@@ -1,6 +1,7 @@
 package system
 
 import (
+	"net/http"
 	"testing"
 	"time"
 
@@ -109,4 +110,40 @@ func TestAReservationWhoseOrderNeverCameIsReleased(t *testing.T) {
 	redistest.Eventually(t, 30*time.Second, "the reservation released after the grace", func() bool {
 		return s.converged(t, g, products, inventories, 3)
 	})
+}
+
+// The gateway that sent an order may die after the order service committed
+// it, before it kept the answer: the client's retry then reaches the order
+// service again with the same Idempotency-Key. It answers the same order,
+// orders nothing more and holds no more stock, and a payment-request mail
+// goes once.
+func TestAnOrderSentAgainToItsOwnerWithItsKeyIsOrderedOnce(t *testing.T) {
+	t.Parallel()
+	s := startSystem(t)
+	g := scenario.Gateway(s.URL)
+	customers, emails := g.Customers(t, "again", 1)
+	products, inventories := stocked(t, g, 1, 5)
+	order := map[string]any{"customer_id": customers[0], "product_ids": []string{products[0], products[0]}}
+	key := http.Header{"Idempotency-Key": {uuid.NewString()}}
+	var answers []string
+	for range 3 {
+		status, _, body, err := platformtest.SendWith("POST", "http://"+s.addr["order"]+"/orders", order, key)
+		if err != nil || status != http.StatusOK {
+			t.Fatalf("POST /orders: %d %s %v", status, body, err)
+		}
+		answers = append(answers, string(body))
+	}
+	if answers[1] != answers[0] || answers[2] != answers[0] {
+		t.Fatalf("answers %q, want the first three times", answers)
+	}
+	if orders := g.List(t, "/orders"); len(orders) != 1 {
+		t.Fatalf("%d orders, want 1", len(orders))
+	}
+	if amount := g.Get(t, "/inventory/"+inventories[0])["amount"]; amount != float64(3) {
+		t.Fatalf("stock %v, want 3", amount)
+	}
+	g.WaitMails(t, 30*time.Second, "Please pay", emails)
+	if n := g.CountMails(t, "Please pay"); n[emails[0]] != 1 {
+		t.Fatalf("payment requests %v, want one", n)
+	}
 }
