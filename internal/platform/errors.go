@@ -59,6 +59,10 @@ func StatusOf(err error) (int, string, bool) {
 		return http.StatusConflict, err.Error(), false
 	case errors.Is(err, eventstore.ErrConflict):
 		return http.StatusConflict, "the entity was changed meanwhile, try again", false
+	case redis.HasErrorPrefix(err, "OOM"):
+		// Redis is full (maxmemory, noeviction): it refused the write
+		// before it wrote anything, so the command is safe to send again.
+		return http.StatusServiceUnavailable, "Redis is out of memory: nothing was written, try again later", true
 	case unavailable(err), redis.IsAuthError(err), redis.IsPermissionError(err):
 		// A Redis that refuses our credentials is a fault of the deployment,
 		// not of the request: the client may try again once it is fixed.

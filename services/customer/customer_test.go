@@ -357,3 +357,47 @@ func TestARetryWithTheKeyAfterALostAnswerIsNotDoneTwice(t *testing.T) {
 		t.Fatalf("customers %v, want Bob alone", all)
 	}
 }
+
+// A full Redis (maxmemory, noeviction) refuses a command before it writes
+// anything: 503 in JSON, nothing written, reads go on, and the command sent
+// again once there is room is done once.
+func TestAFullRedisRefusesCommandsWith503AndWritesNothing(t *testing.T) {
+	t.Parallel()
+	srv := redistest.NewServer(t)
+	admin := srv.Client(t)
+	app, svc, _ := platformtest.StartOn(t, "customer", platformtest.Config(t), admin, platform.NoConfig{}, wire)
+	var ids []string
+	platformtest.JSON(t, "POST", svc.URL+"/customer", map[string]string{"name": "Bob", "email": "bob@example.com"}, 200, &ids)
+	if err := admin.ConfigSet(t.Context(), "maxmemory", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	before := redistest.Snapshot(t, app.Redis, "")
+	key := http.Header{platform.IdempotencyHeader: {uuid.NewString()}}
+	ada := map[string]string{"name": "Ada", "email": "ada@example.com"}
+	for _, c := range []struct {
+		method, path string
+		body         any
+	}{{"POST", "/customer", ada}, {"PUT", "/customer/" + ids[0], ada}, {"DELETE", "/customer/" + ids[0], nil}} {
+		status, header, body, err := platformtest.SendWith(c.method, svc.URL+c.path, c.body, key)
+		if err != nil || status != http.StatusServiceUnavailable || header.Get("Content-Type") != "application/json" || !strings.Contains(string(body), "out of memory") {
+			t.Fatalf("%s %s on a full Redis: %d %s %v, want 503 out of memory in JSON", c.method, c.path, status, body, err)
+		}
+	}
+	if after := redistest.Snapshot(t, app.Redis, ""); !reflect.DeepEqual(before, after) {
+		t.Fatalf("a refused command wrote: %d keys before, %d after", len(before), len(after))
+	}
+	platformtest.JSON(t, "GET", svc.URL+"/customer/"+ids[0], nil, 200, nil)
+	if err := admin.ConfigSet(t.Context(), "maxmemory", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if status, _, body, err := platformtest.SendWith("POST", svc.URL+"/customer", ada, key); err != nil || status != http.StatusOK {
+			t.Fatalf("POST once there is room: %d %s %v", status, body, err)
+		}
+	}
+	var all []map[string]any
+	platformtest.JSON(t, "GET", svc.URL+"/customers", nil, 200, &all)
+	if len(all) != 2 {
+		t.Fatalf("%d customers, want Bob and Ada", len(all))
+	}
+}
