@@ -67,10 +67,13 @@ func Run[C any](ctx context.Context, name string, domain Domain, wire func(*App,
 	err = connect(base, log, func(rdb redis.UniversalClient) error {
 		app := NewApp(name, base, rdb, log)
 		if *rebuild {
-			return Rebuild(ctx, app, domain.Streams)
+			// Each stream is read twice: for the versions, then the cache.
+			return withProgress(ctx, app, domain, "rebuild", 2, func(ctx context.Context) error { return Rebuild(ctx, app, domain.Streams) })
 		}
 		if *verify {
-			return Verify(ctx, app.Cache, domain, out) // in order with the log's lines
+			return withProgress(ctx, app, domain, "verify", 1, func(ctx context.Context) error {
+				return Verify(ctx, app.Cache, domain, out) // in order with the log's lines
+			})
 		}
 		if err := wire(app, cfg); err != nil {
 			return err
@@ -201,6 +204,25 @@ func Rebuild(ctx context.Context, app *App, streams [][]entitycache.Projection) 
 		app.Log.Info("cache rebuilt", "stream", app.Store.StreamKey(stream))
 	}
 	return nil
+}
+
+// withProgress runs fn, which replays every stream of the domain passes
+// times, with its progress on stderr when that is a terminal.
+func withProgress(ctx context.Context, app *App, domain Domain, what string, passes int64, fn func(context.Context) error) error {
+	if !onTerminal(os.Stderr) {
+		return fn(ctx)
+	}
+	var streams []string
+	for _, kinds := range domain.Streams {
+		streams = append(streams, entitycache.StreamOf(kinds[0]))
+	}
+	total, err := eventCount(ctx, app.Store, streams)
+	if err != nil {
+		return err
+	}
+	ctx, stop := showProgress(ctx, os.Stderr, what, passes*total, time.Second)
+	defer stop()
+	return fn(ctx)
 }
 
 // Domain is what a binary is handed of the domain it serves, since the

@@ -37,6 +37,7 @@ func (s *Store) Replay(ctx context.Context, stream, from string, fn func([]Event
 		if err := fn(events); err != nil {
 			return err
 		}
+		countReplayed(ctx, len(events))
 		from = next
 	}
 }
