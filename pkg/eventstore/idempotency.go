@@ -2,9 +2,11 @@ package eventstore
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
 )
 
 // A command sent again with the same idempotency key must not be done
@@ -64,8 +66,12 @@ func (s *Store) Appended(ctx context.Context, stream, entityType, entityID, typ 
 	if IdempotencyKey(ctx) == "" {
 		return false, nil
 	}
-	n, err := s.rdb.Exists(ctx, s.marker(stream, keyedEventID(ctx, entityType, entityID, typ))).Result()
-	return n > 0, err
+	// GET, not EXISTS: the owners' Redis users read their markers with GET.
+	err := s.rdb.Get(ctx, s.marker(stream, keyedEventID(ctx, entityType, entityID, typ))).Err()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // marker is the key of the marker of an append whose first event has ID id.

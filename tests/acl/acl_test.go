@@ -303,6 +303,27 @@ func TestOwnersAppendThroughTheEventStore(t *testing.T) {
 	}
 }
 
+// A command sent again with its Idempotency-Key asks whether its first try
+// committed (Kind.Done): the owner may do that with its own rights.
+func TestAnOwnerFindsWhatItsKeyedCommandCommitted(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	ctx := eventstore.WithIdempotencyKey(context.Background(), "PUT /customer/1 key-1")
+	customers := entitycache.New(store(s.client(t, "customer")))
+	c := shop.Customer{ID: uuid.NewString(), Name: "Ada", Email: "ada@example.com"}
+	done, err := shop.Customers.Kind.Done(ctx, customers, c.ID, shop.CustomerCreated)
+	if err != nil || done {
+		t.Fatalf("before the commit: done %v, %v", done, err)
+	}
+	if _, err := customers.Commit(ctx, shop.Customers.Kind.Change(shop.CustomerCreated, c, eventstore.NoEntity)); err != nil {
+		t.Fatalf("customer appends a customer: %v", err)
+	}
+	done, err = shop.Customers.Kind.Done(ctx, customers, c.ID, shop.CustomerCreated)
+	if err != nil || !done {
+		t.Fatalf("after the commit: done %v, %v; want true", done, err)
+	}
+}
+
 // Redis replays its AOF, where a script's writes are a MULTI/EXEC, with the
 // rights of the default user: what the services wrote must come back whole
 // after a restart, though nobody may log in as default.
