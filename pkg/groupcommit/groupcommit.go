@@ -60,17 +60,28 @@ type Call[In, Out any] struct {
 var ErrNoAnswer = errors.New("groupcommit: the run ended without an answer for the call")
 
 // Do returns the output of in once its run is done, run by this call or by
-// another. A call whose ctx ends while it waits is left out of its run,
-// with ctx's error; once in a run, it goes on while anyone in the run waits
-// for it, and no longer: work whose callers all gave up (a request that
-// timed out) is not done later, when the far end is back.
+// another. A call whose ctx ends while it waits in the queue leaves it at
+// once and is not run: Do returns ctx.Err() as is (context.Canceled or
+// context.DeadlineExceeded). A call already taken into a run goes on while
+// anyone in the run waits for it, and no longer: work whose callers all
+// gave up (a request that timed out) is not done later, when the far end
+// is back. Such a call may still be done after its ctx ended, so a caller
+// that must know whether it was done uses an idempotency key and retries.
 func (q *Queue[In, Out]) Do(ctx context.Context, in In) (Out, error) {
 	c := &Call[In, Out]{Ctx: ctx, In: in, wake: make(chan struct{})}
 	q.mu.Lock()
 	if q.running >= max(q.MaxRuns, 1) {
 		q.waiting = append(q.waiting, c)
 		q.mu.Unlock()
-		if <-c.wake; c.batch == nil {
+		select {
+		case <-c.wake:
+		case <-ctx.Done():
+			if q.leave(c) {
+				return c.Out, ctx.Err()
+			}
+			<-c.wake // taken into a run already: its answer comes
+		}
+		if c.batch == nil {
 			return c.Out, c.Err
 		}
 	} else {
@@ -81,6 +92,18 @@ func (q *Queue[In, Out]) Do(ctx context.Context, in In) (Out, error) {
 	defer q.next() // also if Run panics: the queue must go on
 	q.run(c.batch)
 	return c.Out, c.Err
+}
+
+// leave takes c out of the calls that wait, if it still waits there.
+func (q *Queue[In, Out]) leave(c *Call[In, Out]) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	i := slices.Index(q.waiting, c)
+	if i < 0 {
+		return false
+	}
+	q.waiting = slices.Delete(q.waiting, i, i+1)
+	return true
 }
 
 // Waiting is the number of calls that wait for a run, and the number of

@@ -275,3 +275,54 @@ func TestACallTheRunLeavesUnansweredFailsAndAPanicDoesNotStopTheQueue(t *testing
 		t.Fatalf("after: %d waiting, %d runs, want none", n, running)
 	}
 }
+
+func TestAQueuedCallReturnsWhenItsDeadlinePassesAndIsNotRun(t *testing.T) {
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var ran []int
+	q := &groupcommit.Queue[int, int]{MaxRuns: 1, Run: func(ctx context.Context, calls []*groupcommit.Call[int, int]) {
+		for _, c := range calls {
+			if c.In == 1 {
+				<-release
+			}
+			mu.Lock()
+			ran = append(ran, c.In)
+			mu.Unlock()
+			c.Out, c.Err = c.In, nil
+		}
+	}}
+	first := make(chan error, 1)
+	go func() { _, err := q.Do(context.Background(), 1); first <- err }()
+	deadline := time.Now().Add(5 * time.Second)
+	for _, running := q.Waiting(); running == 0; _, running = q.Waiting() {
+		if time.Now().After(deadline) {
+			t.Fatal("the first run never started")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := q.Do(ctx, 2); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("queued call: err %v, want context.DeadlineExceeded", err)
+	}
+	select {
+	case <-first:
+		t.Fatal("the queued call returned only after the blocked run ended")
+	default:
+	}
+	if n, _ := q.Waiting(); n != 0 {
+		t.Fatalf("%d calls still wait after the caller gave up", n)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if out, err := q.Do(context.Background(), 3); err != nil || out != 3 {
+		t.Fatalf("after: %d, %v", out, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(ran, []int{1, 3}) {
+		t.Fatalf("ran %v, want [1 3]: the call that gave up must not run", ran)
+	}
+}
