@@ -31,7 +31,7 @@ func (p *progress) line(now time.Time) string {
 	}
 	line += fmt.Sprintf(", %.0f events/s", rate)
 	if left := p.total - done; left > 0 && rate > 0 {
-		line += fmt.Sprintf(", %v left", (time.Duration(float64(left)/rate*float64(time.Second))).Round(time.Second))
+		line += fmt.Sprintf(", %v left", (time.Duration(float64(left) / rate * float64(time.Second))).Round(time.Second))
 	}
 	return line
 }
