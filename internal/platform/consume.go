@@ -19,7 +19,6 @@ import (
 // Consuming is the config of a service that reads streams through a
 // consumer group.
 type Consuming struct {
-	MsgURL        string        `envconfig:"MSG_URL" default:"http://127.0.0.1:8086"`
 	ConsumerName  string        `envconfig:"CONSUMER_NAME"` // unique per replica; the hostname when empty
 	ClaimIdle     time.Duration `envconfig:"CLAIM_IDLE" default:"30s"`
 	RetryDelay    time.Duration `envconfig:"RETRY_DELAY" default:"200ms"`

@@ -19,7 +19,13 @@ type body struct {
 	Done    *bool  `json:"done"`
 }
 
-func wire(app *platform.App, cfg platform.Consuming) error {
+// config is the consumer's config and where the msg service listens.
+type config struct {
+	platform.Consuming
+	MsgURL string `envconfig:"MSG_URL" default:"http://127.0.0.1:8086"`
+}
+
+func wire(app *platform.App, cfg config) error {
 	shop.Billings.Queries(app.Router, app.Cache)
 	platform.Commands(app, platform.Rules[body, shop.Billing]{
 		Resource: shop.Billings,
@@ -27,7 +33,7 @@ func wire(app *platform.App, cfg platform.Consuming) error {
 			return check(ctx, app.Cache, id, b)
 		},
 	})
-	return platform.Consume(app, cfg, "billing", []string{shop.Orders.StreamName(), shop.Billings.StreamName()},
+	return platform.Consume(app, cfg.Consuming, "billing", []string{shop.Orders.StreamName(), shop.Billings.StreamName()},
 		routes(mails{shop.MailerOf(app, cfg.MsgURL)}))
 }
 

@@ -24,8 +24,8 @@ const maxDeliveries = 3
 // start runs billing, mailing to a peer that stands in for msg.
 func start(t *testing.T) (*platformtest.MailPeer, *platform.App, *platformtest.Server) {
 	p := platformtest.NewMailPeer(t)
-	cfg := platform.Consuming{MsgURL: p.URL, ConsumerName: "billing-1",
-		ClaimIdle: 50 * time.Millisecond, MaxDeliveries: maxDeliveries, Batch: 50}
+	cfg := config{MsgURL: p.URL, Consuming: platform.Consuming{ConsumerName: "billing-1",
+		ClaimIdle: 50 * time.Millisecond, MaxDeliveries: maxDeliveries, Batch: 50}}
 	app, srv := platformtest.Start(t, "billing", platformtest.Config(t), cfg, wire)
 	return p, app, srv
 }
@@ -222,8 +222,8 @@ func TestABatchAcrossPartitionsThatFailsSaysWhatItWrote(t *testing.T) {
 	p := platformtest.NewMailPeer(t)
 	base := platformtest.Config(t)
 	base.Partitions = 4
-	app, srv := platformtest.Start(t, "billing", base, platform.Consuming{MsgURL: p.URL, ConsumerName: "billing-1",
-		ClaimIdle: time.Minute, MaxDeliveries: maxDeliveries, Batch: 50}, wire)
+	app, srv := platformtest.Start(t, "billing", base, config{MsgURL: p.URL, Consuming: platform.Consuming{ConsumerName: "billing-1",
+		ClaimIdle: time.Minute, MaxDeliveries: maxDeliveries, Batch: 50}}, wire)
 	type answer struct {
 		status int
 		body   []byte

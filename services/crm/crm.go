@@ -10,8 +10,14 @@ import (
 	"github.com/ordershop/ordershop/pkg/eventstore"
 )
 
-func wire(app *platform.App, cfg platform.Consuming) error {
-	return platform.Consume(app, cfg, "crm", []string{shop.Customers.StreamName(), shop.Orders.StreamName()},
+// config is the consumer's config and where the msg service listens.
+type config struct {
+	platform.Consuming
+	MsgURL string `envconfig:"MSG_URL" default:"http://127.0.0.1:8086"`
+}
+
+func wire(app *platform.App, cfg config) error {
+	return platform.Consume(app, cfg.Consuming, "crm", []string{shop.Customers.StreamName(), shop.Orders.StreamName()},
 		routes(mails{shop.MailerOf(app, cfg.MsgURL)}))
 }
 

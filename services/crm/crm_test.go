@@ -24,9 +24,9 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
 
-func testConfig(t *testing.T, p *platformtest.MailPeer) (platform.Config, platform.Consuming) {
-	return platformtest.Config(t), platform.Consuming{MsgURL: p.URL, ConsumerName: "crm-1",
-		ClaimIdle: 50 * time.Millisecond, MaxDeliveries: 3, Batch: 50}
+func testConfig(t *testing.T, p *platformtest.MailPeer) (platform.Config, config) {
+	return platformtest.Config(t), config{MsgURL: p.URL, Consuming: platform.Consuming{ConsumerName: "crm-1",
+		ClaimIdle: 50 * time.Millisecond, MaxDeliveries: 3, Batch: 50}}
 }
 
 // writer writes events as the owning services do, on the keys of base, with
@@ -283,8 +283,8 @@ func TestWorkersMailConcurrently(t *testing.T) {
 		e := platformtest.Created(t, w, shop.Customers.Kind, shop.Customer{Name: fmt.Sprint("C", i), Email: fmt.Sprintf("c%d@example.com", i)})
 		keys = append(keys, e.ID+":welcome")
 	}
-	platformtest.Start(t, "crm", base, platform.Consuming{MsgURL: msg.URL, ConsumerName: "crm-1",
-		ClaimIdle: time.Minute, MaxDeliveries: 3, Batch: 100, Workers: 8}, wire)
+	platformtest.Start(t, "crm", base, config{MsgURL: msg.URL, Consuming: platform.Consuming{ConsumerName: "crm-1",
+		ClaimIdle: time.Minute, MaxDeliveries: 3, Batch: 100, Workers: 8}}, wire)
 	// Within crm's request timeout (5 s), so that no call was given up.
 	redistest.Eventually(t, 4*time.Second, "eight mails in flight at once", func() bool { return inFlight.Load() == 8 })
 	open()

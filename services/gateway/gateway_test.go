@@ -53,7 +53,7 @@ func startOn(t testing.TB, base platform.Config, rdb redis.UniversalClient, up m
 		return down
 	}
 	cfg := config{CustomerURL: or("customer"), ProductURL: or("product"),
-		InventoryURL: or("inventory"), OrderURL: or("order"), BillingURL: or("billing"), MsgURL: or("msg"), CRMURL: or("crm"),
+		InventoryURL: or("inventory"), OrderURL: or("order"), BillingURL: or("billing"), MsgURL: or("msg"),
 		CRMAdminURL: or("crm-admin"), BillingAdminURL: or("billing-admin")}
 	change(&cfg)
 	app, srv, _ := platformtest.StartOn(t, "gateway", base, rdb, cfg, wire)

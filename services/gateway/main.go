@@ -18,7 +18,6 @@ type config struct {
 	OrderURL     string `envconfig:"ORDER_URL" default:"http://127.0.0.1:8084"`
 	BillingURL   string `envconfig:"BILLING_URL" default:"http://127.0.0.1:8085"`
 	MsgURL       string `envconfig:"MSG_URL" default:"http://127.0.0.1:8086"`
-	CRMURL       string `envconfig:"CRM_URL" default:"http://127.0.0.1:8087"`
 
 	// The admin listeners whose /ops routes the gateway's admin listener
 	// serves under /ops/crm and /ops/billing.
