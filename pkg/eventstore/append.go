@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -22,7 +21,6 @@ type Store struct {
 	partitions int // of each entity type's stream; 1 when not split
 	meta       func(context.Context) map[string]string
 	appended   func(streamKey string, n int)
-	published  atomic.Int64
 	queues     sync.Map // stream name → its append queue (see queue)
 }
 
@@ -72,13 +70,6 @@ const (
 	NoEntity   int64 = 0  // the entity must not have any event yet
 )
 
-// VersionArg stands for the version the append assigns; it may appear in the
-// arguments of Writes. The script is told where it stands, apart from the
-// arguments, so that no value a client sends is mistaken for it.
-var VersionArg any = versionArg{}
-
-type versionArg struct{}
-
 // ErrConflict is matched by every ConflictError.
 var ErrConflict = errors.New("version conflict")
 
@@ -114,8 +105,7 @@ const maxArgs = 1000
 // redis.call(unpack(w)), and lists their keys, which a script must declare.
 // A write of more than maxArgs args becomes several writes of the same
 // command, which for a list of items or pairs changes nothing. Every arg
-// becomes a string, as cjson would read a number as a double. It is for
-// writes that carry their version: VersionArg is the append's alone.
+// becomes a string, as cjson would read a number as a double.
 func EncodeWrites(ws []Write) (writes [][]any, keys []string) {
 	writes = make([][]any, 0, len(ws)) // [], not null, in JSON
 	for _, w := range ws {
@@ -169,14 +159,11 @@ type Record struct {
 // are few. KEYS: the stream, the versions hash, the markers of the groups in
 // order, the keys of the writes. ARGV: the number of groups, then per group
 // the number of ARGV it takes after that number, the seconds its marker is
-// kept (see markerTTL), and per event of it: the
-// entity id, the expected version, the values of the envelope's fields in
-// the order of Event.fields (the names are the script's own) but the entity
-// id and version, the number of meta args and those args, the number of
-// writes, and the writes. A write is its command, the index of its key in
-// KEYS, the number n of its args, and the args; a write with the version in
-// some of its args has -n for n, and after its args the number of those and
-// their places (1 to n). The reply has one element per group: its events'
+// kept (see markerTTL), and per event of it: the entity id, the expected
+// version, the event ID, type, entity type, time and entity (the field names
+// are the script's own), the number of meta args and those args, the number
+// of writes, and the writes. A write is its command, the index of its key in
+// KEYS, the number n of its args, and the args. The reply has one element per group: its events'
 // stream IDs and versions, or the error that refused it.
 var appendScript = redis.NewScript(`
 -- kind is the key type a write command needs and the args of one item: DEL
@@ -191,17 +178,10 @@ local function kind(cmd)
 end
 
 -- write reads the write at ARGV[w]: its command, key, args from ARGV[a] to
--- ARGV[a + n - 1], the number of places of the version (at ARGV[a + n + 1]
--- on), and where the next write begins.
+-- ARGV[a + n - 1], and where the next write begins.
 local function write(w)
-  local n, p = tonumber(ARGV[w + 2]), 0
-  local next = w + 3 + n
-  if n < 0 then
-    n, next = -n, w + 3 - n
-    p = tonumber(ARGV[next])
-    next = next + 1 + p
-  end
-  return ARGV[w], KEYS[tonumber(ARGV[w + 1])], w + 3, n, p, next
+  local n = tonumber(ARGV[w + 2])
+  return ARGV[w], KEYS[tonumber(ARGV[w + 1])], w + 3, n, w + 3 + n
 end
 
 -- types holds what each key will hold once the groups accepted so far are
@@ -248,7 +228,7 @@ local function check(from, last)
     i = w + 1
     for _ = 1, tonumber(ARGV[w]) do
       local cmd, key, _, n
-      cmd, key, _, n, _, i = write(i)
+      cmd, key, _, n, i = write(i)
       local t, item = kind(cmd)
       if not t or (item == 0 and n > 0) or (item > 0 and (n == 0 or n % item ~= 0)) then
         return nil, 'ERR append refused: ' .. cmd .. ' with ' .. n .. ' args'
@@ -276,15 +256,9 @@ local function apply(from, versions, marker, ttl)
     local w = i + 8 + meta
     i = w + 1
     for _ = 1, tonumber(ARGV[w]) do
-      local cmd, key, a, n, p
-      cmd, key, a, n, p, i = write(i)
-      if p == 0 then
-        redis.call(cmd, key, unpack(ARGV, a, a + n - 1))
-      else
-        local args = {unpack(ARGV, a, a + n - 1)}
-        for j = a + n + 1, a + n + p do args[tonumber(ARGV[j])] = v end
-        redis.call(cmd, key, unpack(args))
-      end
+      local cmd, key, a, n
+      cmd, key, a, n, i = write(i)
+      redis.call(cmd, key, unpack(ARGV, a, a + n - 1))
     end
     out[e] = {sid, v}
     flat[2 * e - 1], flat[2 * e] = sid, v
@@ -370,7 +344,6 @@ func (s *Store) Append(ctx context.Context, stream string, recs ...Record) ([]Ev
 	if err != nil {
 		return nil, err
 	}
-	s.published.Add(int64(len(out)))
 	if s.appended != nil {
 		s.appended(s.StreamKey(stream), len(out))
 	}
@@ -488,8 +461,7 @@ func (a *appendArgs) group(recs []Record, ttl time.Duration) {
 	a.argv[head] = len(a.argv) - head - 1
 }
 
-// write appends a write of args, each as text, and after them the places of
-// VersionArg among them if any.
+// write appends a write of args, each as text.
 func (a *appendArgs) write(cmd, key string, args []any) {
 	i, ok := a.index[key]
 	if !ok {
@@ -500,19 +472,9 @@ func (a *appendArgs) write(cmd, key string, args []any) {
 		a.index[key] = i
 		a.keys = append(a.keys, key)
 	}
-	head := len(a.argv)
 	a.argv = append(a.argv, strings.ToUpper(cmd), i+1, len(args))
-	var places []any
-	for j, arg := range args {
-		if _, ok := arg.(versionArg); ok {
-			places = append(places, j+1)
-			arg = ""
-		}
+	for _, arg := range args {
 		a.argv = append(a.argv, text(arg))
-	}
-	if len(places) > 0 {
-		a.argv[head+2] = -len(args)
-		a.argv = append(append(a.argv, len(places)), places...)
 	}
 }
 
