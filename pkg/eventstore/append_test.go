@@ -78,7 +78,7 @@ func TestAppendThatWouldFailMidwayWritesNothing(t *testing.T) {
 			}
 			_, err := s.Append(ctx, "customer",
 				eventstore.Record{Event: event(t, "customer_created", "c3", 0), Expected: eventstore.NoEntity,
-					Writes: []eventstore.Write{{Cmd: "HSET", Key: s.Key("customer", "entity:c3"), Args: []any{"name", eventstore.VersionArg}}}},
+					Writes: []eventstore.Write{{Cmd: "HSET", Key: s.Key("customer", "entity:c3"), Args: []any{"name", "c3"}}}},
 				bad,
 			)
 			if err == nil {
@@ -93,7 +93,7 @@ func TestAppendThatWouldFailMidwayWritesNothing(t *testing.T) {
 }
 
 // Lua's unpack fails on a few thousand values, so a long write must reach the
-// script in parts; the placeholder is replaced in every part.
+// script in parts, all written in the same step.
 func TestLongWritesCommitWhole(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -103,7 +103,7 @@ func TestLongWritesCommitWhole(t *testing.T) {
 	for i := range 5000 {
 		args = append(args, fmt.Sprint("f", i), fmt.Sprint(i))
 	}
-	args = append(args, "v", eventstore.VersionArg)
+	args = append(args, "v", "1")
 	if _, err := s.Append(ctx, "customer", eventstore.Record{
 		Event: event(t, "customer_created", "c1", 0), Expected: eventstore.AnyVersion,
 		Writes: []eventstore.Write{{Cmd: "HSET", Key: key, Args: args}},
@@ -185,36 +185,6 @@ func TestReplaySkipsEntriesThatAreNotEvents(t *testing.T) {
 	}
 }
 
-// Only VersionArg stands for the version: any other value in a write's args,
-// whatever its JSON looks like, is written as text.
-func TestOnlyThePlaceholderIsReplacedByTheVersion(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	s := newStore(t)
-	key := s.Key("customer", "seen")
-	_, err := s.Append(ctx, "customer", eventstore.Record{
-		Event: event(t, "customer_created", "c1", 0), Expected: eventstore.NoEntity,
-		Writes: []eventstore.Write{{Cmd: "HSET", Key: key, Args: []any{
-			"object", map[string]any{"a": 1},
-			"lookalike", map[string]any{"version": true},
-			"text", `{"version":true}`,
-			"version", eventstore.VersionArg,
-		}}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := s.Redis().HGetAll(ctx, key).Val()
-	if got["version"] != "1" || got["text"] != `{"version":true}` {
-		t.Fatalf("version %q, text %q", got["version"], got["text"])
-	}
-	for _, f := range []string{"object", "lookalike"} {
-		if v, ok := got[f]; ok && v == "1" {
-			t.Errorf("%s was written as the version", f)
-		}
-	}
-}
-
 // cjson reads numbers as doubles; args reach the script as strings, so an
 // int64 above 2^53 is written exactly.
 func TestLargeIntegersAreWrittenExactly(t *testing.T) {
@@ -260,7 +230,7 @@ func TestAppendingTheSameEventsAgainWritesThemOnce(t *testing.T) {
 	key := s.Key("customer", "seen")
 	recs := []eventstore.Record{
 		{Event: event(t, "customer_created", "c1", 0), Expected: eventstore.NoEntity,
-			Writes: []eventstore.Write{{Cmd: "RPUSH", Key: key, Args: []any{eventstore.VersionArg}}}},
+			Writes: []eventstore.Write{{Cmd: "RPUSH", Key: key, Args: []any{"c1"}}}},
 		{Event: event(t, "customer_updated", "c2", 0), Expected: eventstore.AnyVersion},
 	}
 	first, err := s.Append(ctx, "customer", recs...)

@@ -90,20 +90,6 @@ func isObject(raw []byte) bool {
 	return json.Valid(raw) && bytes.HasPrefix(bytes.TrimSpace(raw), []byte("{"))
 }
 
-// fields flattens the envelope to stream fields, in a fixed order. The version
-// is written as VersionArg: the append script puts the real one in its place.
-func (e Event) fields() []any {
-	f := []any{
-		fieldID, e.ID, fieldType, e.Type, fieldEntityType, e.EntityType,
-		fieldEntityID, e.EntityID, fieldVersion, VersionArg,
-		fieldTime, e.Time.UTC().Format(time.RFC3339Nano), fieldEntity, string(e.Entity),
-	}
-	for k, v := range e.Meta {
-		f = append(f, metaPrefix+k, v)
-	}
-	return f
-}
-
 // decode reads an envelope back from a stream entry.
 func decode(streamID string, values map[string]any) (Event, error) {
 	str := func(k string) string { s, _ := values[k].(string); return s }

@@ -30,8 +30,8 @@ func TestAppendsThatWaitGoInOneRunEachWholeOrNot(t *testing.T) {
 	rec := func(id string, expected int64, writes ...eventstore.Write) eventstore.Record {
 		return eventstore.Record{Event: event(t, "customer_created", id, 0), Expected: expected, Writes: writes}
 	}
-	hset := func(key string) eventstore.Write {
-		return eventstore.Write{Cmd: "HSET", Key: s.Key("customer", key), Args: []any{"v", eventstore.VersionArg}}
+	hset := func(key, v string) eventstore.Write {
+		return eventstore.Write{Cmd: "HSET", Key: s.Key("customer", key), Args: []any{"v", v}}
 	}
 	earlier := []eventstore.Record{rec("c0", eventstore.NoEntity)}
 	first, err := s.Append(ctx, "customer", earlier...) // also loads the script
@@ -64,7 +64,7 @@ func TestAppendsThatWaitGoInOneRunEachWholeOrNot(t *testing.T) {
 	for i := range eventstore.MaxRuns {
 		name := fmt.Sprintf("in flight %d", i+1)
 		inFlight = append(inFlight, name)
-		appendAs(name, counted, rec(fmt.Sprintf("c1-%d", i+1), eventstore.NoEntity, hset(fmt.Sprintf("e:c1-%d", i+1))))
+		appendAs(name, counted, rec(fmt.Sprintf("c1-%d", i+1), eventstore.NoEntity, hset(fmt.Sprintf("e:c1-%d", i+1), "1")))
 	}
 	redistest.Eventually(t, 5*time.Second, "runs in flight", func() bool {
 		_, running := eventstore.Waiting(s, "customer")
@@ -78,18 +78,18 @@ func TestAppendsThatWaitGoInOneRunEachWholeOrNot(t *testing.T) {
 		queued++
 		redistest.Eventually(t, 5*time.Second, name+" waiting", func() bool { n, _ := eventstore.Waiting(s, "customer"); return n == queued })
 	}
-	waitAs("good", counted, rec("c2", eventstore.NoEntity, hset("e:c2")), rec("c2", 1, hset("e:c2")))
+	waitAs("good", counted, rec("c2", eventstore.NoEntity, hset("e:c2", "1")), rec("c2", 1, hset("e:c2", "2")))
 	// c6 comes first and would be fine: what the refused group checked must
 	// not count for the groups after it.
-	waitAs("conflict", counted, rec("c6", eventstore.NoEntity, hset("e:c6")), rec("c0", eventstore.NoEntity, hset("e:c0")))
-	waitAs("wrong type", counted, rec("c3", eventstore.NoEntity, hset("e:c3")), rec("c7", eventstore.NoEntity, hset("a-list")))
+	waitAs("conflict", counted, rec("c6", eventstore.NoEntity, hset("e:c6", "1")), rec("c0", eventstore.NoEntity, hset("e:c0", "1")))
+	waitAs("wrong type", counted, rec("c3", eventstore.NoEntity, hset("e:c3", "1")), rec("c7", eventstore.NoEntity, hset("a-list", "1")))
 	waitAs("repeat", counted, earlier...)
-	twin := []eventstore.Record{rec("c8", eventstore.AnyVersion, hset("e:c8"))}
+	twin := []eventstore.Record{rec("c8", eventstore.AnyVersion, hset("e:c8", "1"))}
 	waitAs("twin 1", counted, slices.Clone(twin)...)
 	waitAs("twin 2", counted, slices.Clone(twin)...)
-	waitAs("gave up", gaveUp, rec("c4", eventstore.NoEntity, hset("e:c4")))
-	waitAs("after the others", counted, rec("c5", eventstore.NoEntity, hset("e:c5")), rec("c6", eventstore.NoEntity, hset("e:c6")),
-		rec("c3", eventstore.NoEntity, hset("e:c3")))
+	waitAs("gave up", gaveUp, rec("c4", eventstore.NoEntity, hset("e:c4", "1")))
+	waitAs("after the others", counted, rec("c5", eventstore.NoEntity, hset("e:c5", "1")), rec("c6", eventstore.NoEntity, hset("e:c6", "1")),
+		rec("c3", eventstore.NoEntity, hset("e:c3", "1")))
 	giveUp()
 	sent.Reset() // the run in flight was counted when it was sent
 	if err := rdb.Do(ctx, "CLIENT", "UNPAUSE").Err(); err != nil {

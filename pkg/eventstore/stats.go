@@ -49,9 +49,6 @@ type ConsumerStats struct {
 	Streams  []StreamInfo `json:"streams"`
 }
 
-// Published is how many events this store appended.
-func (s *Store) Published() int64 { return s.published.Load() }
-
 // Info reads a stream's length, first and last IDs, and its groups with their
 // pending entries, lag and dead letters. A missing stream has length 0.
 func (s *Store) Info(ctx context.Context, stream string) (StreamInfo, error) {

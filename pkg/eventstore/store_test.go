@@ -154,7 +154,7 @@ func TestWritesRunInTheSameStepWithTheVersion(t *testing.T) {
 	for i := range 3 {
 		_, err := s.Append(ctx, "customer", eventstore.Record{
 			Event: event(t, "customer_updated", "c1", i), Expected: int64(i),
-			Writes: []eventstore.Write{{Cmd: "HSET", Key: key, Args: []any{"c1", eventstore.VersionArg}}},
+			Writes: []eventstore.Write{{Cmd: "HSET", Key: key, Args: []any{"c1", fmt.Sprint(i + 1)}}},
 		})
 		if err != nil {
 			t.Fatal(err)
