@@ -5,17 +5,21 @@
 //
 //   - event.go: the envelope, stored as plain stream fields so that
 //     `XRANGE events:{customer} - +` is readable as it is.
-//   - append.go: Append writes one event or a batch in one Lua script, with an
-//     optional expected entity version per event and extra writes (the entity
-//     cache) that happen in the same atomic step. Stream IDs come from Redis.
-//     All or nothing: events no reader could decode are refused in Go, and
-//     the script checks versions, key types and args before its first write,
-//     as Redis does not undo a script that fails halfway. A batch leaves a
-//     marker, so that a retry of it (go-redis retries a script whose reply
-//     was lost) writes nothing and answers what the first run did. Appends
-//     to one stream that come while two runs are in flight go together in the
-//     next run, each still whole or refused on its own: under load one
-//     round trip and one script carry many commits.
+//   - store.go: the Store, its options and keys, and an entity's Version.
+//   - append.go: Append writes one event or a batch in one Lua script,
+//     append.lua, with an optional expected entity version per event and
+//     extra writes (the entity cache) that happen in the same atomic step.
+//     Stream IDs come from Redis. All or nothing: events no reader could
+//     decode are refused in Go, and the script checks versions, key types
+//     and args before its first write, as Redis does not undo a script that
+//     fails halfway. A batch leaves a marker, so that a retry of it (go-redis
+//     retries a script whose reply was lost) writes nothing and answers what
+//     the first run did. Appends to one stream that come while two runs are
+//     in flight go together in the next run, each still whole or refused on
+//     its own: under load one round trip and one script carry many commits.
+//   - write.go: a Write, a command run with an append, and the flat
+//     arguments Append sends append.lua; EncodeWrites for other scripts.
+//   - conflict.go: the ConflictError of a stale expected version.
 //   - read.go: Read pages through a stream from any ID; Replay walks all of
 //     it. Entries that are not events are logged and skipped.
 //   - router.go: the Router that hands each event to the handler of its type
