@@ -42,9 +42,13 @@ var (
 
 // Main runs the tests and stops the shared server if one of them started it.
 func Main(m *testing.M) int {
-	defer func() { stopShared() }()
+	defer Stop()
 	return m.Run()
 }
+
+// Stop stops the shared server, for a TestMain that runs its tests through
+// another Main (redistest's).
+func Stop() { stopShared() }
 
 // URL is the URL of a new, empty database of the test's own on the shared
 // server; it is dropped when the test ends.

@@ -22,7 +22,7 @@ func (s *Store) Read(ctx context.Context, stream, from string, count int64) ([]E
 	if len(msgs) > 0 {
 		from = msgs[len(msgs)-1].ID
 	}
-	return decodeAll(stream, msgs), from, nil
+	return DecodeEntries(stream, msgs), from, nil
 }
 
 // Replay calls fn with the events of a stream after from, in order, a page
@@ -54,10 +54,11 @@ func (s *Store) ReplayAll(ctx context.Context, typ string, fn func([]Event) erro
 	return nil
 }
 
-// decodeAll decodes the events among msgs. An entry that is not one, say an
+// DecodeEntries decodes the events among the entries msgs of a stream (an
+// XRANGE's or XREADGROUP's). An entry that is not one, say an
 // XADD by hand, is logged and skipped: stopping at it would stop every
 // replay, and so every rebuild, there for good.
-func decodeAll(stream string, msgs []redis.XMessage) []Event {
+func DecodeEntries(stream string, msgs []redis.XMessage) []Event {
 	out := make([]Event, 0, len(msgs))
 	for _, m := range msgs {
 		e, err := decode(m.ID, m.Values)
