@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/http"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -55,14 +57,21 @@ type dashboard struct {
 	streams   []string              // names
 	keys      []string              // their keys, in the same order
 	heartbeat time.Duration
-	watchers  chan struct{} // a token per open event stream
+	perClient int           // open event streams per client address; 0: no limit but maxWatchers
+	maxAge    time.Duration // an event stream ends after it; 0: never
+
+	mu       sync.Mutex
+	watchers int            // open event streams
+	byClient map[string]int // open event streams per client address
 }
 
-func serveDashboard(app *platform.App, heartbeat time.Duration) error {
+func serveDashboard(app *platform.App, cfg config) error {
+	heartbeat := cfg.EventsHeartbeat
 	if heartbeat <= 0 { // a config made in code, not read from the environment
 		heartbeat = 5 * time.Second
 	}
-	d := &dashboard{app: app, streams: allStreams(app.Store), heartbeat: heartbeat, watchers: make(chan struct{}, maxWatchers)}
+	d := &dashboard{app: app, streams: allStreams(app.Store), heartbeat: heartbeat, perClient: cfg.EventsPerClient, maxAge: cfg.EventsMaxAge,
+		byClient: map[string]int{}}
 	for _, s := range d.streams {
 		d.keys = append(d.keys, app.Store.StreamKey(s))
 	}
@@ -127,13 +136,12 @@ type read struct {
 // its first event, "streams", names the streams and says where. Comments
 // every heartbeat keep proxies and the client sure the stream is alive.
 func (d *dashboard) events(w http.ResponseWriter, r *http.Request) {
-	select {
-	case d.watchers <- struct{}{}:
-		defer func() { <-d.watchers }()
-	default:
-		platform.WriteError(w, r, platform.Errorf(http.StatusServiceUnavailable, "%d event streams are open already, the most there may be", maxWatchers))
+	client, err := d.admit(r)
+	if err != nil {
+		platform.WriteError(w, r, err)
 		return
 	}
+	defer d.leave(client)
 	pos, err := d.positions(r.Context(), r.Header.Get("Last-Event-ID"))
 	if err != nil {
 		platform.WriteError(w, r, err)
@@ -165,6 +173,12 @@ func (d *dashboard) events(w http.ResponseWriter, r *http.Request) {
 	err = write("event: streams\nid: " + d.encode(pos) + "\ndata: " + string(names) + "\n\n")
 	heartbeat := time.NewTicker(d.heartbeat)
 	defer heartbeat.Stop()
+	var expired <-chan time.Time // never without a max age
+	if d.maxAge > 0 {
+		timer := time.NewTimer(d.maxAge)
+		defer timer.Stop()
+		expired = timer.C
+	}
 	for err == nil {
 		select {
 		case rd := <-reads:
@@ -176,11 +190,46 @@ func (d *dashboard) events(w http.ResponseWriter, r *http.Request) {
 		case err = <-failed:
 			// Redis went away: the client reconnects and resumes.
 			d.app.Log.WarnContext(ctx, "event stream: read failed", "err", err)
+		case <-expired:
+			// The id last sent covers only what was written: the client
+			// reconnects and resumes there.
+			return
 		case <-ctx.Done():
 			return
 		case <-d.app.Stopping():
 			return
 		}
+	}
+}
+
+// admit counts an event stream for the request's client address, the
+// connection's (never X-Forwarded-For, which any client can write): a client
+// at its limit is 429, and with maxWatchers open anyone is 503.
+func (d *dashboard) admit(r *http.Request) (string, error) {
+	client, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		client = r.RemoteAddr
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.perClient > 0 && d.byClient[client] >= d.perClient {
+		return "", platform.Errorf(http.StatusTooManyRequests, "%s has %d event streams open already, the most one client may have", client, d.perClient)
+	}
+	if d.watchers >= maxWatchers {
+		return "", platform.Errorf(http.StatusServiceUnavailable, "%d event streams are open already, the most there may be", maxWatchers)
+	}
+	d.watchers++
+	d.byClient[client]++
+	return client, nil
+}
+
+// leave frees what admit counted.
+func (d *dashboard) leave(client string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.watchers--
+	if d.byClient[client]--; d.byClient[client] == 0 {
+		delete(d.byClient, client)
 	}
 }
 

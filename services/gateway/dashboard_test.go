@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -32,15 +33,22 @@ type sseEvent struct {
 type watch struct {
 	resp   *http.Response
 	events chan sseEvent
+	end    error // why the body ended, once events is closed
 }
 
 func openEvents(t *testing.T, adminURL, lastID string) *watch {
+	t.Helper()
+	return openEventsFrom(t, http.DefaultClient, adminURL, lastID)
+}
+
+// openEventsFrom is openEvents with a client of the test's own.
+func openEventsFrom(t *testing.T, client *http.Client, adminURL, lastID string) *watch {
 	t.Helper()
 	req, _ := http.NewRequest("GET", adminURL+"/events", nil)
 	if lastID != "" {
 		req.Header.Set("Last-Event-ID", lastID)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,6 +65,7 @@ func openEvents(t *testing.T, adminURL, lastID string) *watch {
 		for {
 			line, err := r.ReadString('\n')
 			if err != nil {
+				w.end = err
 				return
 			}
 			line = strings.TrimSuffix(line, "\n")
@@ -97,6 +106,30 @@ func (w *watch) next(t *testing.T) sseEvent {
 			}
 		case <-deadline:
 			t.Fatal("no event within 10 s")
+		}
+	}
+}
+
+// rest is every event but heartbeats left on w up to the end of its stream,
+// which must come by itself, cleanly, within 10 s.
+func (w *watch) rest(t *testing.T) []sseEvent {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	var out []sseEvent
+	for {
+		select {
+		case e, ok := <-w.events:
+			if !ok {
+				if w.end != io.EOF {
+					t.Fatalf("the stream ended with %v, want its clean end", w.end)
+				}
+				return out
+			}
+			if !e.Comment {
+				out = append(out, e)
+			}
+		case <-deadline:
+			t.Fatal("the stream did not end within 10 s")
 		}
 	}
 }
@@ -258,6 +291,78 @@ func TestEventsEndWhenTheClientGoes(t *testing.T) {
 	redistest.Eventually(t, 10*time.Second, "a place free after a client left", func() bool {
 		return status(t, "GET", srv.Admin.URL+"/events", "") == http.StatusOK
 	})
+}
+
+// One client address may hold EVENTS_PER_CLIENT streams, not all there may
+// be: its next is a 429 JSON error, while its open streams go on and a client
+// at another address still gets in.
+func TestEventsPerClientCapIs429ForThatClientOnly(t *testing.T) {
+	t.Parallel()
+	app, srv := startWith(t, platformtest.Config(t), nil, func(c *config) { c.EventsPerClient = 2 })
+	first, second := openEvents(t, srv.Admin.URL, ""), openEvents(t, srv.Admin.URL, "")
+	resp, err := http.Get(srv.Admin.URL + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests { // a stream: its body never ends
+		t.Fatalf("a third stream from one address: %d, want 429", resp.StatusCode)
+	}
+	var e struct{ Error string }
+	if err := json.NewDecoder(resp.Body).Decode(&e); err != nil || resp.Header.Get("Content-Type") != "application/json" || e.Error == "" {
+		t.Fatalf("a third stream from one address: %s %q (%v), want a JSON error", resp.Header.Get("Content-Type"), e.Error, err)
+	}
+	// Every address in 127.0.0.0/8 is this machine's: another client's.
+	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
+	other := &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext}}
+	t.Cleanup(other.CloseIdleConnections)
+	third := openEventsFrom(t, other, srv.Admin.URL, "")
+	a := customer(t, app, "Ada")
+	for _, w := range []*watch{first, second, third} {
+		sent(t, w, app, a)
+	}
+	first.close()
+	redistest.Eventually(t, 10*time.Second, "a place free for the client after one of its streams ended", func() bool {
+		return status(t, "GET", srv.Admin.URL+"/events", "") == http.StatusOK
+	})
+}
+
+// A stream ends by itself, cleanly, after EVENTS_MAX_AGE; a client that
+// reconnects with the last id it saw gets every entry once, also those
+// appended while it was away.
+func TestEventsEndAfterTheirMaxAgeAndResume(t *testing.T) {
+	t.Parallel()
+	app, srv := startWith(t, platformtest.Config(t), nil, func(c *config) { c.EventsMaxAge = 200 * time.Millisecond })
+	var seen []string
+	last := ""
+	// read takes every event of w to the end of its stream.
+	read := func(w *watch) {
+		for _, e := range w.rest(t) {
+			last = e.ID
+			if e.Event == "streams" {
+				continue
+			}
+			var got entry
+			if err := json.Unmarshal([]byte(e.Data), &got); err != nil {
+				t.Fatalf("event %+v is no stream entry: %v", e, err)
+			}
+			seen = append(seen, got.ID+" "+got.EntityID)
+		}
+	}
+	w := openEvents(t, srv.Admin.URL, "")
+	a := customer(t, app, "Ada") // while it watches, or after it ended
+	read(w)
+	b := customer(t, app, "Bob") // after it ended
+	want := []string{a.StreamID + " " + a.EntityID, b.StreamID + " " + b.EntityID}
+	for conns := 1; !slices.Contains(seen, want[1]); conns++ {
+		if conns == 50 {
+			t.Fatalf("after %d streams got %v, want %v", conns, seen, want)
+		}
+		read(openEvents(t, srv.Admin.URL, last))
+	}
+	if !slices.Equal(seen, want) { // one customer stream: in order
+		t.Fatalf("across the reconnects got %v, want %v, each once", seen, want)
+	}
 }
 
 // status is the status of a request without a body, whose answer's body it

@@ -71,7 +71,7 @@ func wire(app *platform.App, cfg config) error {
 		app.Admin.Handle(path+"/*", h)
 	}
 	app.Metrics.Streams(platform.AllGroups, func(ctx context.Context) ([]eventstore.StreamInfo, error) { return streams(ctx, app) })
-	return serveDashboard(app, cfg.EventsHeartbeat)
+	return serveDashboard(app, cfg)
 }
 
 // streams reads every stream's facts, with every group's: the gateway

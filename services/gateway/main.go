@@ -37,6 +37,12 @@ type config struct {
 	// How often the dashboard's event stream says it is alive when no event
 	// comes: below the idle timeout of any proxy in between.
 	EventsHeartbeat time.Duration `envconfig:"EVENTS_HEARTBEAT" default:"5s"`
+	// Event streams one client address may have open at once, of the 8 there
+	// may be; 0 is no limit but those 8.
+	EventsPerClient int `envconfig:"EVENTS_PER_CLIENT" default:"2"`
+	// How long an event stream lasts before the gateway ends it; the client
+	// reconnects with its Last-Event-ID and misses nothing. 0 is for ever.
+	EventsMaxAge time.Duration `envconfig:"EVENTS_MAX_AGE" default:"10m"`
 }
 
 func main() { platform.Run(context.Background(), "gateway", shop.Domain, wire) }
