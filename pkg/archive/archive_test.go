@@ -310,3 +310,46 @@ func TestReplayRacingAppendsArchiveAndTrimMissesNothing(t *testing.T) {
 	}
 	f.waitArchived(t, 3000)
 }
+
+// go test -run '^$' -bench Archive -benchtime 20000x ./pkg/archive/
+func BenchmarkArchive(b *testing.B) {
+	rdb, prefix := redistest.Client(b)
+	db, err := pgxpool.New(context.Background(), pgtest.URL(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	if err := Migrate(context.Background(), db); err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	store := eventstore.New(rdb, prefix)
+	for i := 0; i < b.N; i += 100 {
+		recs := make([]eventstore.Record, 0, 100)
+		for j := i; j < min(i+100, b.N); j++ {
+			e, _ := eventstore.NewEvent("customer_updated", "customer", fmt.Sprintf("c%d", j%1000),
+				map[string]any{"id": fmt.Sprintf("c%d", j%1000), "name": "Ada Lovelace", "email": "ada@example.com"})
+			recs = append(recs, eventstore.Record{Event: e, Expected: eventstore.AnyVersion})
+		}
+		if _, err := store.Append(ctx, "customer", recs...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	redisBytes, _ := rdb.MemoryUsage(ctx, store.StreamKey("customer"), 0).Result()
+	b.ResetTimer()
+	a := &Archiver{DB: db, Store: store, Streams: []string{"customer"}, Block: 10 * time.Millisecond}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { a.Run(runCtx); close(done) }()
+	for a.Rows() < int64(b.N) {
+		time.Sleep(time.Millisecond)
+	}
+	b.StopTimer()
+	cancel()
+	<-done
+	var pgBytes int64
+	db.QueryRow(ctx, `SELECT pg_total_relation_size('events')`).Scan(&pgBytes)
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(redisBytes)/float64(b.N), "redis-B/event")
+	b.ReportMetric(float64(pgBytes)/float64(b.N), "pg-B/event")
+}
