@@ -23,6 +23,10 @@ type DeadLetter struct {
 	Values     map[string]any `json:"entry"` // the original entry as stored, also when it is no event
 }
 
+// DeadLetterOriginal is the field of a dead letter that holds the stream ID
+// of its original entry.
+const DeadLetterOriginal = dlStreamID
+
 // Dead-letter fields; the original entry's fields follow them.
 const (
 	dlStreamID   = "dl.stream_id"
