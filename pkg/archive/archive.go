@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS events (
 	time        text        NOT NULL, -- RFC 3339 with nanoseconds, as in the stream
 	entity      text        NOT NULL,
 	meta        jsonb       NOT NULL,
+	schema      int         NOT NULL, -- the entity's schema version as written (eventstore.Upcast)
 	PRIMARY KEY (stream, ms, seq)
 )`
 
@@ -168,6 +169,7 @@ func (a *Archiver) insert(ctx context.Context, stream string, events []eventstor
 	n := len(events)
 	var (
 		ms, seq, versions                  = make([]int64, n), make([]int64, n), make([]int64, n)
+		schemas                            = make([]int32, n)
 		ids, types, entityTypes, entityIDs = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		entities, metas, times             = make([]string, n), make([]string, n), make([]string, n)
 	)
@@ -177,19 +179,20 @@ func (a *Archiver) insert(ctx context.Context, stream string, events []eventstor
 			return err
 		}
 		meta, _ := json.Marshal(e.Meta)
+		schemas[i] = int32(e.Schema)
 		ids[i], types[i], entityTypes[i], entityIDs[i] = e.ID, e.Type, e.EntityType, e.EntityID
 		versions[i], times[i], entities[i], metas[i] = e.Version, e.Time.Format(time.RFC3339Nano), string(e.Entity), string(meta)
 	}
 	var rows, bytes int64
 	err := a.DB.QueryRow(ctx, `
 		WITH added AS (
-			INSERT INTO events (stream, ms, seq, event_id, type, entity_type, entity_id, version, time, entity, meta)
+			INSERT INTO events (stream, ms, seq, event_id, type, entity_type, entity_id, version, time, entity, meta, schema)
 			SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[],
-				$8::bigint[], $9::text[], $10::text[], $11::jsonb[])
+				$8::bigint[], $9::text[], $10::text[], $11::jsonb[], $12::int[])
 			ON CONFLICT DO NOTHING
 			RETURNING octet_length(entity))
 		SELECT count(*), coalesce(sum(octet_length), 0) FROM added`,
-		stream, ms, seq, ids, types, entityTypes, entityIDs, versions, times, entities, metas).Scan(&rows, &bytes)
+		stream, ms, seq, ids, types, entityTypes, entityIDs, versions, times, entities, metas, schemas).Scan(&rows, &bytes)
 	if err != nil {
 		return fmt.Errorf("archive %d events of %s: %w", n, stream, err)
 	}

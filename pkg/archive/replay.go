@@ -75,7 +75,7 @@ func read(ctx context.Context, db *pgxpool.Pool, stream, from, before string, n 
 		}
 	}
 	rows, err := db.Query(ctx, `
-		SELECT ms, seq, event_id, type, entity_type, entity_id, version, time, entity, meta
+		SELECT ms, seq, event_id, type, entity_type, entity_id, version, time, entity, meta, schema
 		FROM events WHERE stream = $1 AND (ms, seq) > ($2, $3) AND (ms, seq) < ($4, $5)
 		ORDER BY ms, seq LIMIT $6`, stream, fromMS, fromSeq, beforeMS, beforeSeq, n)
 	if err != nil {
@@ -88,13 +88,15 @@ func read(ctx context.Context, db *pgxpool.Pool, stream, from, before string, n 
 			entity  string
 			t       string
 		)
-		err := row.Scan(&ms, &seq, &e.ID, &e.Type, &e.EntityType, &e.EntityID, &e.Version, &t, &entity, &e.Meta)
+		err := row.Scan(&ms, &seq, &e.ID, &e.Type, &e.EntityType, &e.EntityID, &e.Version, &t, &entity, &e.Meta, &e.Schema)
 		if err != nil {
 			return e, err
 		}
 		e.StreamID, e.Entity = fmt.Sprintf("%d-%d", ms, seq), []byte(entity)
-		e.Time, err = time.Parse(time.RFC3339Nano, t)
-		return e, err
+		if e.Time, err = time.Parse(time.RFC3339Nano, t); err != nil {
+			return e, err
+		}
+		return eventstore.Upcast(e)
 	})
 }
 

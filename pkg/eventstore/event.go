@@ -23,6 +23,7 @@ type Event struct {
 	Time       time.Time         // when the command was accepted
 	Entity     json.RawMessage   // the entity's JSON after the event
 	Meta       map[string]string // free metadata, e.g. the W3C traceparent
+	Schema     int               // the version of Entity's shape (schema.go); 0 on append means the type's latest
 }
 
 // ErrInvalidEvent is matched by the error of an event that no reader could
@@ -113,5 +114,8 @@ func decode(streamID string, values map[string]any) (Event, error) {
 			e.Meta[name], _ = v.(string)
 		}
 	}
-	return e, nil
+	if e.Schema, err = schemaOf(values); err != nil {
+		return e, fmt.Errorf("entry %s: bad schema version: %w", streamID, err)
+	}
+	return Upcast(e)
 }

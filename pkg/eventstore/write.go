@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -74,10 +75,20 @@ func (a *appendArgs) group(recs []Record, ttl time.Duration) {
 	for i := range recs {
 		r := &recs[i]
 		e := &r.Event
+		if e.Schema == 0 {
+			e.Schema = SchemaVersion(e.Type)
+		}
+		pairs := len(e.Meta)
+		if e.Schema > 1 {
+			pairs++
+		}
 		a.argv = append(a.argv, e.EntityID, r.Expected, e.ID, e.Type, e.EntityType,
-			e.Time.UTC().Format(time.RFC3339Nano), string(e.Entity), 2*len(e.Meta))
+			e.Time.UTC().Format(time.RFC3339Nano), string(e.Entity), 2*pairs)
 		for k, v := range e.Meta {
 			a.argv = append(a.argv, metaPrefix+k, v)
+		}
+		if e.Schema > 1 {
+			a.argv = append(a.argv, fieldSchema, strconv.Itoa(e.Schema))
 		}
 		a.argv = append(a.argv, 0)
 		count := len(a.argv) - 1
