@@ -38,10 +38,18 @@ func TooLarge(limit int64) error {
 // ErrUnavailable says Redis or a service behind this one cannot be reached.
 var ErrUnavailable = &Error{Status: http.StatusServiceUnavailable, Msg: "service unavailable, try again"}
 
-// ErrRefused is what a domain error matches (with errors.Is) when the domain
-// says no to a valid request, e.g. out of stock: a 409 whose message the
-// client reads.
-var ErrRefused = errors.New("refused")
+// The kinds of a domain's errors, which know no HTTP: a domain error
+// matches one (with errors.Is), StatusOf maps it to a status, and the
+// client reads the error's own message.
+var (
+	// ErrInvalid is a request the domain does not accept as it is: a 400.
+	ErrInvalid = errors.New("invalid")
+	// ErrTooLarge is a request over a limit of the domain: a 413.
+	ErrTooLarge = errors.New("too large")
+	// ErrRefused is a valid request the domain says no to, e.g. out of
+	// stock: a 409.
+	ErrRefused = errors.New("refused")
+)
 
 // StatusOf maps an error to the status and message a client gets, and says
 // whether to log it. It is the one place that does: only *Error messages and
@@ -55,6 +63,10 @@ func StatusOf(err error) (int, string, bool) {
 		return e.Status, e.Msg, e.Status >= 500
 	case errors.Is(err, entitycache.ErrNotFound):
 		return http.StatusNotFound, err.Error(), false
+	case errors.Is(err, ErrInvalid):
+		return http.StatusBadRequest, err.Error(), false
+	case errors.Is(err, ErrTooLarge):
+		return http.StatusRequestEntityTooLarge, err.Error(), false
 	case errors.Is(err, ErrRefused):
 		return http.StatusConflict, err.Error(), false
 	case errors.Is(err, eventstore.ErrConflict):

@@ -344,8 +344,9 @@ func badItem[T any](body []byte, err error) error {
 // no name, and other errors are not the item's.
 func itemError(err error, i, n int) error {
 	var e *Error
-	if n > 1 && errors.As(err, &e) {
-		return Errorf(e.Status, "item %d of %d: %s", i+1, n, e.Msg)
+	if n > 1 && (errors.As(err, &e) || errors.Is(err, ErrInvalid) || errors.Is(err, ErrTooLarge) || errors.Is(err, ErrRefused)) {
+		status, msg, _ := StatusOf(err)
+		return Errorf(status, "item %d of %d: %s", i+1, n, msg)
 	}
 	return err
 }

@@ -1,7 +1,7 @@
 package shop
 
 import (
-	"net/http"
+	"fmt"
 	"net/mail"
 	"strings"
 	"unicode"
@@ -46,7 +46,7 @@ func CheckName(name string) error {
 	case name == "":
 		return invalid("name is required")
 	case utf8.RuneCountInString(name) > MaxName:
-		return platform.Errorf(http.StatusBadRequest, "name must be at most %d characters", MaxName)
+		return invalid("name must be at most %d characters", MaxName)
 	case strings.ContainsFunc(name, func(r rune) bool { return unicode.IsControl(r) || r == '\u2028' || r == '\u2029' }):
 		return invalid("name must not contain control characters or line breaks")
 	}
@@ -94,7 +94,7 @@ func NewInventory(productID string, amount int64) (Inventory, error) {
 	case amount < 0:
 		return Inventory{}, invalid("amount must not be negative")
 	case amount > MaxAmount:
-		return Inventory{}, platform.Errorf(http.StatusBadRequest, "amount must be at most %d", int64(MaxAmount))
+		return Inventory{}, invalid("amount must be at most %d", int64(MaxAmount))
 	}
 	return Inventory{ID: InventoryID(productID), ProductID: productID, Amount: amount}, nil
 }
@@ -139,7 +139,7 @@ func CheckProductIDs(ids []string) ([]string, error) {
 	case len(ids) == 0:
 		return nil, invalid("product_ids must not be empty")
 	case len(ids) > MaxPieces:
-		return nil, platform.Errorf(http.StatusRequestEntityTooLarge, "product_ids has %d pieces, more than %d", len(ids), MaxPieces)
+		return nil, &Error{Kind: platform.ErrTooLarge, Msg: fmt.Sprintf("product_ids has %d pieces, more than %d", len(ids), MaxPieces)}
 	}
 	out := make([]string, len(ids))
 	for i, p := range ids {
@@ -199,10 +199,10 @@ const MaxEmail = 254
 // with a dot (not a local host, not an IP address), within the RFCs' lengths.
 func CheckEmail(field, s string) error {
 	if len(s) > MaxEmail {
-		return platform.Errorf(http.StatusBadRequest, "%s must be at most %d bytes", field, MaxEmail)
+		return invalid("%s must be at most %d bytes", field, MaxEmail)
 	}
 	if !plainEmail(s) {
-		return platform.Errorf(http.StatusBadRequest, "%s %q is not an e-mail address", field, s)
+		return invalid("%s %q is not an e-mail address", field, s)
 	}
 	return nil
 }
@@ -225,8 +225,6 @@ func plainEmail(s string) bool {
 	// A top-level domain has a letter: 127.0.0.1 is an address, not a name.
 	return strings.ContainsFunc(labels[len(labels)-1], unicode.IsLetter)
 }
-
-func invalid(msg string) error { return platform.Errorf(http.StatusBadRequest, "%s", msg) }
 
 // The ids that derive from a key, so that the same key always gives the same
 // id and "one per key" holds under concurrency: the store refuses the second.
