@@ -41,13 +41,15 @@ func Consume(app *App, c Consuming, group string, types []string, router *events
 	if err != nil {
 		return err
 	}
-	router.Use(tracedEvents(group), app.Metrics.handling(group), eventstore.Logging(app.Log.With("group", group)), eventstore.Recoverer)
+	// The router is the service's, and may serve another consumer: it stays as it is.
+	handler := eventstore.Wrap(router.Handler(), tracedEvents(group), app.Metrics.handling(group),
+		eventstore.Logging(app.Log.With("group", group)), eventstore.Recoverer)
 	var streams []string // every partition of the entity types' streams
 	for _, typ := range types {
 		streams = append(streams, app.Store.Partitions(typ)...)
 	}
 	consumer, err := app.Store.NewConsumer(eventstore.ConsumerConfig{
-		Group: group, Name: name, Streams: streams, Handler: router.Handler(),
+		Group: group, Name: name, Streams: streams, Handler: handler,
 		Batch: c.Batch, ClaimIdle: c.ClaimIdle, RetryDelay: c.RetryDelay, MaxRetryDelay: c.MaxRetryDelay,
 		MaxDeliveries: c.MaxDeliveries, Workers: c.Workers, Logger: app.Log, OnDeadLetter: app.Metrics.deadLettered(group),
 	})

@@ -212,3 +212,35 @@ func TestMetricsAreOnTheAdminListenerOnlyAndNeedTheToken(t *testing.T) {
 		t.Errorf("no /readyz requests measured: %v", got)
 	}
 }
+
+// A router that two consumers share keeps the middleware it was given:
+// Consume wraps it, and each event is counted once, by its own consumer.
+func TestConsumeLeavesTheRouterAsItWas(t *testing.T) {
+	t.Parallel()
+	base := platformtest.Config(t)
+	r := eventstore.NewRouter()
+	r.Handle("thing_happened", func(context.Context, eventstore.Event) error { return nil })
+	var apps []*platform.App
+	var srvs []*platformtest.Server
+	for _, group := range []string{"first", "second"} {
+		c := platform.Consuming{ConsumerName: group + "-1", ClaimIdle: time.Minute, RetryDelay: 10 * time.Millisecond,
+			MaxRetryDelay: 10 * time.Millisecond, MaxDeliveries: 2, Batch: 50}
+		app, srv := platformtest.Start(t, group, base, c, func(app *platform.App, c platform.Consuming) error {
+			return platform.Consume(app, c, group, []string{"thing"}, r)
+		})
+		apps, srvs = append(apps, app), append(srvs, srv)
+	}
+	thing(t, apps[0].Store, uuid.NewString())
+	key := apps[0].Store.StreamKey("thing")
+	for i, group := range []string{"first", "second"} {
+		redistest.Eventually(t, 10*time.Second, group+" handled the event", func() bool {
+			return value(scrape(t, srvs[i].Admin.URL, ""), "ordershop_consumer_group_lag", "stream", key, "group", group) == 0
+		})
+	}
+	for i, group := range []string{"first", "second"} {
+		m := scrape(t, srvs[i].Admin.URL, "")
+		if got := value(m, "ordershop_events_handled_total", "stream", key, "group", group, "outcome", "ok"); got != 1 {
+			t.Errorf("%s counted %v events handled, want 1", group, got)
+		}
+	}
+}

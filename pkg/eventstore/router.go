@@ -56,8 +56,13 @@ func (r *Router) Handler() Handler {
 		}
 		return nil
 	})
-	for i := len(r.middleware) - 1; i >= 0; i-- {
-		h = r.middleware[i](h)
+	return Wrap(h, r.middleware...)
+}
+
+// Wrap is h behind the middleware; the first is the outermost.
+func Wrap(h Handler, mw ...Middleware) Handler {
+	for i := len(mw) - 1; i >= 0; i-- {
+		h = mw[i](h)
 	}
 	return h
 }

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-chi/chi/v5/middleware"
 	"github.com/go-chi/httprate"
 
 	"github.com/ordershop/ordershop/internal/platform"
@@ -93,11 +94,13 @@ func streams(ctx context.Context, app *platform.App) ([]eventstore.StreamInfo, e
 // never X-Forwarded-For, which any client can write.
 func rateLimit(limit int, window time.Duration) func(http.Handler) http.Handler {
 	retry := strconv.Itoa(int(math.Ceil(window.Seconds())))
-	return httprate.Limit(limit, window, httprate.WithKeyFuncs(httprate.KeyByIP),
-		httprate.WithLimitHandler(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Retry-After", retry) // whole seconds, at least 1
-			platform.WriteError(w, r, platform.Errorf(http.StatusTooManyRequests, "more than %d requests in %v, try again later", limit, window))
-		}))
+	byIP := httprate.LimitBy(limit, window, func(r *http.Request) (string, error) {
+		return httprate.CanonicalizeIP(middleware.GetClientIP(r.Context())), nil // an IPv6 client by its /64
+	}, httprate.WithLimitHandler(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", retry) // whole seconds, at least 1
+		platform.WriteError(w, r, platform.Errorf(http.StatusTooManyRequests, "more than %d requests in %v, try again later", limit, window))
+	}))
+	return func(next http.Handler) http.Handler { return middleware.ClientIPFromRemoteAddr(byIP(next)) }
 }
 
 // proxy forwards requests to a service, without the prefix strip. A service
