@@ -50,3 +50,14 @@ func Call(ctx context.Context, client *http.Client, method, url string, in, out 
 	}
 	return json.Unmarshal(data, out)
 }
+
+// Poster is the client of one POST route: Send posts v as JSON to URL.
+type Poster[T any] struct {
+	HTTP *http.Client
+	URL  string
+}
+
+// Send posts v and reads no answer but its status.
+func (p Poster[T]) Send(ctx context.Context, v T) error {
+	return Call(ctx, p.HTTP, http.MethodPost, p.URL, v, nil)
+}

@@ -3,7 +3,6 @@ package shop
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"strings"
 
 	"github.com/ordershop/ordershop/internal/platform"
@@ -11,17 +10,33 @@ import (
 	"github.com/ordershop/ordershop/pkg/eventstore"
 )
 
-// Mailer asks the msg service to send mails about events, to customers it
-// reads from the cache.
-type Mailer struct {
-	HTTP  *http.Client
-	URL   string // of msg
-	Cache *entitycache.Cache
+// MailRequest is a mail to send, as crm and billing ask the msg service for
+// it and msg reads it. Key makes it idempotent: senders derive it from the
+// event that caused the mail, so a redelivered event sends nothing new.
+type MailRequest struct {
+	To  string `json:"to"`
+	Msg string `json:"msg"`
+	Key string `json:"key"`
 }
 
-// MailerOf is the mailer of a service's app.
+// Sender sends mail requests: the port of the services that mail, whose
+// adapter is the msg service's HTTP client (MailerOf).
+type Sender interface {
+	Send(ctx context.Context, req MailRequest) error
+}
+
+// Mailer mails customers about events, to the addresses it reads from the
+// cache.
+type Mailer struct {
+	Sender Sender
+	Cache  *entitycache.Cache
+}
+
+// MailerOf is the mailer of a service's app, sending through msg's POST
+// /email at msgURL.
 func MailerOf(app *platform.App, msgURL string) Mailer {
-	return Mailer{HTTP: app.HTTP, URL: msgURL, Cache: app.Cache}
+	return Mailer{Sender: platform.Poster[MailRequest]{HTTP: app.HTTP, URL: strings.TrimSuffix(msgURL, "/") + "/email"},
+		Cache: app.Cache}
 }
 
 // Mail sends a mail to a customer. Its idempotency key is once (what the
@@ -31,8 +46,7 @@ func (m Mailer) Mail(ctx context.Context, once, kind string, to Customer, text s
 	if to.Email == "" {
 		return fmt.Errorf("%s: no email to send the %s mail to", once, kind)
 	}
-	return platform.Call(ctx, m.HTTP, http.MethodPost, strings.TrimSuffix(m.URL, "/")+"/email",
-		map[string]string{"to": to.Email, "msg": text, "key": once + ":" + kind}, nil)
+	return m.Sender.Send(ctx, MailRequest{To: to.Email, Msg: text, Key: once + ":" + kind})
 }
 
 // CustomerOf reads the customer of an order from the cache. One that is gone

@@ -12,14 +12,6 @@ import (
 	"github.com/ordershop/ordershop/pkg/eventstore"
 )
 
-// body is a mail to send. Key makes it idempotent: senders derive it from
-// the event that caused the mail, so a redelivered event sends nothing new.
-type body struct {
-	To  string `json:"to"`
-	Msg string `json:"msg"`
-	Key string `json:"key"`
-}
-
 type sent struct {
 	ID   string `json:"id"`
 	Sent bool   `json:"sent"`
@@ -43,7 +35,7 @@ func send(ctx context.Context, cache *entitycache.Cache, log *slog.Logger, mail 
 
 func wire(app *platform.App, _ platform.NoConfig) error {
 	app.Router.Post("/email", platform.Handle(func(r *http.Request) (any, error) {
-		var b body
+		var b shop.MailRequest
 		if err := platform.Decode(r, &b); err != nil {
 			return nil, err
 		}

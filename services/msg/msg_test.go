@@ -26,9 +26,9 @@ func TestSendListAndGet(t *testing.T) {
 	t.Parallel()
 	_, srv := platformtest.Start(t, "msg", platformtest.Config(t), platform.NoConfig{}, wire)
 	var first, again, other sent
-	platformtest.JSON(t, "POST", srv.URL+"/email", body{To: "ada@example.com", Msg: "Welcome", Key: "e1:welcome"}, 200, &first)
-	platformtest.JSON(t, "POST", srv.URL+"/email", body{To: "ada@example.com", Msg: "Welcome", Key: "e1:welcome"}, 200, &again)
-	platformtest.JSON(t, "POST", srv.URL+"/email", body{To: "bob@example.com", Msg: "Goodbye", Key: "e2:goodbye"}, 200, &other)
+	platformtest.JSON(t, "POST", srv.URL+"/email", shop.MailRequest{To: "ada@example.com", Msg: "Welcome", Key: "e1:welcome"}, 200, &first)
+	platformtest.JSON(t, "POST", srv.URL+"/email", shop.MailRequest{To: "ada@example.com", Msg: "Welcome", Key: "e1:welcome"}, 200, &again)
+	platformtest.JSON(t, "POST", srv.URL+"/email", shop.MailRequest{To: "bob@example.com", Msg: "Goodbye", Key: "e2:goodbye"}, 200, &other)
 	if !first.Sent || again.Sent || !other.Sent {
 		t.Fatalf("sent flags %v %v %v, want true false true", first, again, other)
 	}
@@ -65,7 +65,7 @@ func TestMailsToOneRecipientReadOnlyTheirs(t *testing.T) {
 	want := map[string]bool{}
 	for i := range 3 {
 		var s sent
-		platformtest.JSON(t, "POST", srv.URL+"/email", body{To: "ada@example.com", Msg: "hi", Key: fmt.Sprint("ada:", i)}, 200, &s)
+		platformtest.JSON(t, "POST", srv.URL+"/email", shop.MailRequest{To: "ada@example.com", Msg: "hi", Key: fmt.Sprint("ada:", i)}, 200, &s)
 		want[s.ID] = true
 	}
 	var ada []email
@@ -110,7 +110,7 @@ func TestConcurrentSendsOfOneKeySendOnce(t *testing.T) {
 	answers := make([]sent, 20)
 	for i := range answers {
 		wg.Go(func() {
-			platformtest.JSON(t, "POST", srv.URL+"/email", body{To: "ada@example.com", Msg: fmt.Sprint("try ", i), Key: "k"}, 200, &answers[i])
+			platformtest.JSON(t, "POST", srv.URL+"/email", shop.MailRequest{To: "ada@example.com", Msg: fmt.Sprint("try ", i), Key: "k"}, 200, &answers[i])
 		})
 	}
 	wg.Wait()
@@ -135,7 +135,7 @@ func TestBadInputIsRejectedAndWritesNothing(t *testing.T) {
 	t.Parallel()
 	app, srv := platformtest.Start(t, "msg", platformtest.Config(t), platform.NoConfig{}, wire)
 	var s sent
-	platformtest.JSON(t, "POST", srv.URL+"/email", body{To: "ada@example.com", Msg: "hi", Key: "k"}, 200, &s)
+	platformtest.JSON(t, "POST", srv.URL+"/email", shop.MailRequest{To: "ada@example.com", Msg: "hi", Key: "k"}, 200, &s)
 	cases := []platformtest.BadRequest{
 		platformtest.Bad("malformed JSON", "POST", "/email", `{"to": "a@b.c",`, 400),
 		platformtest.Bad("empty body", "POST", "/email", ``, 400),
