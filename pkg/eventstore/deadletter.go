@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"strconv"
@@ -43,22 +44,25 @@ func (s *Store) DeadLetterKey(stream, group string) string {
 	return s.StreamKey(stream) + ":dead:" + group
 }
 
+//go:embed deadletter.lua
+var deadLetterLua string
+
+var deadLetterScript = redis.NewScript(deadLetterLua)
+
 // moveToDeadLetters moves an entry to the dead-letter stream and acks it, in
-// one MULTI on keys of one hash slot.
-func (c *Consumer) moveToDeadLetters(ctx context.Context, stream string, m redis.XMessage, cause error, deliveries int64) error {
-	values := []any{
+// one step, if the consumer still owns it; it says whether it did.
+func (c *Consumer) moveToDeadLetters(ctx context.Context, stream string, m redis.XMessage, cause error, deliveries int64) (bool, error) {
+	args := []any{
+		c.cfg.Group, c.cfg.Name, m.ID,
 		dlStreamID, m.ID, dlGroup, c.cfg.Group, dlConsumer, c.cfg.Name, dlError, cause.Error(),
 		dlDeliveries, deliveries, dlTime, time.Now().UTC().Format(time.RFC3339Nano),
 	}
 	for k, v := range m.Values {
-		values = append(values, k, v)
+		args = append(args, k, v)
 	}
-	_, err := c.store.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.XAdd(ctx, &redis.XAddArgs{Stream: c.store.DeadLetterKey(stream, c.cfg.Group), Values: values})
-		p.XAck(ctx, c.store.StreamKey(stream), c.cfg.Group, m.ID)
-		return nil
-	})
-	return err
+	keys := []string{c.store.StreamKey(stream), c.store.DeadLetterKey(stream, c.cfg.Group)}
+	moved, err := deadLetterScript.Run(ctx, c.store.rdb, keys, args...).Int()
+	return moved == 1, err
 }
 
 // DeadLetters lists up to count dead letters of a stream and group, oldest first.

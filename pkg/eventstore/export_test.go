@@ -1,5 +1,12 @@
 package eventstore
 
+import (
+	"context"
+	"errors"
+
+	"github.com/redis/go-redis/v9"
+)
+
 // MaxRuns is how many runs of a stream's appends may be in flight.
 const MaxRuns = maxRuns
 
@@ -7,4 +14,10 @@ const MaxRuns = maxRuns
 // flight, and the number of runs in flight.
 func Waiting(s *Store, stream string) (n, running int) {
 	return s.queue(stream).Waiting()
+}
+
+// MoveToDeadLetters is the consumer's last step for an entry that failed
+// too often: it says whether it moved the entry.
+func MoveToDeadLetters(c *Consumer, ctx context.Context, stream string, m redis.XMessage) (bool, error) {
+	return c.moveToDeadLetters(ctx, stream, m, errors.New("poison"), 15)
 }

@@ -147,9 +147,12 @@ func (c *Consumer) failed(ctx context.Context, stream string, m redis.XMessage, 
 }
 
 func (c *Consumer) deadLetter(ctx context.Context, stream string, m redis.XMessage, cause error, deliveries int64) {
-	if err := c.moveToDeadLetters(ctx, stream, m, cause, deliveries); err != nil {
+	moved, err := c.moveToDeadLetters(ctx, stream, m, cause, deliveries)
+	if err != nil {
 		c.cfg.Logger.Warn("dead-letter failed", "group", c.cfg.Group, "stream", stream, "id", m.ID, "err", err)
-		return
+	}
+	if !moved {
+		return // it stays pending, perhaps another consumer's now
 	}
 	c.counts.deadLettered.Add(1)
 	if c.cfg.OnDeadLetter != nil {
