@@ -81,11 +81,19 @@ func TestKilledCRMLosesNothing(t *testing.T) {
 	var at []int64
 	last := int64(0)
 	deadline := time.Now().Add(90 * time.Second)
+	// Up to three kills, each once CRM has sent 10 more; a CRM that ends the
+	// burst before the third (it sends thousands a second, and a kill takes
+	// a while on a busy box) has been killed in the middle of it at least
+	// once, which is what the test needs.
+kills:
 	for len(at) < 3 {
 		n := sent()
 		switch {
+		case n >= 1000 && len(at) > 0:
+			t.Logf("the burst was done before kill %d", len(at)+1)
+			break kills
 		case n >= 1000:
-			t.Fatalf("all 1000 welcomes were sent before kill %d (earlier kills at %v mails): no burst left to kill CRM in", len(at)+1, at)
+			t.Fatalf("all 1000 welcomes were sent before the first kill: no burst left to kill CRM in")
 		case n >= last+10: // working on it, with more to do
 			s.Kill("crm")
 			last = sent()
