@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
 	"net/http"
 	"regexp"
 	"strings"
@@ -202,14 +201,10 @@ func (d *dashboard) events(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// admit counts an event stream for the request's client address, the
-// connection's (never X-Forwarded-For, which any client can write): a client
-// at its limit is 429, and with maxWatchers open anyone is 503.
+// admit counts an event stream for the request's client (clientOf): a
+// client at its limit is 429, and with maxWatchers open anyone is 503.
 func (d *dashboard) admit(r *http.Request) (string, error) {
-	client, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		client = r.RemoteAddr
-	}
+	client := clientOf(r)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.perClient > 0 && d.byClient[client] >= d.perClient {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -14,9 +15,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-chi/chi/v5/middleware"
 	"github.com/go-chi/httprate"
-
 	"github.com/ordershop/ordershop/internal/platform"
 	"github.com/ordershop/ordershop/internal/shop"
 	"github.com/ordershop/ordershop/pkg/entitycache"
@@ -94,13 +93,22 @@ func streams(ctx context.Context, app *platform.App) ([]eventstore.StreamInfo, e
 // never X-Forwarded-For, which any client can write.
 func rateLimit(limit int, window time.Duration) func(http.Handler) http.Handler {
 	retry := strconv.Itoa(int(math.Ceil(window.Seconds())))
-	byIP := httprate.LimitBy(limit, window, func(r *http.Request) (string, error) {
-		return httprate.CanonicalizeIP(middleware.GetClientIP(r.Context())), nil // an IPv6 client by its /64
-	}, httprate.WithLimitHandler(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Retry-After", retry) // whole seconds, at least 1
-		platform.WriteError(w, r, platform.Errorf(http.StatusTooManyRequests, "more than %d requests in %v, try again later", limit, window))
-	}))
-	return func(next http.Handler) http.Handler { return middleware.ClientIPFromRemoteAddr(byIP(next)) }
+	return httprate.LimitBy(limit, window, func(r *http.Request) (string, error) { return clientOf(r), nil },
+		httprate.WithLimitHandler(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Retry-After", retry) // whole seconds, at least 1
+			platform.WriteError(w, r, platform.Errorf(http.StatusTooManyRequests, "more than %d requests in %v, try again later", limit, window))
+		}))
+}
+
+// clientOf is the address a request comes from, by which the gateway limits
+// clients: the connection's, never X-Forwarded-For, which any client can
+// write; an IPv6 client by its /64.
+func clientOf(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	return httprate.CanonicalizeIP(host)
 }
 
 // proxy forwards requests to a service, without the prefix strip. A service
