@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/ordershop/ordershop/pkg/entitycache"
 	"github.com/ordershop/ordershop/pkg/eventstore"
 	"github.com/redis/go-redis/v9"
@@ -35,6 +36,8 @@ type App struct {
 	Admin  chi.Router
 	// Metrics are served on Admin at /metrics.
 	Metrics *Metrics
+	// Archive is the PostgreSQL of ARCHIVE_URL (UseArchive), nil without one.
+	Archive *pgxpool.Pool
 
 	ready      []func(context.Context) error
 	background []func(context.Context) error
@@ -88,6 +91,9 @@ var (
 	errRedisUnreachable = &Error{Status: http.StatusServiceUnavailable, Msg: "redis unreachable"}
 	errNotReading       = &Error{Status: http.StatusServiceUnavailable, Msg: "consumer not reading"}
 )
+
+// UseArchive gives the app the archive of the events trimmed from the streams.
+func (a *App) UseArchive(db *pgxpool.Pool) { a.Archive = db }
 
 // AdminPublic serves h on the admin listener at path without the token: for
 // the probes, which orchestrators ask without credentials, and for pages that

@@ -25,6 +25,9 @@ type Config struct {
 	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"10s"`
 	MaxBodyBytes    int64         `envconfig:"MAX_BODY_BYTES" default:"1048576"`
 	MaxBatch        int           `envconfig:"MAX_BATCH" default:"1000"` // items in one POSTed array
+	// PostgreSQL, where pkg/archive keeps the events trimmed from the
+	// streams; empty: no archive, and the streams are never trimmed.
+	ArchiveURL string `envconfig:"ARCHIVE_URL"`
 }
 
 // Load fills a service's config struct from the environment.

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/ordershop/ordershop/pkg/entitycache"
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel"
@@ -66,6 +67,15 @@ func Run[C any](ctx context.Context, name string, domain Domain, wire func(*App,
 	useTracerProvider(func() trace.TracerProvider { return tp })
 	err = connect(base, log, func(rdb redis.UniversalClient) error {
 		app := NewApp(name, base, rdb, log)
+		if base.ArchiveURL != "" {
+			// Connects when first used: a service starts while PostgreSQL is away.
+			db, err := pgxpool.New(ctx, base.ArchiveURL)
+			if err != nil {
+				return fmt.Errorf("ARCHIVE_URL: %w", err)
+			}
+			defer db.Close()
+			app.UseArchive(db)
+		}
 		if *rebuild {
 			// Each stream is read twice: for the versions, then the cache.
 			return withProgress(ctx, app, domain, "rebuild", 2, func(ctx context.Context) error { return Rebuild(ctx, app, domain.Streams) })
