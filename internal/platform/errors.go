@@ -71,6 +71,9 @@ func StatusOf(err error) (int, string, bool) {
 		return http.StatusConflict, err.Error(), false
 	case errors.Is(err, eventstore.ErrConflict):
 		return http.StatusConflict, "the entity was changed meanwhile, try again", false
+	case errors.Is(err, eventstore.ErrTooLate):
+		// Its deadline passed before Redis ran it: nothing was written.
+		return http.StatusServiceUnavailable, "the command took too long: nothing was written, try again", true
 	case redis.HasErrorPrefix(err, "OOM"):
 		// Redis is full (maxmemory, noeviction): it refused the write
 		// before it wrote anything, so the command is safe to send again.

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/ordershop/ordershop/internal/platform"
+	"github.com/ordershop/ordershop/pkg/eventstore"
 )
 
 // kinded is a domain's error as a domain without HTTP writes one: its own
@@ -32,6 +33,9 @@ func TestDomainErrorKindsMapToStatuses(t *testing.T) {
 		if status != want || msg != err.msg || logged {
 			t.Errorf("%v: %d %q logged %v, want %d %q not logged", kind, status, msg, logged, want, err.msg)
 		}
+	}
+	if status, _, _ := platform.StatusOf(fmt.Errorf("commit: %w", eventstore.ErrTooLate)); status != http.StatusServiceUnavailable {
+		t.Errorf("an append past its deadline: %d, want 503 (nothing was written: safe to send again)", status)
 	}
 	if status, _, _ := platform.StatusOf(errors.New("invalid")); status != http.StatusInternalServerError {
 		t.Errorf("an error of no kind: %d, want 500", status)

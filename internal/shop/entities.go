@@ -108,6 +108,11 @@ type Reservation struct {
 	ID           string   `json:"id"`
 	OrderVersion int64    `json:"order_version"` // of the latest order event followed; older ones change nothing
 	ProductIDs   []string `json:"product_ids"`
+	// RecordBy is the Unix millisecond by which the order service records
+	// the order or gives up: its append carries it as its deadline
+	// (eventstore.AppendBy). The sweeper waits for it too, so that it never
+	// releases the stock of an order that may still be recorded.
+	RecordBy int64 `json:"record_by,omitempty"`
 }
 
 // Order is what a customer ordered: a product id given twice is two pieces.

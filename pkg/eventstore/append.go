@@ -137,7 +137,7 @@ func (s *Store) run(ctx context.Context, stream string, calls []*appendCall) {
 		a.keys = append(a.keys, s.marker(stream, c.In[0].Event.ID))
 	}
 	for _, c := range calls {
-		a.group(c.In, markerTTL(c.Ctx))
+		a.group(c.In, markerTTL(c.Ctx), deadline(c.Ctx))
 	}
 	res, err := appendScript.Run(ctx, s.rdb, a.keys, a.argv...).Slice()
 	if err == nil && len(res) != len(calls) {
@@ -155,7 +155,7 @@ func (s *Store) run(ctx context.Context, stream string, calls []*appendCall) {
 // events reads the reply of a commit's group into its events.
 func events(recs []Record, reply any) ([]Event, error) {
 	if err, ok := reply.(error); ok {
-		return nil, conflictOr(err)
+		return nil, refusal(err)
 	}
 	pairs, _ := reply.([]any)
 	if len(pairs) != len(recs) {

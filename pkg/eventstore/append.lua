@@ -99,12 +99,23 @@ local function apply(from, versions, marker, ttl)
   return out
 end
 
+-- now is Redis's clock in Unix milliseconds, read once a run.
+local clock
+local function now()
+  if not clock then
+    local t = redis.call('TIME')
+    clock = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return clock
+end
+
 -- Check every group, then write the accepted ones in order. A group whose
 -- marker an accepted group before it has (the same append twice in one
--- run) answers what that one does.
+-- run) answers what that one does; one that was written before answers
+-- what it wrote, also past its deadline, which refuses only a new write.
 local replies, accepted, first, twins, at = {}, {}, {}, {}, 2
 for g = 1, tonumber(ARGV[1]) do
-  local last, marker = at + tonumber(ARGV[at]), KEYS[2 + g]
+  local last, marker, by = at + tonumber(ARGV[at]), KEYS[2 + g], tonumber(ARGV[at + 2])
   local done = redis.call('GET', marker)
   if done then
     local out = {}
@@ -112,10 +123,12 @@ for g = 1, tonumber(ARGV[1]) do
     replies[g] = out
   elseif first[marker] then
     twins[#twins + 1] = {g, first[marker]}
+  elseif by > 0 and now() > by then
+    replies[g] = {err = 'LATE the append reached Redis ' .. (now() - by) .. ' ms after its deadline'}
   else
-    local versions, err = check(at + 2, last)
+    local versions, err = check(at + 3, last)
     if versions then
-      accepted[#accepted + 1] = {g, at + 2, versions, ARGV[at + 1]}
+      accepted[#accepted + 1] = {g, at + 3, versions, ARGV[at + 1]}
       first[marker] = g
     else
       replies[g] = {err = err}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/ordershop/ordershop/internal/redistest"
 	"github.com/ordershop/ordershop/pkg/eventstore"
@@ -249,5 +250,40 @@ func TestAppendingTheSameEventsAgainWritesThemOnce(t *testing.T) {
 	info, _ := s.Info(ctx, "customer")
 	if info.Length != 2 || s.Redis().LLen(ctx, key).Val() != 1 {
 		t.Fatalf("stream length %d, writes run %d times; want 2 and 1", info.Length, s.Redis().LLen(ctx, key).Val())
+	}
+}
+
+// An append with a deadline that reaches Redis after it writes nothing,
+// also when it was sent in time: here Redis holds it (CLIENT PAUSE WRITE,
+// as a stalled server or a slow network would) until past its deadline.
+// Sent again once it was written, it answers what it wrote, deadline or not.
+func TestAnAppendThatReachesRedisPastItsDeadlineWritesNothing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb := redistest.NewServer(t).Client(t)
+	s := eventstore.New(rdb, "")
+	rec := func(id string) eventstore.Record {
+		return eventstore.Record{Event: event(t, "customer_created", id, 0), Expected: eventstore.NoEntity}
+	}
+	if _, err := s.Append(eventstore.AppendBy(ctx, time.Now().Add(-time.Millisecond)), "customer", rec("c1")); !errors.Is(err, eventstore.ErrTooLate) {
+		t.Fatalf("an append past its deadline: %v, want ErrTooLate", err)
+	}
+	if err := rdb.Do(ctx, "CLIENT", "PAUSE", 600, "WRITE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(eventstore.AppendBy(ctx, time.Now().Add(200*time.Millisecond)), "customer", rec("c2")); !errors.Is(err, eventstore.ErrTooLate) {
+		t.Fatalf("an append held by Redis past its deadline: %v, want ErrTooLate", err)
+	}
+	if n := rdb.Exists(ctx, s.StreamKey("customer"), s.Key("customer", "versions")).Val(); n != 0 {
+		t.Fatalf("the late appends wrote %d keys", n)
+	}
+	keyed := eventstore.WithIdempotencyKey(ctx, "k1")
+	first, err := s.Append(eventstore.AppendBy(keyed, time.Now().Add(time.Minute)), "customer", rec("c3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.Append(eventstore.AppendBy(keyed, time.Now().Add(-time.Minute)), "customer", rec("c3"))
+	if err != nil || again[0].StreamID != first[0].StreamID {
+		t.Fatalf("sent again past its deadline after it was written: %v %v, want %s", again, err, first[0].StreamID)
 	}
 }

@@ -24,9 +24,17 @@ func (e *ConflictError) Error() string {
 
 func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
 
-// conflictOr reads a CONFLICT reply, "CONFLICT <expected> <actual> <id>",
-// into a *ConflictError. The id comes last as it may hold spaces.
-func conflictOr(err error) error {
+// ErrTooLate is what an append on a context of AppendBy answers when it
+// reached Redis after its time: nothing was written.
+var ErrTooLate = errors.New("the append reached Redis after its deadline: nothing was written")
+
+// refusal reads the append script's refusal of a group: a CONFLICT reply,
+// "CONFLICT <expected> <actual> <id>", into a *ConflictError (the id comes
+// last as it may hold spaces), LATE into ErrTooLate.
+func refusal(err error) error {
+	if redis.HasErrorPrefix(err, "LATE") {
+		return ErrTooLate
+	}
 	if !redis.HasErrorPrefix(err, "CONFLICT") {
 		return err
 	}

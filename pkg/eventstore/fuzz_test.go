@@ -12,8 +12,8 @@ import (
 // the fields it names, with the values of the arguments Append sends it.
 func written(e Event) map[string]any {
 	a := appendArgs{argv: []any{1}} // one group, as run starts it
-	a.group([]Record{{Event: e}}, time.Minute)
-	ev := a.argv[3:] // after the number of groups, the group's length and its marker's time to live
+	a.group([]Record{{Event: e}}, time.Minute, 0)
+	ev := a.argv[4:] // after the number of groups, the group's length, its marker's time to live and its deadline
 	f := map[string]any{
 		fieldEntityID: text(ev[0]), fieldID: text(ev[2]), fieldType: text(ev[3]), fieldEntityType: text(ev[4]),
 		fieldVersion: strconv.FormatInt(e.Version, 10), fieldTime: text(ev[5]), fieldEntity: text(ev[6]),

@@ -87,3 +87,21 @@ func markerTTL(ctx context.Context) time.Duration {
 	}
 	return keepUnkeyed
 }
+
+type appendBy struct{}
+
+// AppendBy is ctx for a command whose appends must land by t: an append
+// that reaches Redis later, by Redis's own clock, writes nothing and
+// answers ErrTooLate. A timeout of the caller cannot promise that, as a
+// command sent in time may still run in Redis later (a stalled server, a
+// slow network); a command whose result another service stops waiting for
+// at a time it knows (a stock reservation that a sweeper releases) can.
+func AppendBy(ctx context.Context, t time.Time) context.Context {
+	return context.WithValue(ctx, appendBy{}, t.UnixMilli())
+}
+
+// deadline is the time of AppendBy of ctx in Unix milliseconds, 0 if none.
+func deadline(ctx context.Context) int64 {
+	by, _ := ctx.Value(appendBy{}).(int64)
+	return by
+}

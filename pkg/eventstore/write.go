@@ -68,10 +68,11 @@ type appendArgs struct {
 }
 
 // group appends a commit's records: its length, its marker's time to live
-// in seconds, then its events.
-func (a *appendArgs) group(recs []Record, ttl time.Duration) {
+// in seconds, its deadline in Unix milliseconds (0: none, see AppendBy),
+// then its events.
+func (a *appendArgs) group(recs []Record, ttl time.Duration, by int64) {
 	head := len(a.argv)
-	a.argv = append(a.argv, 0, int64(ttl/time.Second))
+	a.argv = append(a.argv, 0, int64(ttl/time.Second), by)
 	for i := range recs {
 		r := &recs[i]
 		e := &r.Event

@@ -60,7 +60,7 @@ func (inv inventory) follow(ctx context.Context, e eventstore.Event, ord shop.Or
 	if e.Type != shop.OrderDeleted {
 		want = ord.ProductIDs
 	}
-	return inv.setHeld(ctx, e.EntityID, want, e.Version)
+	return inv.setHeld(ctx, e.EntityID, hold{want: want, orderVersion: e.Version})
 }
 
 // sweep runs a pass of sweepOnce every few seconds, page after page of the
@@ -83,13 +83,19 @@ func (inv inventory) sweep(ctx context.Context, log *slog.Logger, grace time.Dur
 	}
 }
 
-// sweepOnce sets the reservations of a page that are older than the grace
-// to what their order holds now: nothing when the order was never recorded
-// (its service crashed or lost the answer between reserving and recording)
-// or is gone, its products when a swap was left half done. It answers the
-// After of the next page: "" after the last page, or when this one could not
-// be read, so that the next pass starts again from the first.
+// sweepOnce sets the reservations of a page that are settled to what their
+// order holds now: nothing when the order was never recorded (its service
+// crashed or lost the answer between reserving and recording) or is gone,
+// its products when a swap was left half done. A reservation is settled
+// once the grace has passed since its last change and since the time its
+// order was to be recorded by (shop.Reservation.RecordBy), which the order's
+// append cannot pass, by Redis's clock: the grace covers the clocks'
+// difference. The time is taken before the orders are read, so an order
+// recorded by then is seen. It answers the After of the next page: "" after
+// the last page, or when this one could not be read, so that the next pass
+// starts again from the first.
 func (inv inventory) sweepOnce(ctx context.Context, after string, grace time.Duration) (string, error) {
+	settled := time.Now().Add(-grace).UnixMilli()
 	page, next, err := shop.Reservations.ListPage(ctx, inv.cache, entitycache.Page{After: after, Limit: sweepPage})
 	if err != nil {
 		return "", err
@@ -102,17 +108,16 @@ func (inv inventory) sweepOnce(ctx context.Context, after string, grace time.Dur
 	if err != nil {
 		return "", err
 	}
-	settled := time.Now().Add(-grace).UnixMilli()
 	var errs []error
 	for i, res := range page {
 		var want []string
 		if ords[i] != nil {
 			want = ords[i].ProductIDs
 		}
-		if res.ChangedAt > settled || slices.Equal(res.ProductIDs, want) {
+		if max(res.ChangedAt, res.RecordBy) > settled || slices.Equal(res.ProductIDs, want) {
 			continue
 		}
-		errs = append(errs, inv.setHeld(ctx, res.ID, want, 0))
+		errs = append(errs, inv.setHeld(ctx, res.ID, hold{want: want, settled: settled}))
 	}
 	return next, errors.Join(errs...)
 }

@@ -146,3 +146,46 @@ func TestTheSweeperReleasesAnOrphanAfterTheGrace(t *testing.T) {
 	platformtest.JSON(t, "PUT", srv.URL+"/reservations/"+uuid.NewString(), map[string]any{"product_ids": []string{product}}, 200, nil)
 	redistest.Eventually(t, 10*time.Second, "the orphan released", func() bool { return amount(t, srv.URL, product) == 1 })
 }
+
+// A reservation waits for its order until the time the order service said
+// it records the order by, whatever the grace: the order's append cannot
+// land later (eventstore.AppendBy), so the sweeper never gives its stock to
+// another order while it still may. Asked again for the same pieces with a
+// later time, as a retry does, it waits longer, moving no stock.
+func TestTheSweeperWaitsForTheTimeAnOrderIsRecordedBy(t *testing.T) {
+	t.Parallel()
+	app, url, p := setup(t, 1)
+	inv := inventory{cache: app.Cache}
+	order := uuid.NewString()
+	reserve := func(by time.Time) {
+		platformtest.JSON(t, "PUT", url+"/reservations/"+order,
+			map[string]any{"product_ids": []string{p[0]}, "record_by": by.UnixMilli()}, 200, nil)
+	}
+	reserve(time.Now().Add(2 * time.Second))
+	later := time.Now().Add(time.Minute)
+	reserve(later)
+	if r := held(t, app, order); r == nil || r.RecordBy != later.UnixMilli() || amount(t, url, p[0]) != 0 {
+		t.Fatalf("reserved again with a later time: %+v, stock %d; want record_by %d, stock 0", r, amount(t, url, p[0]), later.UnixMilli())
+	}
+	reserve(time.Now()) // an earlier time keeps the later one
+	if _, err := inv.sweepOnce(t.Context(), "", 0); err != nil || held(t, app, order) == nil || amount(t, url, p[0]) != 0 {
+		t.Fatalf("a sweep with no grace before the time: %v, reservation %+v, stock %d; want it held", err, held(t, app, order), amount(t, url, p[0]))
+	}
+	if _, err := inv.sweepOnce(t.Context(), "", -2*time.Minute); err != nil || held(t, app, order) != nil || amount(t, url, p[0]) != 1 {
+		t.Fatalf("a sweep past the time: %v, reservation %+v, stock %d; want it released", err, held(t, app, order), amount(t, url, p[0]))
+	}
+}
+
+// A record_by that is no time, or too far ahead (it would hold the stock
+// as long), is refused, and nothing is reserved.
+func TestABadRecordByIsRefused(t *testing.T) {
+	t.Parallel()
+	app, url, p := setup(t, 1)
+	for _, by := range []any{-1, time.Now().Add(time.Hour).UnixMilli(), "soon", 1.5} {
+		order := uuid.NewString()
+		platformtest.Rejected(t, "PUT", url+"/reservations/"+order, map[string]any{"product_ids": []string{p[0]}, "record_by": by}, 400)
+		if held(t, app, order) != nil || amount(t, url, p[0]) != 1 {
+			t.Fatalf("record_by %v reserved", by)
+		}
+	}
+}

@@ -13,6 +13,25 @@ import (
 
 type reservationBody struct {
 	ProductIDs []string `json:"product_ids"`
+	RecordBy   int64    `json:"record_by"` // Unix ms, shop.Reservation.RecordBy; 0: none
+}
+
+// maxRecordBy is how far ahead an order may be recorded by: a reservation
+// asked to wait longer would hold its stock as long, sweeper or not.
+const maxRecordBy = 10 * time.Minute
+
+// a hold is what setHeld makes a reservation hold.
+type hold struct {
+	want []string // the pieces; none: the reservation goes
+	// orderVersion is the version of the order event that wants it
+	// (reconcile.go), or 0 for a call of the order service and the
+	// sweeper, which follow no event: an event no newer than the one the
+	// reservation followed last changes nothing.
+	orderVersion int64
+	recordBy     int64 // shop.Reservation.RecordBy; only ever raised
+	// settled, for the sweeper: a reservation changed or waited for after
+	// this Unix ms is left as it is.
+	settled int64
 }
 
 // reserve sets the stock held for an order (PUT /reservations/{order id}) to
@@ -32,7 +51,10 @@ func (inv inventory) reserve(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return true, inv.setHeld(r.Context(), orderID, want, 0)
+	if b.RecordBy < 0 || b.RecordBy > time.Now().Add(maxRecordBy).UnixMilli() {
+		return nil, platform.Errorf(http.StatusBadRequest, "record_by must be a Unix millisecond within %v from now", maxRecordBy)
+	}
+	return true, inv.setHeld(r.Context(), orderID, hold{want: want, recordBy: b.RecordBy})
 }
 
 // release gives back all the stock held for an order (DELETE
@@ -42,32 +64,33 @@ func (inv inventory) release(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return true, inv.setHeld(r.Context(), orderID, nil, 0)
+	return true, inv.setHeld(r.Context(), orderID, hold{})
 }
 
-// setHeld makes the reservation of an order hold exactly the pieces of want
-// (none: the reservation goes), moving the difference from or to the stock
-// in the same commit. orderVersion is the version of the order event that
-// wants it (reconcile.go), or 0 for a call of the order service and the
-// sweeper, which follow no event: an event no newer than the one the
-// reservation followed last changes nothing.
-func (inv inventory) setHeld(ctx context.Context, orderID string, want []string, orderVersion int64) error {
+// setHeld makes the reservation of an order hold exactly the pieces of
+// h.want, moving the difference from or to the stock in the same commit.
+func (inv inventory) setHeld(ctx context.Context, orderID string, h hold) error {
+	want := h.want
 	return entitycache.Retry(ctx, func() error {
 		res, version, err := shop.Reservations.Get(ctx, inv.cache, orderID)
 		if err != nil {
 			return err
 		}
-		next := shop.Reservation{ID: orderID, ProductIDs: want, OrderVersion: orderVersion, ChangedAt: time.Now().UnixMilli()}
+		next := shop.Reservation{ID: orderID, ProductIDs: want, OrderVersion: h.orderVersion, ChangedAt: time.Now().UnixMilli(), RecordBy: h.recordBy}
 		var held []string
 		if res != nil {
-			if orderVersion != 0 && res.OrderVersion >= orderVersion {
+			if h.orderVersion != 0 && res.OrderVersion >= h.orderVersion {
 				return nil // it followed this event, or a later one, already
 			}
-			held, next.OrderVersion = res.ProductIDs, max(res.OrderVersion, orderVersion)
+			if h.settled != 0 && max(res.ChangedAt, res.RecordBy) > h.settled {
+				return nil // changed, or waited for, since the sweeper looked
+			}
+			held, next.OrderVersion, next.RecordBy = res.ProductIDs, max(res.OrderVersion, h.orderVersion), max(res.RecordBy, h.recordBy)
 		}
-		if slices.Equal(held, want) {
-			// It holds what is wanted already. Only a change is written, so
-			// that following an order's events doubles no reservation event.
+		if slices.Equal(held, want) && (res == nil || next.RecordBy == res.RecordBy) {
+			// It holds what is wanted already, and waits as long. Only a
+			// change is written, so that following an order's events
+			// doubles no reservation event.
 			return nil
 		}
 		changes, err := inv.moveStock(ctx, need(want, held))

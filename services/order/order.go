@@ -71,11 +71,20 @@ func (o orders) check(ctx context.Context, b body) (shop.Order, error) {
 	return ord, nil
 }
 
+// recordBy is when an order whose stock is reserved now must be recorded by,
+// or never: its append carries it as a deadline that Redis checks, and its
+// reservation keeps the stock until then (plus the inventory's grace), so
+// that a slow record cannot land after the stock went to another order.
+func (o orders) recordBy(r *http.Request) (time.Time, context.Context) {
+	by := time.Now().Add(o.timeout)
+	return by, eventstore.AppendBy(r.Context(), by)
+}
+
 // create records one order or a batch, all or nothing: stock is reserved for
 // each, then all are recorded in one step; any failure releases what was
 // reserved.
 func (o orders) create(r *http.Request) (any, error) {
-	ctx := r.Context()
+	by, ctx := o.recordBy(r)
 	bodies, err := platform.DecodeOneOrMany[body](r, o.batch)
 	if err != nil {
 		return nil, err
@@ -94,7 +103,7 @@ func (o orders) create(r *http.Request) (any, error) {
 		// On the list before the call: a reservation that was made but whose
 		// answer was lost is set back too.
 		ids = append(ids, ord.ID)
-		if err := o.stock.Reserve(ctx, ord.ID, ord.ProductIDs); err != nil {
+		if err := o.stock.Reserve(ctx, ord.ID, ord.ProductIDs, by); err != nil {
 			o.restore(ctx, ids...)
 			return nil, err
 		}
@@ -130,11 +139,12 @@ func (o orders) update(r *http.Request) (any, error) {
 		return nil, err
 	}
 	ord.ID = id
-	if err := o.stock.Reserve(ctx, id, ord.ProductIDs); err != nil {
+	by, ctx := o.recordBy(r)
+	if err := o.stock.Reserve(ctx, id, ord.ProductIDs, by); err != nil {
 		o.restore(ctx, id)
 		return nil, err
 	}
-	err = platform.Change(r, o.cache, shop.Orders, id, shop.OrderUpdated, func(shop.Order) (shop.Order, error) { return ord, nil })
+	err = platform.Change(r.WithContext(ctx), o.cache, shop.Orders, id, shop.OrderUpdated, func(shop.Order) (shop.Order, error) { return ord, nil })
 	if err != nil {
 		o.restore(ctx, id)
 	}
@@ -196,7 +206,7 @@ func (o orders) restore(ctx context.Context, ids ...string) {
 		case ord == nil:
 			err = o.stock.Release(ctx, id)
 		default:
-			err = o.stock.Reserve(ctx, id, ord.ProductIDs)
+			err = o.stock.Reserve(ctx, id, ord.ProductIDs, time.Time{})
 		}
 		if err != nil {
 			o.log.Error("stock held for an order could not be set back", "order", id, "err", err)

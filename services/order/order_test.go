@@ -132,7 +132,7 @@ type heldStock struct {
 	down    bool // Release fails
 }
 
-func (s *heldStock) Reserve(_ context.Context, orderID string, productIDs []string) error {
+func (s *heldStock) Reserve(_ context.Context, orderID string, productIDs []string, _ time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.reserve++

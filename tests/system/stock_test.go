@@ -1,7 +1,13 @@
 package system
 
 import (
+	"maps"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -146,4 +152,77 @@ func TestAnOrderSentAgainToItsOwnerWithItsKeyIsOrderedOnce(t *testing.T) {
 	if n := g.CountMails(t, "Please pay"); n[emails[0]] != 1 {
 		t.Fatalf("payment requests %v, want one", n)
 	}
+}
+
+// An order whose reservation is answered late (a slow network, a stalled
+// inventory) is recorded after the inventory's grace has passed; the
+// sweeper must not have given its stock to another order meanwhile: the
+// reservation waits for the time the order service records it by, and the
+// order's append cannot land after that time. Stock 1: one of the two
+// orders is recorded, never both.
+func TestAnOrderAnsweredLateNeverSharesAPiece(t *testing.T) {
+	t.Parallel()
+	s := startSystem(t, "RESERVATION_GRACE=1s")
+	g := scenario.Gateway(s.URL)
+	customers, _ := g.Customers(t, "late", 1)
+	products, inventories := stocked(t, g, 1, 1)
+	// The order service reaches the inventory through a proxy that holds
+	// the answer of its first reservation until released, for at most 5s.
+	held, release := make(chan struct{}), make(chan struct{})
+	var first sync.Once
+	inventory, err := url.Parse("http://" + s.addr["inventory"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	forward := httputil.NewSingleHostReverseProxy(inventory)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		late := false
+		if r.Method == http.MethodPut && strings.HasPrefix(r.URL.Path, "/reservations/") {
+			first.Do(func() { late = true })
+		}
+		if !late {
+			forward.ServeHTTP(w, r)
+			return
+		}
+		rec := httptest.NewRecorder()
+		forward.ServeHTTP(rec, r)
+		close(held)
+		select {
+		case <-release:
+		case <-time.After(5 * time.Second):
+		}
+		maps.Copy(w.Header(), rec.Header())
+		w.WriteHeader(rec.Code)
+		w.Write(rec.Body.Bytes())
+	}))
+	defer proxy.Close()
+	s.Stop("order")
+	s.env = append(s.env, "INVENTORY_URL="+proxy.URL)
+	s.Start("order")
+
+	order := map[string]any{"customer_id": customers[0], "product_ids": []string{products[0]}}
+	answered := make(chan int)
+	go func() {
+		status, _ := platformtest.Do(t, "POST", s.URL+"/order", order)
+		answered <- status
+	}()
+	<-held
+	// Meanwhile another order asks for the piece, again and again, for
+	// well beyond the grace.
+	var second int
+	for deadline := time.Now().Add(4 * time.Second); time.Now().Before(deadline) && second != http.StatusOK; {
+		second, _ = platformtest.Do(t, "POST", s.URL+"/order", order)
+		select {
+		case <-time.After(100 * time.Millisecond):
+		case <-t.Context().Done():
+		}
+	}
+	close(release)
+	firstStatus := <-answered
+	if firstStatus == http.StatusOK && second == http.StatusOK {
+		t.Fatalf("both orders recorded with one piece in stock: %v", g.List(t, "/orders"))
+	}
+	redistest.Eventually(t, 20*time.Second, "the stock held is what the live orders hold", func() bool {
+		return s.converged(t, g, products, inventories, 1)
+	})
 }
