@@ -324,6 +324,25 @@ func TestAnOwnerFindsWhatItsKeyedCommandCommitted(t *testing.T) {
 	}
 }
 
+// An append with a deadline reads Redis's clock (TIME) in the script: every
+// owner may, and a deadline past refuses the append with ErrTooLate, not
+// with a refusal of the ACL.
+func TestOwnersAppendWithADeadline(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	orders := entitycache.New(store(s.client(t, "order")))
+	o := shop.Order{ID: uuid.NewString(), CustomerID: uuid.NewString(), ProductIDs: []string{uuid.NewString()}}
+	ctx := eventstore.AppendBy(context.Background(), time.Now().Add(time.Minute))
+	if _, err := orders.Commit(ctx, shop.Orders.Kind.Change(shop.OrderCreated, o, eventstore.NoEntity)); err != nil {
+		t.Fatalf("order appends an order by a deadline: %v", err)
+	}
+	o.ID = uuid.NewString()
+	ctx = eventstore.AppendBy(context.Background(), time.Now().Add(-time.Second))
+	if _, err := orders.Commit(ctx, shop.Orders.Kind.Change(shop.OrderCreated, o, eventstore.NoEntity)); !errors.Is(err, eventstore.ErrTooLate) {
+		t.Fatalf("order appends an order past its deadline: %v, want ErrTooLate", err)
+	}
+}
+
 // Redis replays its AOF, where a script's writes are a MULTI/EXEC, with the
 // rights of the default user: what the services wrote must come back whole
 // after a restart, though nobody may log in as default.
