@@ -17,11 +17,11 @@ import (
 // rest. B is the request body, T the entity.
 type Rules[B, T any] struct {
 	Resource[T]
-	// Check validates a body for the entity id ("" for a new one) and
-	// returns the entity to store. An entity whose id Check already set has
+	// Build validates a body for the entity id ("" for a new one) and
+	// returns the entity to store. An entity whose id Build already set has
 	// an id derived from its content (the one inventory of a product), which
 	// may have been used before; the others get a random UUID.
-	Check func(ctx context.Context, id string, body B) (T, error)
+	Build func(ctx context.Context, id string, body B) (T, error)
 	// CheckDelete, if set, may refuse to delete an entity as it is, e.g.
 	// one still in use. It runs again when a concurrent change makes the
 	// delete retry, so what it read is never stale at the commit.
@@ -31,7 +31,7 @@ type Rules[B, T any] struct {
 // Commands adds the write routes of an entity to the app: POST of one object
 // or an array of at most MaxBatch (answers the new ids), PUT /{id} full
 // replacement and DELETE /{id} (answer true), both conditional on If-Match
-// when it is given (see Change). Each writes its events and cache in one
+// when it is given (see UpdateIfMatch). Each writes its events and cache in one
 // atomic step.
 func Commands[B, T any](app *App, rules Rules[B, T]) {
 	r, cache := app.Router, app.Cache
@@ -45,7 +45,7 @@ func Commands[B, T any](app *App, rules Rules[B, T]) {
 			if err != nil {
 				return nil, err
 			}
-			return true, Change(r, cache, rules.Resource, id, rules.Deleted, func(cur T) (T, error) {
+			return true, UpdateIfMatch(r, cache, rules.Resource, id, rules.Deleted, func(cur T) (T, error) {
 				if rules.CheckDelete != nil {
 					return cur, rules.CheckDelete(r.Context(), cur)
 				}
@@ -65,7 +65,7 @@ func create[B, T any](r *http.Request, cache *entitycache.Cache, rules Rules[B, 
 	ents := make([]T, len(bodies))
 	var derived []int
 	for i, b := range bodies {
-		if ents[i], err = rules.Check(ctx, "", b); err != nil {
+		if ents[i], err = rules.Build(ctx, "", b); err != nil {
 			return nil, itemError(err, i, len(bodies))
 		}
 		ids[i] = rules.ID(ents[i])
@@ -135,18 +135,18 @@ func replace[B, T any](r *http.Request, cache *entitycache.Cache, rules Rules[B,
 	if err := Decode(r, &body); err != nil {
 		return nil, err
 	}
-	ent, err := rules.Check(r.Context(), id, body)
+	ent, err := rules.Build(r.Context(), id, body)
 	if err != nil {
 		return nil, err
 	}
-	return true, Change(r, cache, rules.Resource, id, rules.Updated, func(T) (T, error) { return ent, nil })
+	return true, UpdateIfMatch(r, cache, rules.Resource, id, rules.Updated, func(T) (T, error) { return ent, nil })
 }
 
 // ETag is the entity tag of an entity at a version: strong, since a version
 // names exactly one state of the entity.
 func ETag(version int64) string { return `"` + strconv.FormatInt(version, 10) + `"` }
 
-// Change commits the change of an existing entity that decide computes, as
+// UpdateIfMatch commits the change of an existing entity that decide computes, as
 // an event of type typ. Without If-Match (or with "*") it is the kind's
 // Update, which decides again on a concurrent change. With If-Match it goes
 // ahead only from the version the header names, and commits expecting that
@@ -156,7 +156,7 @@ func ETag(version int64) string { return `"` + strconv.FormatInt(version, 10) + 
 // A try of a command sent again with its Idempotency-Key, whose first try
 // committed (its answer was lost), succeeds at once: the entity may have
 // changed or gone since, by that very commit.
-func Change[T any](r *http.Request, cache *entitycache.Cache, res Resource[T], id, typ string, decide func(T) (T, error)) error {
+func UpdateIfMatch[T any](r *http.Request, cache *entitycache.Cache, res Resource[T], id, typ string, decide func(T) (T, error)) error {
 	ctx := r.Context()
 	if done, err := res.Done(ctx, cache, id, typ); done || err != nil {
 		return err

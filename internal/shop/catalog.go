@@ -48,7 +48,7 @@ var (
 	// Stock is reserved for an order's products in one step, so every
 	// inventory and reservation is in one partition of the inventory stream.
 	Inventories = platform.Resource[Inventory]{Kind: entitycache.Kind[Inventory]{Name: "inventory",
-		Created: InventoryCreated, Updated: InventoryUpdated, Deleted: InventoryDeleted, Together: true}, One: "inventory", Many: "inventory"}
+		Created: InventoryCreated, Updated: InventoryUpdated, Deleted: InventoryDeleted, OnePartition: true}, One: "inventory", Many: "inventory"}
 	Orders = platform.Resource[Order]{Kind: entitycache.Kind[Order]{Name: "order",
 		Created: OrderCreated, Updated: OrderUpdated, Deleted: OrderDeleted}, One: "order", Many: "orders"}
 	Billings = platform.Resource[Billing]{Kind: entitycache.Kind[Billing]{Name: "billing",
@@ -60,7 +60,7 @@ var (
 	// Reservations live in the inventory's stream, so that stock and
 	// reservation change in one step. Clients do not reach them.
 	Reservations = entitycache.Kind[Reservation]{Name: "reservation", Stream: "inventory",
-		Created: ReservationCreated, Updated: ReservationUpdated, Deleted: ReservationDeleted, Together: true}
+		Created: ReservationCreated, Updated: ReservationUpdated, Deleted: ReservationDeleted, OnePartition: true}
 )
 
 // Collections are the kinds the gateway lists and /report reports.

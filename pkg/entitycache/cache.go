@@ -47,10 +47,10 @@ type Kind[T any] struct {
 	// ListBy. Its entry is made on create and update and removed on delete,
 	// from the entity the event carries, so the field must never change.
 	Index string
-	// Together keeps every entity of the kind in the first partition of its
-	// stream, for kinds whose entities change together in one commit (stock
-	// and reservations): a commit is atomic within one partition only.
-	Together bool
+	// OnePartition keeps every entity of the kind in the first partition of
+	// its stream, for kinds whose entities change together in one commit
+	// (stock and reservations): a commit is atomic within one partition only.
+	OnePartition bool
 }
 
 // StreamName is the stream of the kind.
@@ -75,14 +75,14 @@ func (k Kind[T]) WithID(ent T, id string) T {
 // kind is a Kind seen without its Go type.
 type kind struct {
 	name, stream, deleted string
-	together              bool
+	onePartition          bool
 	codec                 *codec
 	index                 int // of the Index field in codec.scalars; -1 without one
 }
 
 func (k Kind[T]) kind() kind {
 	c := codecOf[T]()
-	return kind{name: k.Name, stream: k.StreamName(), deleted: k.Deleted, together: k.Together, codec: c, index: c.stringField(k.Index)}
+	return kind{name: k.Name, stream: k.StreamName(), deleted: k.Deleted, onePartition: k.OnePartition, codec: c, index: c.stringField(k.Index)}
 }
 
 // Cache reads and writes the entity cache next to an event store.
@@ -98,7 +98,7 @@ func (c *Cache) Store() *eventstore.Store { return c.store }
 
 // part is the stream, a partition of the kind's, that holds an entity.
 func (c *Cache) part(k kind, id string) string {
-	if k.together {
+	if k.onePartition {
 		return c.store.FirstPartition(k.stream)
 	}
 	return c.store.PartitionOf(k.stream, id)
@@ -106,7 +106,7 @@ func (c *Cache) part(k kind, id string) string {
 
 // parts are the streams that hold the kind's entities.
 func (c *Cache) parts(k kind) []string {
-	if k.together {
+	if k.onePartition {
 		return []string{c.store.FirstPartition(k.stream)}
 	}
 	return c.store.Partitions(k.stream)
@@ -154,7 +154,7 @@ func (k Kind[T]) Change(typ string, ent T, expected int64) Change {
 // one atomic step. All changes must live in the same stream. With
 // partitions, changes of entities in several partitions are committed one
 // partition after the other, each atomic: a commit that must be whole keeps
-// to one partition (NewID, Together).
+// to one partition (NewID, OnePartition).
 func (c *Cache) Commit(ctx context.Context, changes ...Change) ([]eventstore.Event, error) {
 	if len(changes) == 0 {
 		return nil, nil

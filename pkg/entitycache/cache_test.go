@@ -57,12 +57,12 @@ var (
 	customers = kind[customer]("customer", "")
 	// reservations live in the inventory stream, beside the inventory, and
 	// with partitions both are in its first, as they change together
-	stock        = together(kind[item]("inventory", ""))
-	reservations = together(kind[reservation]("reservation", "inventory"))
+	stock        = onePartition(kind[item]("inventory", ""))
+	reservations = onePartition(kind[reservation]("reservation", "inventory"))
 )
 
-func together[T any](k entitycache.Kind[T]) entitycache.Kind[T] {
-	k.Together = true
+func onePartition[T any](k entitycache.Kind[T]) entitycache.Kind[T] {
+	k.OnePartition = true
 	return k
 }
 

@@ -13,7 +13,7 @@ import (
 
 // ListAll reads the whole lists of several kinds in two round trips in all,
 // however many kinds and entities, with one partition per stream or several
-// (a kind kept Together too): each list sorted by id, without the deleted,
+// (a kind kept in OnePartition too): each list sorted by id, without the deleted,
 // an empty kind's empty, and each what the kind's List reads alone.
 func TestListAllReadsSeveralKindsInTwoRoundTrips(t *testing.T) {
 	t.Parallel()

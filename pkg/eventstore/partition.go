@@ -47,7 +47,7 @@ func (s *Store) PartitionOf(typ, id string) string {
 }
 
 // FirstPartition is the stream of an entity type that holds its entities
-// that must change together in one commit (see entitycache.Kind.Together).
+// that must change together in one commit (see entitycache.Kind.OnePartition).
 func (s *Store) FirstPartition(typ string) string { return s.Partitions(typ)[0] }
 
 // Scan lists the keys that match a pattern, on every master of a cluster.

@@ -29,7 +29,7 @@ func wire(app *platform.App, cfg config) error {
 	shop.Billings.Queries(app.Router, app.Cache)
 	platform.Commands(app, platform.Rules[body, shop.Billing]{
 		Resource: shop.Billings,
-		Check: func(ctx context.Context, id string, b body) (shop.Billing, error) {
+		Build: func(ctx context.Context, id string, b body) (shop.Billing, error) {
 			return check(ctx, app.Cache, id, b)
 		},
 	})

@@ -14,12 +14,12 @@ type body struct {
 	Email string `json:"email"`
 }
 
-func check(_ context.Context, _ string, b body) (shop.Customer, error) {
+func build(_ context.Context, _ string, b body) (shop.Customer, error) {
 	return shop.NewCustomer(b.Name, b.Email)
 }
 
 func wire(app *platform.App, _ platform.NoConfig) error {
 	shop.Customers.Queries(app.Router, app.Cache)
-	platform.Commands(app, platform.Rules[body, shop.Customer]{Resource: shop.Customers, Check: check})
+	platform.Commands(app, platform.Rules[body, shop.Customer]{Resource: shop.Customers, Build: build})
 	return nil
 }

@@ -21,7 +21,7 @@ type inventory struct {
 	cache *entitycache.Cache
 }
 
-func (inv inventory) check(ctx context.Context, id string, b body) (shop.Inventory, error) {
+func (inv inventory) build(ctx context.Context, id string, b body) (shop.Inventory, error) {
 	if b.Amount == nil {
 		return shop.Inventory{}, platform.Errorf(http.StatusBadRequest, "amount is required")
 	}
@@ -63,7 +63,7 @@ func (inv inventory) unreserved(ctx context.Context, item shop.Inventory) error 
 func wire(app *platform.App, cfg config) error {
 	inv := inventory{cache: app.Cache}
 	shop.Inventories.Queries(app.Router, app.Cache)
-	platform.Commands(app, platform.Rules[body, shop.Inventory]{Resource: shop.Inventories, Check: inv.check, CheckDelete: inv.unreserved})
+	platform.Commands(app, platform.Rules[body, shop.Inventory]{Resource: shop.Inventories, Build: inv.build, CheckDelete: inv.unreserved})
 	app.Router.Put("/reservations/{id}", platform.Handle(inv.reserve))
 	app.Router.Delete("/reservations/{id}", platform.Handle(inv.release))
 	app.Router.Get("/reservations/{id}", platform.Handle(func(r *http.Request) (any, error) {

@@ -46,8 +46,8 @@ func routes(app *platform.App, o orders) {
 	}
 }
 
-// check validates an order: its customer and every product must exist.
-func (o orders) check(ctx context.Context, b body) (shop.Order, error) {
+// build validates an order and builds it: its customer and every product must exist.
+func (o orders) build(ctx context.Context, b body) (shop.Order, error) {
 	ord, err := shop.NewOrder(b.CustomerID, b.ProductIDs)
 	if err != nil {
 		return ord, err
@@ -92,7 +92,7 @@ func (o orders) create(r *http.Request) (any, error) {
 	changes := make([]entitycache.Change, len(bodies))
 	ords := make([]shop.Order, len(bodies))
 	for i, b := range bodies {
-		if ords[i], err = o.check(ctx, b); err != nil {
+		if ords[i], err = o.build(ctx, b); err != nil {
 			return nil, err
 		}
 		ords[i].ID = shop.Orders.NewID(ctx, o.cache, ords[0].ID, i) // one partition: the batch commits whole
@@ -134,7 +134,7 @@ func (o orders) update(r *http.Request) (any, error) {
 	if err := platform.Decode(r, &b); err != nil {
 		return nil, err
 	}
-	ord, err := o.check(ctx, b)
+	ord, err := o.build(ctx, b)
 	if err != nil {
 		return nil, err
 	}
@@ -144,7 +144,7 @@ func (o orders) update(r *http.Request) (any, error) {
 		o.restore(ctx, id)
 		return nil, err
 	}
-	err = platform.Change(r.WithContext(ctx), o.cache, shop.Orders, id, shop.OrderUpdated, func(shop.Order) (shop.Order, error) { return ord, nil })
+	err = platform.UpdateIfMatch(r.WithContext(ctx), o.cache, shop.Orders, id, shop.OrderUpdated, func(shop.Order) (shop.Order, error) { return ord, nil })
 	if err != nil {
 		o.restore(ctx, id)
 	}
@@ -164,7 +164,7 @@ func (o orders) remove(r *http.Request) (any, error) {
 	if _, err := o.changeable(r, id); err != nil {
 		return nil, err
 	}
-	err = platform.Change(r, o.cache, shop.Orders, id, shop.OrderDeleted, func(cur shop.Order) (shop.Order, error) { return cur, nil })
+	err = platform.UpdateIfMatch(r, o.cache, shop.Orders, id, shop.OrderDeleted, func(cur shop.Order) (shop.Order, error) { return cur, nil })
 	if err != nil && !errors.Is(err, entitycache.ErrNotFound) {
 		return nil, err
 	}

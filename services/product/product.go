@@ -15,7 +15,7 @@ type body struct {
 	Price *int64 `json:"price"` // in cents; required, so a pointer
 }
 
-func check(_ context.Context, _ string, b body) (shop.Product, error) {
+func build(_ context.Context, _ string, b body) (shop.Product, error) {
 	if b.Price == nil {
 		return shop.Product{}, platform.Errorf(http.StatusBadRequest, "price is required")
 	}
@@ -24,6 +24,6 @@ func check(_ context.Context, _ string, b body) (shop.Product, error) {
 
 func wire(app *platform.App, _ platform.NoConfig) error {
 	shop.Products.Queries(app.Router, app.Cache)
-	platform.Commands(app, platform.Rules[body, shop.Product]{Resource: shop.Products, Check: check})
+	platform.Commands(app, platform.Rules[body, shop.Product]{Resource: shop.Products, Build: build})
 	return nil
 }
