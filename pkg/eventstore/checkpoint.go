@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 
@@ -28,20 +29,11 @@ func (s *Store) CheckpointKey(stream string) string { return s.Key(stream, "chec
 // never goes back, also when replicas finish their batches out of order.
 //
 // KEYS: the stream, the checkpoints. ARGV: group, the batch's last ID.
-var checkpointScript = redis.NewScript(`
-local function after(a, b)
-  local am, as = string.match(a, '(%d+)-(%d+)')
-  local bm, bs = string.match(b, '(%d+)-(%d+)')
-  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
-  return am > bm or (am == bm and as > bs)
-end
-local p = redis.call('XPENDING', KEYS[1], ARGV[1])
-if p[1] > 0 and not after(p[2], ARGV[2]) then return 0 end
-local cp = redis.call('HGET', KEYS[2], ARGV[1])
-if cp and not after(ARGV[2], cp) then return 0 end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-return 1
-`)
+//
+//go:embed checkpoint.lua
+var checkpointLua string
+
+var checkpointScript = redis.NewScript(checkpointLua)
 
 // The ack of a batch: XACK of its handled entries, then the checkpoint's
 // advance up to last, the batch's end or how far it got. It is owed from the

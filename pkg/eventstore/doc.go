@@ -1,7 +1,8 @@
 // Package eventstore keeps domain events in Redis Streams, one stream per
 // entity type, and delivers them to consumer groups.
 //
-// Read it top-down:
+// Read it top-down. Each Lua script is a .lua file beside the Go that runs
+// it (//go:embed), where its KEYS and ARGV are documented.
 //
 //   - event.go: the envelope, stored as plain stream fields so that
 //     `XRANGE events:{customer} - +` is readable as it is.
@@ -17,9 +18,12 @@
 //     the first run did. Appends to one stream that come while two runs are
 //     in flight go together in the next run, each still whole or refused on
 //     its own: under load one round trip and one script carry many commits.
+//     An append on a context of AppendBy is refused (ErrTooLate) if it
+//     reaches Redis after its deadline, by Redis's clock.
 //   - write.go: a Write, a command run with an append, and the flat
 //     arguments Append sends append.lua; EncodeWrites for other scripts.
-//   - conflict.go: the ConflictError of a stale expected version.
+//   - conflict.go: the ConflictError of a stale expected version, and
+//     ErrTooLate.
 //   - read.go: Read pages through a stream from any ID; Replay walks all of
 //     it. Entries that are not events are logged and skipped.
 //   - router.go: the Router that hands each event to the handler of its type

@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"context"
+	_ "embed"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -20,17 +21,9 @@ import (
 // without, it delivers them again (a delivery that counts) and answers them.
 //
 // KEYS: the stream. ARGV: group, consumer, "JUSTID" or "", entry ids...
-const claimOwnLua = `
-local owned = {}
-for i = 4, #ARGV do
-  if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2]) > 0 then
-    owned[#owned + 1] = ARGV[i]
-  end
-end
-if #owned == 0 then return {} end
-if ARGV[3] == 'JUSTID' then owned[#owned + 1] = 'JUSTID' end
-return redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, unpack(owned))
-`
+//
+//go:embed claimown.lua
+var claimOwnLua string
 
 var claimOwnScript = redis.NewScript(claimOwnLua)
 

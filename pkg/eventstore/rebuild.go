@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"context"
+	_ "embed"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -9,13 +10,11 @@ import (
 // raiseScript sets versions that are higher than the ones recorded: a
 // version only ever rises, so a rebuild racing an append can't hand out a
 // version twice.
-var raiseScript = redis.NewScript(`
-for i = 1, #ARGV, 2 do
-  local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or 0)
-  if cur < tonumber(ARGV[i + 1]) then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-end
-return 0
-`)
+//
+//go:embed raise.lua
+var raiseLua string
+
+var raiseScript = redis.NewScript(raiseLua)
 
 // RebuildVersions sets the latest version of every entity of a stream, which
 // expected versions are checked against, from the stream itself: the stream

@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"context"
+	_ "embed"
 	"fmt"
 
 	"github.com/redis/go-redis/v9"
@@ -60,22 +61,11 @@ func (s *Store) SeenKey(stream, group string) string { return s.Key(stream, "see
 // that reads meanwhile keeps its entries. Marks older than the limit go.
 //
 // KEYS: the stream, its seen marks. ARGV: group, this consumer, limit in ms.
-var removeGoneScript = redis.NewScript(`
-local t = redis.call('TIME')
-local now, limit = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), tonumber(ARGV[3])
-redis.call('ZADD', KEYS[2], now, ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - limit - 1)
-local removed = {}
-for _, info in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
-  local f = {}
-  for i = 1, #info, 2 do f[info[i]] = info[i + 1] end
-  if f['name'] ~= ARGV[2] and f['pending'] == 0 and f['idle'] > limit and not redis.call('ZSCORE', KEYS[2], f['name']) then
-    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], f['name'])
-    removed[#removed + 1] = f['name']
-  end
-end
-return removed
-`)
+//
+//go:embed removegone.lua
+var removeGoneLua string
+
+var removeGoneScript = redis.NewScript(removeGoneLua)
 
 // removeGone marks this consumer seen and removes the consumers that are
 // gone: each replica has a name of its own, so without this the group would
