@@ -57,12 +57,6 @@ func newEntities() *entities {
 	return &entities{last: map[string]int64{}, inFlight: map[string]bool{}, seen: newSeen()}
 }
 
-func (en *entities) fail(format string, args ...any) {
-	en.mu.Lock()
-	defer en.mu.Unlock()
-	en.errs = append(en.errs, fmt.Sprintf(format, args...))
-}
-
 // handle records e; work is the handler's own, run while e is in flight.
 func (en *entities) handle(ctx context.Context, e eventstore.Event, work func() error) error {
 	key := eventstore.StreamOf(ctx) + "/" + e.EntityID
