@@ -35,7 +35,8 @@ const (
 	BillingUpdated = "billing_updated"
 	BillingDeleted = "billing_deleted"
 
-	EmailSent = "email_sent"
+	EmailSent      = "email_sent"
+	EmailForgotten = "email_forgotten"
 )
 
 // The entity kinds with their routes. Services read each other's kinds from
@@ -53,9 +54,10 @@ var (
 		Created: OrderCreated, Updated: OrderUpdated, Deleted: OrderDeleted}, One: "order", Many: "orders"}
 	Billings = platform.Resource[Billing]{Kind: entitycache.Kind[Billing]{Name: "billing",
 		Created: BillingCreated, Updated: BillingUpdated, Deleted: BillingDeleted}, One: "billing", Many: "billings"}
-	// Mails are indexed by recipient, for GET /emails?to=.
-	Emails = platform.Resource[Email]{Kind: entitycache.Kind[Email]{Name: "email", Created: EmailSent, Index: "to"},
-		One: "email", Many: "emails"}
+	// Mails are indexed by recipient, for GET /emails?to=. Their records
+	// are forgotten after a while (msg's MAIL_RETENTION); the events stay.
+	Emails = platform.Resource[Email]{Kind: entitycache.Kind[Email]{Name: "email", Created: EmailSent,
+		Deleted: EmailForgotten, Index: "to"}, One: "email", Many: "emails"}
 
 	// Reservations live in the inventory's stream, so that stock and
 	// reservation change in one step. Clients do not reach them.

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/ordershop/ordershop/internal/platform"
 	"github.com/ordershop/ordershop/internal/shop"
@@ -33,7 +35,16 @@ func send(ctx context.Context, cache *entitycache.Cache, log *slog.Logger, mail 
 	return sent{ID: mail.ID, Sent: true}, nil
 }
 
-func wire(app *platform.App, _ platform.NoConfig) error {
+type config struct {
+	// MailRetention is how long a mail's record is kept (forget.go).
+	MailRetention time.Duration `envconfig:"MAIL_RETENTION" default:"168h"`
+}
+
+func wire(app *platform.App, cfg config) error {
+	if cfg.MailRetention <= 0 {
+		return fmt.Errorf("MAIL_RETENTION must be above 0, not %v", cfg.MailRetention)
+	}
+	app.Go(func(ctx context.Context) error { return forget(ctx, app.Cache, app.Log, cfg.MailRetention) })
 	app.Router.Post("/email", platform.Handle(func(r *http.Request) (any, error) {
 		var b shop.MailRequest
 		if err := platform.Decode(r, &b); err != nil {

@@ -8,8 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
-	"github.com/ordershop/ordershop/internal/platform"
 	"github.com/ordershop/ordershop/internal/platform/platformtest"
 	"github.com/ordershop/ordershop/internal/redistest"
 	"github.com/ordershop/ordershop/internal/shop"
@@ -24,7 +24,7 @@ type email struct {
 
 func TestSendListAndGet(t *testing.T) {
 	t.Parallel()
-	_, srv := platformtest.Start(t, "msg", platformtest.Config(t), platform.NoConfig{}, wire)
+	_, srv := platformtest.Start(t, "msg", platformtest.Config(t), config{MailRetention: time.Hour}, wire)
 	var first, again, other sent
 	platformtest.JSON(t, "POST", srv.URL+"/email", shop.MailRequest{To: "ada@example.com", Msg: "Welcome", Key: "e1:welcome"}, 200, &first)
 	platformtest.JSON(t, "POST", srv.URL+"/email", shop.MailRequest{To: "ada@example.com", Msg: "Welcome", Key: "e1:welcome"}, 200, &again)
@@ -54,7 +54,7 @@ func TestSendListAndGet(t *testing.T) {
 // command each, and nothing else. It pages as every list does.
 func TestMailsToOneRecipientReadOnlyTheirs(t *testing.T) {
 	t.Parallel()
-	app, srv := platformtest.Start(t, "msg", platformtest.Config(t), platform.NoConfig{}, wire)
+	app, srv := platformtest.Start(t, "msg", platformtest.Config(t), config{MailRetention: time.Hour}, wire)
 	for i := range 2000 {
 		m, err := shop.NewEmail(fmt.Sprint("x", i%50, "@example.com"), "hi", fmt.Sprint("other:", i))
 		if err != nil {
@@ -105,7 +105,7 @@ func (h commandsSent) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 
 func TestConcurrentSendsOfOneKeySendOnce(t *testing.T) {
 	t.Parallel()
-	app, srv := platformtest.Start(t, "msg", platformtest.Config(t), platform.NoConfig{}, wire)
+	app, srv := platformtest.Start(t, "msg", platformtest.Config(t), config{MailRetention: time.Hour}, wire)
 	var wg sync.WaitGroup
 	answers := make([]sent, 20)
 	for i := range answers {
@@ -133,7 +133,7 @@ func TestConcurrentSendsOfOneKeySendOnce(t *testing.T) {
 
 func TestBadInputIsRejectedAndWritesNothing(t *testing.T) {
 	t.Parallel()
-	app, srv := platformtest.Start(t, "msg", platformtest.Config(t), platform.NoConfig{}, wire)
+	app, srv := platformtest.Start(t, "msg", platformtest.Config(t), config{MailRetention: time.Hour}, wire)
 	var s sent
 	platformtest.JSON(t, "POST", srv.URL+"/email", shop.MailRequest{To: "ada@example.com", Msg: "hi", Key: "k"}, 200, &s)
 	cases := []platformtest.BadRequest{
@@ -159,4 +159,42 @@ func TestBadInputIsRejectedAndWritesNothing(t *testing.T) {
 		platformtest.Bad("no such route", "GET", "/nothing", nil, 404),
 	}
 	platformtest.RejectAll(t, app, srv.URL, "email", cases)
+}
+
+// Mails sent before the retention are forgotten: their records, and their
+// recipients' index, leave the cache, once, whatever pass forgets them; one
+// sent since stays. A mail forgotten is still not sent again for its key.
+func TestOldMailsAreForgottenAndStillSentOnce(t *testing.T) {
+	t.Parallel()
+	app, srv := platformtest.Start(t, "msg", platformtest.Config(t), config{MailRetention: time.Hour}, wire)
+	for i := range 3 {
+		platformtest.JSON(t, "POST", srv.URL+"/email", shop.MailRequest{To: "ada@example.com", Msg: "Hi", Key: fmt.Sprint("old:", i)}, 200, nil)
+	}
+	cut := time.Now().Add(time.Millisecond)
+	redistest.Eventually(t, 5*time.Second, "a millisecond past the cut", func() bool { return time.Now().After(cut) })
+	var recent sent
+	platformtest.JSON(t, "POST", srv.URL+"/email", shop.MailRequest{To: "ada@example.com", Msg: "Hi", Key: "new"}, 200, &recent)
+
+	if n, err := forgetBefore(t.Context(), app.Cache, cut); err != nil || n != 3 {
+		t.Fatalf("forgot %d (%v), want the 3 sent before the cut", n, err)
+	}
+	if n, err := forgetBefore(t.Context(), app.Cache, cut); err != nil || n != 0 {
+		t.Fatalf("a second pass forgot %d (%v), want 0", n, err)
+	}
+	app.Redis.Del(t.Context(), app.Store.Key(app.Store.FirstPartition("email"), "forgotten_up_to"))
+	if n, err := forgetBefore(t.Context(), app.Cache, cut); err != nil || n != 0 {
+		t.Fatalf("a pass that lost its place forgot %d (%v), want 0", n, err)
+	}
+	for _, path := range []string{"/emails", "/emails?to=ada@example.com"} {
+		var left []email
+		platformtest.JSON(t, "GET", srv.URL+path, nil, 200, &left)
+		if len(left) != 1 || left[0].ID != recent.ID {
+			t.Fatalf("GET %s lists %v, want only the recent mail", path, left)
+		}
+	}
+	var again sent
+	platformtest.JSON(t, "POST", srv.URL+"/email", shop.MailRequest{To: "ada@example.com", Msg: "Hi", Key: "old:0"}, 200, &again)
+	if again.Sent {
+		t.Fatal("a forgotten mail was sent again for its key")
+	}
 }
