@@ -5,7 +5,7 @@ FUZZTIME ?= 30s
 FUZZ := ./internal/platform:FuzzDecode ./internal/shop:FuzzNewCustomer ./internal/shop:FuzzNewProduct \
 	./internal/shop:FuzzNewOrder ./pkg/eventstore:FuzzDecodeEntry ./pkg/eventstore:FuzzEventDecode
 
-.PHONY: build images up down logs test cluster-test smoke e2e fuzz bench
+.PHONY: build images up down logs test cluster-test smoke e2e fuzz bench soak
 
 build: ## static binaries in bin/
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o bin/ $(addprefix ./services/,$(SERVICES))
@@ -44,3 +44,7 @@ fuzz: ## each fuzz target for FUZZTIME (30s, or a count: 100000x), one after the
 
 bench: ## the binaries under load beside their yardsticks; writes docs/BENCHMARKS.md (BENCHTIME, BENCH_QUICK=1)
 	@since=$$(date +%s.%N); $(MAKE) --no-print-directory build && GO=$(GO) $(GO) run ./bench -since $$since $(BENCHFLAGS)
+
+soak: images ## the compose stack under a steady create/update/delete cycle for SOAK_FOR (10m) at SOAK_RATE (2800/s), hot window HOT_RETENTION (2m): memory, restarts, lags, archive rows, -verify
+	RATE_LIMIT=0 HOT_RETENTION=$${HOT_RETENTION:-2m} scripts/up.sh
+	$(GO) run ./bench/soak -rate $${SOAK_RATE:-2800} -for $${SOAK_FOR:-10m}
