@@ -48,46 +48,57 @@ func forget(ctx context.Context, cache *entitycache.Cache, log *slog.Logger, ret
 // so a mail forgotten already, by a pass that stopped before it kept its
 // place, is left alone.
 func forgetBefore(ctx context.Context, cache *entitycache.Cache, before time.Time) (int, error) {
-	store, n := cache.Store(), 0
-	for _, part := range store.Partitions(shop.Emails.StreamName()) {
-		place := store.Key(part, "forgotten_up_to")
-		from, err := store.Redis().Get(ctx, place).Result()
-		if err != nil && !errors.Is(err, redis.Nil) {
+	n := 0
+	for _, part := range cache.Store().Partitions(shop.Emails.StreamName()) {
+		m, err := forgetIn(ctx, cache, part, before)
+		n += m
+		if err != nil {
 			return n, err
 		}
-		for done := false; !done; {
-			events, next, err := store.Read(ctx, part, from, forgetPage)
-			if err != nil || next == from {
+	}
+	return n, nil
+}
+
+// forgetIn forgets the mails of one partition sent before a time.
+func forgetIn(ctx context.Context, cache *entitycache.Cache, part string, before time.Time) (int, error) {
+	store, n := cache.Store(), 0
+	place := store.Key(part, "forgotten_up_to")
+	from, err := store.Redis().Get(ctx, place).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return n, err
+	}
+	for done := false; !done; {
+		events, next, err := store.Read(ctx, part, from, forgetPage)
+		if err != nil || next == from {
+			return n, err
+		}
+		for _, e := range events {
+			if !sentBefore(e.StreamID, before) {
+				done, next = true, from
+				break
+			}
+			from = e.StreamID
+			if e.Type != shop.EmailSent {
+				continue
+			}
+			var mail shop.Email
+			if err := e.Decode(&mail); err != nil {
 				return n, err
 			}
-			for _, e := range events {
-				if !sentBefore(e.StreamID, before) {
-					done, next = true, from
-					break
-				}
-				from = e.StreamID
-				if e.Type != shop.EmailSent {
-					continue
-				}
-				var mail shop.Email
-				if err := e.Decode(&mail); err != nil {
-					return n, err
-				}
-				_, err := cache.Commit(ctx, shop.Emails.Change(shop.EmailForgotten, mail, e.Version))
-				if errors.Is(err, eventstore.ErrConflict) {
-					continue
-				}
-				if err != nil {
-					return n, err
-				}
-				n++
+			_, err := cache.Commit(ctx, shop.Emails.Change(shop.EmailForgotten, mail, e.Version))
+			if errors.Is(err, eventstore.ErrConflict) {
+				continue
 			}
-			if !done {
-				from = next // past entries that are not events too
-			}
-			if err := store.Redis().Set(ctx, place, from, 0).Err(); err != nil {
+			if err != nil {
 				return n, err
 			}
+			n++
+		}
+		if !done {
+			from = next // past entries that are not events too
+		}
+		if err := store.Redis().Set(ctx, place, from, 0).Err(); err != nil {
+			return n, err
 		}
 	}
 	return n, nil
