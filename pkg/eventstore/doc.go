@@ -25,7 +25,9 @@
 //   - conflict.go: the ConflictError of a stale expected version, and
 //     ErrTooLate.
 //   - read.go: Read pages through a stream from any ID; Replay walks all of
-//     it. Entries that are not events are logged and skipped.
+//     it, with an Archive (UseArchive) first what was archived and may be
+//     trimmed, then the stream, with no gap and no repeat. Entries that are
+//     not events are logged and skipped.
 //   - router.go: the Router that hands each event to the handler of its type
 //     (On decodes its entity into a typed payload), behind Middleware such as
 //     Recoverer and Logging.
