@@ -57,6 +57,9 @@
 //   - checkpoint.go: a batch's ack goes out with the next read, in one round
 //     trip, and with it the group's checkpoint, the stream ID up to which all
 //     is done; a lost group is created again from it, not from the start.
+//   - catchup.go: with an archive, a group behind its stream's first
+//     entry (created from the start, or from its checkpoint, after a trim)
+//     is first handed the archived events in between, in order.
 //   - deadletter.go: the dead-letter stream per stream and group, listed and
 //     replayed.
 //   - stats.go: counters and the stream and group facts an operator needs.
