@@ -12,6 +12,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/ordershop/ordershop/pkg/archive"
 	"github.com/ordershop/ordershop/pkg/entitycache"
 	"github.com/ordershop/ordershop/pkg/eventstore"
 	"github.com/redis/go-redis/v9"
@@ -92,8 +93,14 @@ var (
 	errNotReading       = &Error{Status: http.StatusServiceUnavailable, Msg: "consumer not reading"}
 )
 
-// UseArchive gives the app the archive of the events trimmed from the streams.
-func (a *App) UseArchive(db *pgxpool.Pool) { a.Archive = db }
+// UseArchive gives the app the archive of the events trimmed from the
+// streams, and its store reads through it: Replay, and so -rebuild and
+// -verify, read the archive and then the stream, and consumer groups behind
+// a stream's start catch up from it.
+func (a *App) UseArchive(db *pgxpool.Pool) {
+	a.Archive = db
+	a.Store.UseArchive(archive.Reader{DB: db})
+}
 
 // AdminPublic serves h on the admin listener at path without the token: for
 // the probes, which orchestrators ask without credentials, and for pages that
