@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/ordershop/ordershop/internal/pgtest"
-	"github.com/ordershop/ordershop/internal/platform"
 	"github.com/ordershop/ordershop/internal/platform/platformtest"
 	"github.com/ordershop/ordershop/internal/redistest"
 	"github.com/ordershop/ordershop/internal/shop"
@@ -210,11 +209,9 @@ func TestOldMailsAreForgottenAndStillSentOnce(t *testing.T) {
 // the archive, each once; one sent since stays.
 func TestOldMailsOnlyInTheArchiveAreForgotten(t *testing.T) {
 	t.Parallel()
-	app, srv := platformtest.Start(t, "msg", platformtest.Config(t), config{MailRetention: time.Hour},
-		func(app *platform.App, cfg config) error {
-			platformtest.Archive(t, app)
-			return wire(app, cfg)
-		})
+	base := platformtest.Config(t)
+	base.ArchiveURL = platformtest.ArchiveURL(t)
+	app, srv := platformtest.Start(t, "msg", base, config{MailRetention: time.Hour}, wire)
 	const old = 12
 	for i := range old {
 		platformtest.JSON(t, "POST", srv.URL+"/email", shop.MailRequest{To: "ada@example.com", Msg: "Hi", Key: fmt.Sprint("old:", i)}, 200, nil)

@@ -13,19 +13,40 @@ import (
 	"github.com/ordershop/ordershop/pkg/archive"
 )
 
-// Archive gives the app an archive, as Run does for ARCHIVE_URL: a new
-// database of the test's own on the test PostgreSQL (pgtest). The package's
-// TestMain must stop that server (pgtest.Stop).
+// ArchiveURL is the URL of a new archive of the test's own, its table
+// made: a database on the test PostgreSQL (pgtest), for Config.ArchiveURL,
+// which StartOn connects as Run does. The package's TestMain must stop that
+// server (pgtest.Stop).
+func ArchiveURL(t testing.TB) string {
+	t.Helper()
+	url := pgtest.URL(t)
+	db, err := pgxpool.New(context.Background(), url)
+	if err == nil {
+		err = archive.Migrate(context.Background(), db)
+		db.Close()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return url
+}
+
+// Archive gives an app made without StartOn an archive of the test's own
+// (ArchiveURL).
 func Archive(t testing.TB, app *platform.App) {
 	t.Helper()
-	db, err := pgxpool.New(context.Background(), pgtest.URL(t))
+	useArchive(t, app, ArchiveURL(t))
+}
+
+// useArchive connects the archive at url and gives it to the app, until
+// the test ends.
+func useArchive(t testing.TB, app *platform.App, url string) {
+	t.Helper()
+	db, err := pgxpool.New(context.Background(), url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(db.Close)
-	if err := archive.Migrate(context.Background(), db); err != nil {
-		t.Fatal(err)
-	}
 	app.UseArchive(db)
 }
 
