@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -228,8 +229,35 @@ func (d *dashboard) leave(client string) {
 	}
 }
 
-// follow sends the entries of stream i after from, in order, until ctx ends.
+// follow sends the entries of stream i after from, in order, until ctx
+// ends: first the events the store replays, with an archive also those a
+// trim took out of the stream (a resume from below its start), then the
+// entries XREAD hands on as they come.
 func (d *dashboard) follow(ctx context.Context, i int, from string, out chan<- read) error {
+	send := func(e entry) bool {
+		select {
+		case out <- read{i, e}:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	err := d.app.Store.Replay(ctx, d.streams[i], from, func(events []eventstore.Event) error {
+		for _, e := range events {
+			if !send(entry{Stream: d.keys[i], ID: e.StreamID, Type: e.Type, EntityType: e.EntityType, EntityID: e.EntityID,
+				Version: strconv.FormatInt(e.Version, 10), Time: e.Time.UTC().Format(time.RFC3339Nano), EventID: e.ID}) {
+				return ctx.Err()
+			}
+			from = e.StreamID
+		}
+		return nil
+	})
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("replay %s: %w", d.keys[i], err)
+	}
 	for {
 		res, err := d.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{d.keys[i], from}, Count: 100, Block: watchBlock}).Result()
 		if ctx.Err() != nil {
@@ -243,11 +271,8 @@ func (d *dashboard) follow(ctx context.Context, i int, from string, out chan<- r
 		}
 		for _, m := range res[0].Messages {
 			str := func(k string) string { s, _ := m.Values[k].(string); return s }
-			e := entry{Stream: d.keys[i], ID: m.ID, Type: str("type"), EntityType: str("entity_type"), EntityID: str("entity_id"),
-				Version: str("version"), Time: str("time"), EventID: str("event_id")}
-			select {
-			case out <- read{i, e}:
-			case <-ctx.Done():
+			if !send(entry{Stream: d.keys[i], ID: m.ID, Type: str("type"), EntityType: str("entity_type"), EntityID: str("entity_id"),
+				Version: str("version"), Time: str("time"), EventID: str("event_id")}) {
 				return nil
 			}
 			from = m.ID

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -241,6 +243,41 @@ func TestEventsResumeAfterTheLastEventID(t *testing.T) {
 	slices.Sort(seen) // the streams interleave
 	if want := slices.Sorted(slices.Values(want)); !slices.Equal(seen, want) {
 		t.Fatalf("after the reconnect got\n%v\nwant\n%v", seen, want)
+	}
+}
+
+// A client that resumes from a position the streams were trimmed past
+// since gets the entries it missed from the archive, then the streams':
+// each once, each stream's in order.
+func TestEventsResumeFromTheArchiveBelowTheStreamsStart(t *testing.T) {
+	t.Parallel()
+	base := platformtest.Config(t)
+	base.ArchiveURL = platformtest.ArchiveURL(t)
+	app, srv := startWith(t, base, nil, func(*config) {})
+	w := openEvents(t, srv.Admin.URL, "")
+	start := w.next(t).ID
+	w.close()
+	var missed []eventstore.Event
+	for i := range 12 {
+		missed = append(missed, customer(t, app, fmt.Sprint("Missed", i)))
+	}
+	if n := platformtest.ArchiveAndTrim(t, app, "customer"); n < 6 {
+		t.Fatalf("the trim took %d entries out of the streams, want most of the 12", n)
+	}
+	w = openEvents(t, srv.Admin.URL, start)
+	last := customer(t, app, "Last") // while it watches
+	want := map[string][]string{}    // stream → its entries' IDs, in order
+	for _, e := range append(missed, last) {
+		key := app.Store.StreamKey(app.Store.PartitionOf(e.EntityType, e.EntityID))
+		want[key] = append(want[key], e.StreamID)
+	}
+	got := map[string][]string{}
+	for range len(missed) + 1 {
+		e, _ := w.nextEntry(t)
+		got[e.Stream] = append(got[e.Stream], e.ID)
+	}
+	if !maps.EqualFunc(got, want, slices.Equal) {
+		t.Fatalf("after the resume got\n%v\nwant\n%v", got, want)
 	}
 }
 

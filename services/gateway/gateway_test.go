@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/ordershop/ordershop/internal/pgtest"
 	"github.com/ordershop/ordershop/internal/platform"
 	"github.com/ordershop/ordershop/internal/platform/platformtest"
 	"github.com/ordershop/ordershop/internal/redistest"
@@ -22,7 +23,11 @@ import (
 	"github.com/ordershop/ordershop/pkg/eventstore"
 )
 
-func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
+func TestMain(m *testing.M) {
+	code := redistest.Main(m)
+	pgtest.Stop()
+	os.Exit(code)
+}
 
 // start runs the gateway with every service behind it at an address where
 // nothing listens, except those given.
