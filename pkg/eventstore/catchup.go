@@ -26,41 +26,52 @@ func (c *Consumer) catchUp(ctx context.Context) error {
 		return nil
 	}
 	for _, s := range c.cfg.Streams {
-		key := c.store.StreamKey(s)
-		from, err := c.lastDelivered(ctx, s)
+		if err := c.catchUpOn(ctx, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// catchUpOn is catchUp on one stream. It asks the archive only when the
+// stream lost entries and the group's last delivered one lies below the
+// first left: in Redis alone, XINFO tells.
+func (c *Consumer) catchUpOn(ctx context.Context, stream string) error {
+	key := c.store.StreamKey(stream)
+	from, err := c.lastDelivered(ctx, stream)
+	if err != nil {
+		return err
+	}
+	work := withStream(context.WithoutCancel(ctx), key)
+	for ctx.Err() == nil {
+		info, err := c.store.rdb.XInfoStream(ctx, key).Result()
 		if err != nil {
 			return err
 		}
-		work := withStream(context.WithoutCancel(ctx), key)
-		for ctx.Err() == nil {
-			first, err := c.store.rdb.XRangeN(ctx, key, "-", "+", 1).Result()
-			if err != nil {
-				return err
-			}
-			if len(first) == 0 {
-				break // a trim leaves an entry: an empty stream was never trimmed
-			}
-			events, err := c.store.archive.Archived(ctx, s, from, first[0].ID, int(c.cfg.Batch))
-			if err != nil || len(events) == 0 {
-				return err
-			}
-			for _, e := range events {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				c.counts.consumed.Add(1)
-				switch err := c.handleEvent(work, c.slotOf(e.EntityID), e); {
-				case errors.Is(err, ErrSkip):
-					c.counts.skipped.Add(1)
-				case err != nil:
-					c.counts.failed.Add(1)
-					return fmt.Errorf("catch up %s from the archive at %s: %w", s, e.StreamID, err)
-				default:
-					c.counts.succeeded.Add(1)
-				}
-			}
-			from = events[len(events)-1].StreamID
+		// An empty stream has no first entry, and a trim leaves one.
+		if info.EntriesAdded == info.Length || !IDBefore(from, info.FirstEntry.ID) {
+			return nil
 		}
+		events, err := c.store.archive.Archived(ctx, stream, from, info.FirstEntry.ID, int(c.cfg.Batch))
+		if err != nil || len(events) == 0 {
+			return err
+		}
+		for _, e := range events {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			c.counts.consumed.Add(1)
+			switch err := c.handleEvent(work, c.slotOf(e.EntityID), e); {
+			case errors.Is(err, ErrSkip):
+				c.counts.skipped.Add(1)
+			case err != nil:
+				c.counts.failed.Add(1)
+				return fmt.Errorf("catch up %s from the archive at %s: %w", stream, e.StreamID, err)
+			default:
+				c.counts.succeeded.Add(1)
+			}
+		}
+		from = events[len(events)-1].StreamID
 	}
 	return ctx.Err()
 }

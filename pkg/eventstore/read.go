@@ -2,27 +2,52 @@ package eventstore
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"strconv"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 )
 
 // Read returns the events among up to count entries after the stream ID from
 // ("0" or "" for the start) and the ID to read the next page from. Entries
-// that are not events are skipped.
+// that are not events are skipped. It reads with XREAD, which from an ID
+// gives what XRANGE from just after it does, as the readers' Redis users
+// may XREAD the streams they read (the gateway's dashboard follows them).
 func (s *Store) Read(ctx context.Context, stream, from string, count int64) ([]Event, string, error) {
-	start := "-"
-	if from != "" && from != "0" {
-		start = "(" + from
+	start := from
+	if start == "" {
+		start = "0"
 	}
-	msgs, err := s.rdb.XRangeN(ctx, s.StreamKey(stream), start, "+", count).Result()
+	res, err := s.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{s.StreamKey(stream), start}, Count: count, Block: -1}).Result()
+	if errors.Is(err, redis.Nil) || err == nil && len(res) == 0 {
+		return nil, from, nil
+	}
 	if err != nil {
 		return nil, from, err
 	}
+	msgs := res[0].Messages
 	if len(msgs) > 0 {
 		from = msgs[len(msgs)-1].ID
 	}
 	return DecodeEntries(stream, msgs), from, nil
+}
+
+// IDBefore says whether the stream ID a comes before b; "0" is the start,
+// before every entry.
+func IDBefore(a, b string) bool {
+	am, as := splitID(a)
+	bm, bs := splitID(b)
+	return am < bm || am == bm && as < bs
+}
+
+// splitID is a stream ID's two numbers, "ms-seq"; 0 where one is missing.
+func splitID(id string) (ms, seq uint64) {
+	m, sq, _ := strings.Cut(id, "-")
+	ms, _ = strconv.ParseUint(m, 10, 64)
+	seq, _ = strconv.ParseUint(sq, 10, 64)
+	return ms, seq
 }
 
 // Archive holds the events of the streams that a trim may have taken out
