@@ -248,6 +248,11 @@ func TestTheGatewayFollowsTheStreamsAndChangesNone(t *testing.T) {
 	for _, kind := range []string{"product", "inventory", "order", "billing", "email"} {
 		allowed(t, gw.XRead(ctx, &redis.XReadArgs{Streams: []string{"events:{" + kind + "}", "$"}, Block: time.Millisecond}).Err(), "gateway XREAD BLOCK "+kind)
 	}
+	// What /events replays on a resume (Store.Replay), before it follows.
+	replayed, _, err := eventstore.New(gw, "").Read(ctx, "customer", "0", 10)
+	if err != nil || len(replayed) != 1 || replayed[0].StreamID != events[0].StreamID {
+		t.Fatalf("gateway reads the stream through the store: %v, %v", replayed, err)
+	}
 	info, err := eventstore.New(gw, "").Info(ctx, "customer") // XINFO STREAM, XINFO GROUPS, XLEN of the dead letters
 	if err != nil || info.Length != 1 || len(info.Groups) != 1 || info.Groups[0].Pending != 1 || info.Groups[0].DeadLetters != 1 {
 		t.Fatalf("gateway reads the stream's info: %+v, %v", info, err)
