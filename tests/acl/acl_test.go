@@ -185,6 +185,21 @@ func TestAServiceWritesOnlyItsOwnKeys(t *testing.T) {
 	refused(t, order.HSet(ctx, "{customer}:customer_entity:1", "name", "Eve").Err(), "order HSET {customer}")
 }
 
+// msg reads its own stream, to forget old mails (services/msg/forget.go),
+// and no other.
+func TestMsgReadsTheMailStreamOnly(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	ctx := context.Background()
+	mails := store(s.client(t, "msg"))
+	for _, part := range partitions("email") {
+		_, _, err := mails.Read(ctx, part, "0", 10)
+		allowed(t, err, "msg reads "+part)
+	}
+	_, _, err := mails.Read(ctx, partitions("customer")[0], "0", 10)
+	refused(t, err, "msg reads the customer stream")
+}
+
 func TestTheGatewayOnlyReadsAndWritesIdempotencyKeys(t *testing.T) {
 	t.Parallel()
 	s := start(t)
