@@ -80,7 +80,7 @@
 // Keys share the stream's hash tag ({customer}), so a script may touch the
 // stream and the cache of one entity type together, also on Redis Cluster:
 //
-//	events:{customer}                 the stream, never trimmed
+//	events:{customer}                 the stream; with an archive trimmed below what it holds (pkg/archive)
 //	{customer}:versions               hash: entity id -> latest version (the entity cache's too)
 //	{customer}:appended:<event id>    a batch's reply, for a minute (client retries come within seconds)
 //	events:{customer}:dead:<group>    dead letters of one group

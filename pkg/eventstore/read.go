@@ -13,8 +13,9 @@ import (
 // Read returns the events among up to count entries after the stream ID from
 // ("0" or "" for the start) and the ID to read the next page from. Entries
 // that are not events are skipped. It reads with XREAD, which from an ID
-// gives what XRANGE from just after it does, as the readers' Redis users
-// may XREAD the streams they read (the gateway's dashboard follows them).
+// gives what XRANGE gives from just after it: the Redis users of the
+// services that read a stream (the gateway's dashboard, msg) may XREAD it,
+// not XRANGE.
 func (s *Store) Read(ctx context.Context, stream, from string, count int64) ([]Event, string, error) {
 	start := from
 	if start == "" {
