@@ -127,6 +127,21 @@ func (a *App) Ready(ctx context.Context) error {
 // when its context ends.
 func (a *App) Go(work func(context.Context) error) { a.background = append(a.background, work) }
 
+// Every runs do every period until ctx ends, the first time a period after
+// the start.
+func Every(ctx context.Context, period time.Duration, do func(context.Context)) error {
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			do(ctx)
+		}
+	}
+}
+
 // Start runs the background work until ctx ends; wait waits for it.
 func (a *App) Start(ctx context.Context) (wait func()) {
 	var wg sync.WaitGroup

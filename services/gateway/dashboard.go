@@ -18,8 +18,6 @@ import (
 
 	"github.com/ordershop/ordershop/internal/platform"
 	"github.com/ordershop/ordershop/internal/shop"
-	"github.com/ordershop/ordershop/pkg/entitycache"
-	"github.com/ordershop/ordershop/pkg/eventstore"
 )
 
 // The live dashboard, on the admin listener: the page at /, its event
@@ -28,16 +26,6 @@ import (
 //
 //go:embed dashboard
 var dashboardFiles embed.FS
-
-// allStreams are every stream, every partition of each, by the names the
-// event store knows them: what the dashboard follows and the metrics report.
-func allStreams(store *eventstore.Store) []string {
-	var out []string
-	for _, kinds := range shop.Streams {
-		out = append(out, store.Partitions(entitycache.StreamOf(kinds[0]))...)
-	}
-	return out
-}
 
 const (
 	// Open event streams at once; each holds a blocked read per stream.
@@ -69,7 +57,7 @@ func serveDashboard(app *platform.App, cfg config) error {
 	if heartbeat <= 0 { // a config made in code, not read from the environment
 		heartbeat = 5 * time.Second
 	}
-	d := &dashboard{app: app, streams: allStreams(app.Store), heartbeat: heartbeat, perClient: cfg.EventsPerClient, maxAge: cfg.EventsMaxAge,
+	d := &dashboard{app: app, streams: shop.Domain.Partitions(app.Store), heartbeat: heartbeat, perClient: cfg.EventsPerClient, maxAge: cfg.EventsMaxAge,
 		byClient: map[string]int{}}
 	for _, s := range d.streams {
 		d.keys = append(d.keys, app.Store.StreamKey(s))
