@@ -9,6 +9,8 @@ import (
 	"github.com/ordershop/ordershop/internal/platform"
 	"github.com/ordershop/ordershop/internal/shop"
 	"github.com/ordershop/ordershop/pkg/archive"
+	"github.com/ordershop/ordershop/pkg/eventstore"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 type config struct {
@@ -33,8 +35,25 @@ func wire(app *platform.App, cfg config) error {
 	}
 	streams := shop.Domain.Partitions(app.Store)
 	a := &archive.Archiver{DB: app.Archive, Store: app.Store, Streams: streams, Batch: cfg.Batch, Logger: app.Log}
+	trimmed := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ordershop_archive_trimmed_total",
+		Help: "Entries trimmed from a stream, all archived and done with by every reader, and older than the hot window.",
+	}, []string{"stream"})
+	app.Metrics.Register(trimmed,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "ordershop_archive_rows_total",
+			Help: "Events this service inserted into the archive (rows there already not counted).",
+		}, func() float64 { return float64(a.Rows()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "ordershop_archive_bytes_total",
+			Help: "Bytes of the entities of the events this service inserted into the archive.",
+		}, func() float64 { return float64(a.Bytes()) }))
+	// The lag of group archive on each stream: the events not yet archived.
+	app.Metrics.Streams(archive.Group, func(ctx context.Context) ([]eventstore.StreamInfo, error) {
+		return shop.Domain.Infos(ctx, app.Store)
+	})
 	app.Go(func(ctx context.Context) error { return run(ctx, app, a) })
-	app.Go(func(ctx context.Context) error { return trim(ctx, app, streams, cfg) })
+	app.Go(func(ctx context.Context) error { return trim(ctx, app, streams, cfg, trimmed) })
 	app.OnReady(func(ctx context.Context) error {
 		if err := app.Archive.Ping(ctx); err != nil {
 			return fmt.Errorf("%w: %w", errArchiveUnreachable, err)
@@ -64,14 +83,17 @@ func run(ctx context.Context, app *platform.App, a *archive.Archiver) error {
 	}
 }
 
-// trim trims every partition every TRIM_EVERY until ctx ends. A partition
-// that fails is logged and tried again the next time.
-func trim(ctx context.Context, app *platform.App, streams []string, cfg config) error {
+// trim trims every partition every TRIM_EVERY until ctx ends, and counts
+// what it trimmed. A partition that fails is logged and tried again the
+// next time.
+func trim(ctx context.Context, app *platform.App, streams []string, cfg config, trimmed *prometheus.CounterVec) error {
 	return platform.Every(ctx, cfg.TrimEvery, func(ctx context.Context) {
 		for _, s := range streams {
-			if _, err := archive.Trim(ctx, app.Archive, app.Store, s, cfg.Hot); err != nil && ctx.Err() == nil {
+			n, err := archive.Trim(ctx, app.Archive, app.Store, s, cfg.Hot)
+			if err != nil && ctx.Err() == nil {
 				app.Log.Warn("trim", "stream", s, "err", err)
 			}
+			trimmed.WithLabelValues(app.Store.StreamKey(s)).Add(float64(n))
 		}
 	})
 }
