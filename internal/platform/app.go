@@ -193,3 +193,19 @@ func server(addr string, h http.Handler) *http.Server {
 		WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second,
 	}
 }
+
+// OwnPool is a client like rdb with a pool of its own: reads that block for
+// seconds must not hold the connections that the API's queries wait for.
+func OwnPool(rdb redis.UniversalClient, size int) redis.UniversalClient {
+	switch c := rdb.(type) {
+	case *redis.Client:
+		opt := *c.Options()
+		opt.PoolSize = size
+		return redis.NewClient(&opt)
+	case *redis.ClusterClient:
+		opt := *c.Options()
+		opt.PoolSize = size
+		return redis.NewClusterClient(&opt)
+	}
+	return rdb
+}

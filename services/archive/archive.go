@@ -34,7 +34,11 @@ func wire(app *platform.App, cfg config) error {
 			cfg.Hot, cfg.TrimEvery, cfg.Batch)
 	}
 	streams := shop.Domain.Partitions(app.Store)
-	a := &archive.Archiver{DB: app.Archive, Store: app.Store, Streams: streams, Batch: cfg.Batch, Logger: app.Log}
+	// Each stream's read blocks on a connection of its own, from a pool of
+	// their own: the trim's and the metrics' commands do not wait for them.
+	rdb := platform.OwnPool(app.Redis, len(streams)+1)
+	store := eventstore.New(rdb, app.Config.KeyPrefix, eventstore.WithPartitions(app.Config.Partitions))
+	a := &archive.Archiver{DB: app.Archive, Store: store, Streams: streams, Batch: cfg.Batch, Logger: app.Log}
 	trimmed := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "ordershop_archive_trimmed_total",
 		Help: "Entries trimmed from a stream, all archived and done with by every reader, and older than the hot window.",
@@ -52,7 +56,10 @@ func wire(app *platform.App, cfg config) error {
 	app.Metrics.Streams(archive.Group, func(ctx context.Context) ([]eventstore.StreamInfo, error) {
 		return shop.Domain.Infos(ctx, app.Store)
 	})
-	app.Go(func(ctx context.Context) error { return run(ctx, app, a) })
+	app.Go(func(ctx context.Context) error {
+		defer rdb.Close()
+		return run(ctx, app, a)
+	})
 	app.Go(func(ctx context.Context) error { return trim(ctx, app, streams, cfg, trimmed) })
 	app.OnReady(func(ctx context.Context) error {
 		if err := app.Archive.Ping(ctx); err != nil {

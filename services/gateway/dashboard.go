@@ -62,7 +62,7 @@ func serveDashboard(app *platform.App, cfg config) error {
 	for _, s := range d.streams {
 		d.keys = append(d.keys, app.Store.StreamKey(s))
 	}
-	d.rdb = ownPool(app.Redis, maxWatchers*len(d.keys)+1)
+	d.rdb = platform.OwnPool(app.Redis, maxWatchers*len(d.keys)+1)
 	app.Go(func(ctx context.Context) error { <-ctx.Done(); return d.rdb.Close() })
 
 	files, err := fs.Sub(dashboardFiles, "dashboard")
@@ -80,22 +80,6 @@ func serveDashboard(app *platform.App, cfg config) error {
 	app.Admin.Get("/events", d.events)
 	app.Admin.Get("/ops/streams", platform.Handle(d.groups))
 	return nil
-}
-
-// ownPool is a client like rdb with a pool of its own: reads that block for
-// seconds must not hold the connections that the API's queries wait for.
-func ownPool(rdb redis.UniversalClient, size int) redis.UniversalClient {
-	switch c := rdb.(type) {
-	case *redis.Client:
-		opt := *c.Options()
-		opt.PoolSize = size
-		return redis.NewClient(&opt)
-	case *redis.ClusterClient:
-		opt := *c.Options()
-		opt.PoolSize = size
-		return redis.NewClusterClient(&opt)
-	}
-	return rdb
 }
 
 // entry is what a watcher is sent of a stream entry.
