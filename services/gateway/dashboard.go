@@ -271,17 +271,21 @@ func (d *dashboard) encode(pos []string) string {
 
 // streamView is a stream with its consumer groups, as the page shows it.
 type streamView struct {
-	Stream string      `json:"stream"` // its key
-	Name   string      `json:"name"`   // as the dead-letter routes name it
-	Length int64       `json:"length"`
-	LastID string      `json:"last_id"`
-	Groups []groupView `json:"groups"`
+	Stream string `json:"stream"` // its key
+	Name   string `json:"name"`   // as the dead-letter routes name it
+	Length int64  `json:"length"`
+	LastID string `json:"last_id"`
+	// Trimmed are the entries appended that the stream holds no more: the
+	// archive service trimmed them.
+	Trimmed int64       `json:"trimmed"`
+	Groups  []groupView `json:"groups"`
 }
 
 type groupView struct {
 	Name        string         `json:"name"`
 	Lag         int64          `json:"lag"` // -1: Redis cannot tell
 	Pending     int64          `json:"pending"`
+	Done        int64          `json:"done"` // read and acked, of group archive: archived; -1 with the lag
 	DeadLetters int64          `json:"dead_letters"`
 	Consumers   []consumerView `json:"consumers"`
 }
@@ -302,13 +306,16 @@ func (d *dashboard) groups(r *http.Request) (any, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: %w", platform.ErrUnavailable, s, err)
 		}
-		v := streamView{Stream: info.Stream, Name: s, Length: info.Length, LastID: info.LastID, Groups: []groupView{}}
+		v := streamView{Stream: info.Stream, Name: s, Length: info.Length, LastID: info.LastID, Trimmed: info.Added - info.Length, Groups: []groupView{}}
 		for _, g := range info.Groups {
 			cs, err := d.app.Redis.XInfoConsumers(ctx, info.Stream, g.Name).Result()
 			if err != nil {
 				return nil, fmt.Errorf("%w: XINFO CONSUMERS %s %s: %w", platform.ErrUnavailable, info.Stream, g.Name, err)
 			}
-			gv := groupView{Name: g.Name, Lag: g.Lag, Pending: g.Pending, DeadLetters: g.DeadLetters, Consumers: []consumerView{}}
+			gv := groupView{Name: g.Name, Lag: g.Lag, Pending: g.Pending, Done: -1, DeadLetters: g.DeadLetters, Consumers: []consumerView{}}
+			if g.Lag >= 0 { // Redis counts the lag from the entries appended
+				gv.Done = info.Added - g.Lag - g.Pending
+			}
 			for _, c := range cs {
 				gv.Consumers = append(gv.Consumers, consumerView{Name: c.Name, Pending: c.Pending, IdleMS: c.Idle.Milliseconds()})
 			}
