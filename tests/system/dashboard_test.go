@@ -53,7 +53,8 @@ func TestTheDashboardInABrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	until("the event stream open", `document.querySelector("#status").classList.contains("live")`)
-	until("the archive off", `document.querySelector("#archive tbody").textContent.startsWith("archiving off")`)                                 // no ARCHIVE_URL here
+	// No ARCHIVE_URL here: no group archive.
+	until("the archive off", `document.querySelector("#archive tbody").textContent.startsWith("archiving off")`)
 	until("crm's groups shown", fmt.Sprintf(`document.querySelectorAll('#groups tr[data-group="crm"]').length == %d`, 2*redistest.Partitions())) // customer and order
 
 	ada := g.Create(t, "/customer", map[string]string{"name": "Ada Lovelace", "email": "ada@example.com"})[0]
