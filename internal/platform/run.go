@@ -17,6 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/ordershop/ordershop/pkg/entitycache"
+	"github.com/ordershop/ordershop/pkg/eventstore"
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
@@ -242,6 +243,30 @@ func withProgress(ctx context.Context, app *App, domain Domain, what string, pas
 type Domain struct {
 	Streams    [][]entitycache.Projection
 	Invariants []Invariant
+}
+
+// Partitions are every partition of every stream of the domain, by the
+// names the event store knows them.
+func (d Domain) Partitions(store *eventstore.Store) []string {
+	var out []string
+	for _, kinds := range d.Streams {
+		out = append(out, store.Partitions(entitycache.StreamOf(kinds[0]))...)
+	}
+	return out
+}
+
+// Infos reads the facts of every partition of every stream of the domain,
+// with every group's (eventstore.Store.Info).
+func (d Domain) Infos(ctx context.Context, store *eventstore.Store) ([]eventstore.StreamInfo, error) {
+	var out []eventstore.StreamInfo
+	for _, s := range d.Partitions(store) {
+		info, err := store.Info(ctx, s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, info)
+	}
+	return out, nil
 }
 
 // Invariant checks one rule of the domain and returns one line per finding.
