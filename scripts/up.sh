@@ -18,7 +18,7 @@ env_default() {
 touch .env
 chmod 600 .env
 [[ ! -s .env || -z $(tail -c1 .env) ]] || echo >>.env
-for user in ops gateway customer product inventory order msg billing crm; do
+for user in ops gateway customer product inventory order msg billing crm archive; do
   env_default "REDIS_PASSWORD_${user^^}" "$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"
 done
 

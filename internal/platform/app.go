@@ -134,6 +134,21 @@ func (a *App) Ready(ctx context.Context) error {
 // when its context ends.
 func (a *App) Go(work func(context.Context) error) { a.background = append(a.background, work) }
 
+// Every runs do every period until ctx ends, the first time a period after
+// the start.
+func Every(ctx context.Context, period time.Duration, do func(context.Context)) error {
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			do(ctx)
+		}
+	}
+}
+
 // Start runs the background work until ctx ends; wait waits for it.
 func (a *App) Start(ctx context.Context) (wait func()) {
 	var wg sync.WaitGroup
@@ -184,4 +199,20 @@ func server(addr string, h http.Handler) *http.Server {
 		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second,
 	}
+}
+
+// OwnPool is a client like rdb with a pool of its own: reads that block for
+// seconds must not hold the connections that the API's queries wait for.
+func OwnPool(rdb redis.UniversalClient, size int) redis.UniversalClient {
+	switch c := rdb.(type) {
+	case *redis.Client:
+		opt := *c.Options()
+		opt.PoolSize = size
+		return redis.NewClient(&opt)
+	case *redis.ClusterClient:
+		opt := *c.Options()
+		opt.PoolSize = size
+		return redis.NewClusterClient(&opt)
+	}
+	return rdb
 }

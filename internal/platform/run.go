@@ -246,6 +246,30 @@ type Domain struct {
 	Invariants []Invariant
 }
 
+// Partitions are every partition of every stream of the domain, by the
+// names the event store knows them.
+func (d Domain) Partitions(store *eventstore.Store) []string {
+	var out []string
+	for _, kinds := range d.Streams {
+		out = append(out, store.Partitions(entitycache.StreamOf(kinds[0]))...)
+	}
+	return out
+}
+
+// Infos reads the facts of every partition of every stream of the domain,
+// with every group's (eventstore.Store.Info).
+func (d Domain) Infos(ctx context.Context, store *eventstore.Store) ([]eventstore.StreamInfo, error) {
+	var out []eventstore.StreamInfo
+	for _, s := range d.Partitions(store) {
+		info, err := store.Info(ctx, s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
+
 // Invariant checks one rule of the domain and returns one line per finding.
 type Invariant func(context.Context, *entitycache.Cache) ([]string, error)
 

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ordershop/ordershop/internal/platform"
 	"github.com/ordershop/ordershop/internal/shop"
 	"github.com/ordershop/ordershop/pkg/entitycache"
 	"github.com/ordershop/ordershop/pkg/eventstore"
@@ -23,19 +24,12 @@ import (
 
 // forget forgets old mails every while until ctx ends.
 func forget(ctx context.Context, cache *entitycache.Cache, log *slog.Logger, retention time.Duration) error {
-	tick := time.NewTicker(min(retention/10, time.Minute))
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
+	return platform.Every(ctx, min(retention/10, time.Minute), func(ctx context.Context) {
 		n, err := forgetBefore(ctx, cache, time.Now().Add(-retention))
 		if err != nil && ctx.Err() == nil {
 			log.Warn("forgetting old mails", "err", err, "forgotten", n)
 		}
-	}
+	})
 }
 
 // forgetBefore forgets the mails sent before a time and answers how many.

@@ -100,7 +100,9 @@ func newStack(t *testing.T, opts ...option) *stack {
 	b := make([]byte, 4)
 	rand.Read(b)
 	s := &stack{t: t, tag: "e2e-" + hex.EncodeToString(b), nodes: map[string]*node{}, passwords: map[string]string{}}
-	for _, user := range append([]string{"ops"}, services...) {
+	// Every user of users.acl has a password, or Redis does not start: the
+	// archive's too, which this stack does not run.
+	for _, user := range append([]string{"ops", "archive"}, services...) {
 		pw := make([]byte, 16)
 		rand.Read(pw)
 		s.passwords[user] = hex.EncodeToString(pw)
