@@ -80,11 +80,11 @@ func TestEntriesOfABatchAreNotClaimedWhileItIsHandled(t *testing.T) {
 			s := newStore(t)
 			got := newSeen()
 			slow := func(ctx context.Context, e eventstore.Event) error {
-				time.Sleep(30 * time.Millisecond) // the handler's work: a batch takes 3x ClaimIdle
+				time.Sleep(90 * time.Millisecond) // the handler's work: a batch takes 3x ClaimIdle
 				return got.handle(ctx, e)
 			}
 			n := 10 * workers // events of different entities
-			cfg := eventstore.ConsumerConfig{Handler: slow, Batch: int64(n), Workers: workers, ClaimIdle: 100 * time.Millisecond}
+			cfg := eventstore.ConsumerConfig{Handler: slow, Batch: int64(n), Workers: workers, ClaimIdle: 300 * time.Millisecond}
 			cfg.Name = "crm-a"
 			a, stopA := start(t, s, cfg)
 			cfg.Name = "crm-b"
