@@ -35,12 +35,13 @@ if [[ $ORDERSHOP_LOCAL == 1 ]]; then
   scripts/build-local-images.sh
   # local.env's settings go to .env too, so that the compose commands that follow (stop,
   # start, run, logs) see them; what .env sets already stays. ORDERSHOP_TAG in the shell
-  # wins, and picks the Redis image the script built with it.
+  # wins, and picks the Redis and PostgreSQL images the script built with it.
   while IFS='=' read -r key value; do
     [[ $key =~ ^[A-Z_]+$ ]] && env_default "$key" "$value"
   done <local.env
   if [[ -n ${ORDERSHOP_TAG:-} ]]; then
     export REDIS_IMAGE=${REDIS_IMAGE:-ordershop/redis:$ORDERSHOP_TAG}
+    export POSTGRES_IMAGE=${POSTGRES_IMAGE:-ordershop/postgres:$ORDERSHOP_TAG}
     export PROMETHEUS_IMAGE=${PROMETHEUS_IMAGE:-ordershop/prometheus:$ORDERSHOP_TAG}
   fi
   "${compose[@]}" up -d --no-build --remove-orphans
