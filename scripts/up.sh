@@ -6,7 +6,8 @@
 # CLUSTER=1 starts the Redis Cluster variant (docker-compose.cluster.yml, see scripts/compose.sh).
 # COMPOSE_PROFILES=observability starts Prometheus too.
 # The Redis passwords, one per user of deploy/redis/users.acl, are in .env (git-ignored):
-# a missing one is generated, an existing one is never replaced.
+# a missing one is generated, an existing one is never replaced; so is PostgreSQL's,
+# POSTGRES_PASSWORD (the archive of events).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 compose=(scripts/compose.sh)
@@ -18,9 +19,11 @@ env_default() {
 touch .env
 chmod 600 .env
 [[ ! -s .env || -z $(tail -c1 .env) ]] || echo >>.env
-for user in ops gateway customer product inventory order msg billing crm; do
-  env_default "REDIS_PASSWORD_${user^^}" "$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"
+password() { od -An -N24 -tx1 /dev/urandom | tr -d ' \n'; }
+for user in ops gateway customer product inventory order msg billing crm archive; do
+  env_default "REDIS_PASSWORD_${user^^}" "$(password)"
 done
+env_default POSTGRES_PASSWORD "$(password)"
 
 have() { docker image inspect "$1" >/dev/null 2>&1; }
 if [[ -z ${ORDERSHOP_LOCAL:-} ]]; then
