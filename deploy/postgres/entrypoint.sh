@@ -2,7 +2,8 @@
 # The entrypoint of ordershop/postgres (scripts/build-local-images.sh, Debian's
 # PostgreSQL), which takes the settings of the postgres image of Docker Hub, so that
 # compose and Kubernetes run either the same way:
-#   POSTGRES_PASSWORD  the password of POSTGRES_USER over TCP (scram-sha-256); required
+#   POSTGRES_PASSWORD  the password of POSTGRES_USER over TCP (scram-sha-256); required,
+#                      letters and digits only
 #   POSTGRES_USER      the superuser (default postgres)
 #   POSTGRES_DB        a database made for it (default POSTGRES_USER)
 #   PGDATA             the cluster (default /var/lib/postgresql/data)
@@ -20,7 +21,10 @@ fail() {
   exit 1
 }
 if [ "${1:-}" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
-  [ -n "${POSTGRES_PASSWORD:-}" ] || fail "POSTGRES_PASSWORD must be set"
+  # Letters and digits, as the Redis passwords: it may go into a URL as it is.
+  case ${POSTGRES_PASSWORD:-} in
+    '' | *[!A-Za-z0-9]*) fail "POSTGRES_PASSWORD must be set, letters and digits only" ;;
+  esac
   for name in "$user" "$db"; do
     case $name in
       '' | [!a-z_]* | *[!a-z0-9_]*) fail "POSTGRES_USER and POSTGRES_DB: lower-case letters, digits and _ only, not \"$name\"" ;;
