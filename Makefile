@@ -1,4 +1,4 @@
-SERVICES := customer product inventory order billing crm msg gateway
+SERVICES := customer product inventory order billing crm msg gateway archive
 GO ?= go
 FUZZTIME ?= 30s
 # package:target; go test -fuzz runs one target at a time

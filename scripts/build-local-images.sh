@@ -24,7 +24,7 @@ mkdir -p .build
 exec 9>.build/lock
 flock 9
 
-services=(customer product inventory order billing crm msg gateway)
+services=(customer product inventory order billing crm msg gateway archive)
 tag=${ORDERSHOP_TAG:-local}
 work=.build/redis
 redis_uid=999

@@ -12,6 +12,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/ordershop/ordershop/pkg/archive"
 	"github.com/ordershop/ordershop/pkg/entitycache"
 	"github.com/ordershop/ordershop/pkg/eventstore"
 	"github.com/redis/go-redis/v9"
@@ -92,8 +93,14 @@ var (
 	errNotReading       = &Error{Status: http.StatusServiceUnavailable, Msg: "consumer not reading"}
 )
 
-// UseArchive gives the app the archive of the events trimmed from the streams.
-func (a *App) UseArchive(db *pgxpool.Pool) { a.Archive = db }
+// UseArchive gives the app the archive of the events trimmed from the
+// streams, and its store reads through it: Replay, and so -rebuild and
+// -verify, read the archive and then the stream, and consumer groups behind
+// a stream's start catch up from it.
+func (a *App) UseArchive(db *pgxpool.Pool) {
+	a.Archive = db
+	a.Store.UseArchive(archive.Reader{DB: db})
+}
 
 // AdminPublic serves h on the admin listener at path without the token: for
 // the probes, which orchestrators ask without credentials, and for pages that
@@ -126,6 +133,21 @@ func (a *App) Ready(ctx context.Context) error {
 // Go adds background work that runs while the app serves and must return
 // when its context ends.
 func (a *App) Go(work func(context.Context) error) { a.background = append(a.background, work) }
+
+// Every runs do every period until ctx ends, the first time a period after
+// the start.
+func Every(ctx context.Context, period time.Duration, do func(context.Context)) error {
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			do(ctx)
+		}
+	}
+}
 
 // Start runs the background work until ctx ends; wait waits for it.
 func (a *App) Start(ctx context.Context) (wait func()) {
@@ -177,4 +199,20 @@ func server(addr string, h http.Handler) *http.Server {
 		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second,
 	}
+}
+
+// OwnPool is a client like rdb with a pool of its own: reads that block for
+// seconds must not hold the connections that the API's queries wait for.
+func OwnPool(rdb redis.UniversalClient, size int) redis.UniversalClient {
+	switch c := rdb.(type) {
+	case *redis.Client:
+		opt := *c.Options()
+		opt.PoolSize = size
+		return redis.NewClient(&opt)
+	case *redis.ClusterClient:
+		opt := *c.Options()
+		opt.PoolSize = size
+		return redis.NewClusterClient(&opt)
+	}
+	return rdb
 }

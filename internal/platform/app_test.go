@@ -18,12 +18,17 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/ordershop/ordershop/internal/pgtest"
 	"github.com/ordershop/ordershop/internal/platform"
 	"github.com/ordershop/ordershop/internal/platform/platformtest"
 	"github.com/ordershop/ordershop/internal/redistest"
 )
 
-func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
+func TestMain(m *testing.M) {
+	code := redistest.Main(m)
+	pgtest.Stop()
+	os.Exit(code)
+}
 
 // adminPaths are the paths only the admin listener serves.
 var adminPaths = []string{"/healthz", "/readyz", "/debug/pprof/", "/debug/pprof/goroutine", "/ops/stats", "/ops/deadletters"}

@@ -60,6 +60,9 @@ func newMetrics(service string) *Metrics {
 	return m
 }
 
+// Register adds a service's own metrics, which carry the label service too.
+func (m *Metrics) Register(cs ...prometheus.Collector) { m.reg.MustRegister(cs...) }
+
 // handler serves the metrics in the Prometheus text format. A collector that
 // fails (Redis away) leaves its series out; the others are served.
 func (m *Metrics) handler() http.Handler {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/ordershop/ordershop/pkg/entitycache"
+	"github.com/ordershop/ordershop/pkg/eventstore"
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
@@ -81,7 +82,8 @@ func Run[C any](ctx context.Context, name string, domain Domain, wire func(*App,
 			return withProgress(ctx, app, domain, "rebuild", 2, func(ctx context.Context) error { return Rebuild(ctx, app, domain.Streams) })
 		}
 		if *verify {
-			return withProgress(ctx, app, domain, "verify", 1, func(ctx context.Context) error {
+			// Each stream is read twice: for its history, then the cache.
+			return withProgress(ctx, app, domain, "verify", 2, func(ctx context.Context) error {
 				return Verify(ctx, app.Cache, domain, out) // in order with the log's lines
 			})
 		}
@@ -244,17 +246,48 @@ type Domain struct {
 	Invariants []Invariant
 }
 
+// Partitions are every partition of every stream of the domain, by the
+// names the event store knows them.
+func (d Domain) Partitions(store *eventstore.Store) []string {
+	var out []string
+	for _, kinds := range d.Streams {
+		out = append(out, store.Partitions(entitycache.StreamOf(kinds[0]))...)
+	}
+	return out
+}
+
+// Infos reads the facts of every partition of every stream of the domain,
+// with every group's (eventstore.Store.Info).
+func (d Domain) Infos(ctx context.Context, store *eventstore.Store) ([]eventstore.StreamInfo, error) {
+	var out []eventstore.StreamInfo
+	for _, s := range d.Partitions(store) {
+		info, err := store.Info(ctx, s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
+
 // Invariant checks one rule of the domain and returns one line per finding.
 type Invariant func(context.Context, *entitycache.Cache) ([]string, error)
 
-// Verify checks that the cache of every stream equals what applying the
-// stream gives, key for key, and that the domain's invariants hold. It writes
+// Verify checks that the history of every stream, the archive's and the
+// stream's (Store.Replay), holds each event once and each entity's versions
+// 1, 2, … n in order, that the cache of every stream equals what applying
+// the stream gives, key for key, and that the domain's invariants hold. It writes
 // one line per finding and their count, or one line "ok", and fails if it
 // found anything. It reads the streams and the cache one after the other, so
 // it runs on a quiet system: a command in flight may be a finding.
 func Verify(ctx context.Context, cache *entitycache.Cache, domain Domain, out io.Writer) error {
 	var findings []string
 	for _, kinds := range domain.Streams {
+		found, err := checkHistory(ctx, cache.Store(), entitycache.StreamOf(kinds[0]))
+		if err != nil {
+			return fmt.Errorf("read the history of %s: %w", entitycache.StreamOf(kinds[0]), err)
+		}
+		findings = append(findings, found...)
 		diffs, err := cache.Diff(ctx, kinds...)
 		if err != nil {
 			return fmt.Errorf("compare the cache of %s: %w", entitycache.StreamOf(kinds[0]), err)
@@ -269,7 +302,8 @@ func Verify(ctx context.Context, cache *entitycache.Cache, domain Domain, out io
 		findings = append(findings, found...)
 	}
 	if len(findings) == 0 {
-		fmt.Fprintf(out, "ok: the cache of %d streams equals their projection, and %d invariant checks hold\n", len(domain.Streams), len(domain.Invariants))
+		fmt.Fprintf(out, "ok: the cache of %d streams equals their projection, their history holds each event once and each entity's versions in order, and %d invariant checks hold\n",
+			len(domain.Streams), len(domain.Invariants))
 		return nil
 	}
 	for _, f := range findings {
@@ -277,4 +311,34 @@ func Verify(ctx context.Context, cache *entitycache.Cache, domain Domain, out io
 	}
 	fmt.Fprintf(out, "%d findings\n", len(findings))
 	return fmt.Errorf("verify: %d findings", len(findings))
+}
+
+// checkHistory replays each partition of a stream and returns one line per
+// event that comes again (by its stream ID) and per event whose version is
+// not the one after its entity's last: each entity's versions are 1, 2, …
+// n, in stream order, whatever part of them is archived.
+func checkHistory(ctx context.Context, store *eventstore.Store, stream string) ([]string, error) {
+	var found []string
+	for _, part := range store.Partitions(stream) {
+		seen, versions := map[string]bool{}, map[string]int64{}
+		err := store.Replay(ctx, part, "0", func(events []eventstore.Event) error {
+			for _, e := range events {
+				if seen[e.StreamID] {
+					found = append(found, fmt.Sprintf("%s: event %s (%s) comes twice", part, e.StreamID, e.Type))
+					continue
+				}
+				seen[e.StreamID] = true
+				if last := versions[e.EntityID]; e.Version != last+1 {
+					found = append(found, fmt.Sprintf("%s: event %s (%s) has version %d of %s, after %d",
+						part, e.StreamID, e.Type, e.Version, e.EntityID, last))
+				}
+				versions[e.EntityID] = e.Version
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return found, nil
 }

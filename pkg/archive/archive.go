@@ -1,9 +1,10 @@
 // Package archive keeps every event of the event store in PostgreSQL, so
 // that Redis need not hold all history: an Archiver copies each stream's
 // events to the table events through the consumer group "archive", and
-// Replay reads a stream's history from the archive and then from the stream,
-// with no gap and no repeat, also while the stream is trimmed below what was
-// archived.
+// Reader reads them back for the event store (eventstore.Store.UseArchive),
+// whose Replay then reads a stream's history from the archive and then from
+// the stream, with no gap and no repeat, also while the stream is trimmed
+// below what was archived.
 //
 // A row is keyed by its stream (the partition's name, e.g. "order" or
 // "order:3") and its stream ID, split into its two numbers so that rows

@@ -24,7 +24,8 @@ func TestMain(m *testing.M) {
 }
 
 type fixture struct {
-	store  *eventstore.Store
+	store  *eventstore.Store // with the archive (Reader)
+	redis  *eventstore.Store // the same streams without it
 	db     *pgxpool.Pool
 	stream string
 }
@@ -40,7 +41,9 @@ func setup(t *testing.T, dbURL string) fixture {
 	if err := Migrate(context.Background(), db); err != nil {
 		t.Fatal(err)
 	}
-	return fixture{store: eventstore.New(rdb, prefix), db: db, stream: "customer"}
+	store := eventstore.New(rdb, prefix)
+	store.UseArchive(Reader{DB: db})
+	return fixture{store: store, redis: eventstore.New(rdb, prefix), db: db, stream: "customer"}
 }
 
 // appendEvents appends n events to the stream, each of one of 10 entities.
@@ -103,7 +106,7 @@ func (f fixture) waitArchived(t *testing.T, want int) {
 func (f fixture) all(t *testing.T) []eventstore.Event {
 	t.Helper()
 	var out []eventstore.Event
-	if err := f.store.Replay(context.Background(), f.stream, "0", func(es []eventstore.Event) error {
+	if err := f.redis.Replay(context.Background(), f.stream, "0", func(es []eventstore.Event) error {
 		out = append(out, es...)
 		return nil
 	}); err != nil {
@@ -112,10 +115,11 @@ func (f fixture) all(t *testing.T) []eventstore.Event {
 	return out
 }
 
+// replay is every event of the stream read through the archive.
 func (f fixture) replay(t *testing.T) []eventstore.Event {
 	t.Helper()
 	var out []eventstore.Event
-	if err := Replay(context.Background(), f.db, f.store, f.stream, "0", func(es []eventstore.Event) error {
+	if err := f.store.Replay(context.Background(), f.stream, "0", func(es []eventstore.Event) error {
 		out = append(out, es...)
 		return nil
 	}); err != nil {

@@ -23,7 +23,7 @@ func TrimPoint(ctx context.Context, db *pgxpool.Pool, store *eventstore.Store, s
 		return low, err
 	}
 	lower := func(id string) {
-		if before(id, low) {
+		if eventstore.IDBefore(id, low) {
 			low = id
 		}
 	}
@@ -63,11 +63,4 @@ func Trim(ctx context.Context, db *pgxpool.Pool, store *eventstore.Store, stream
 		return 0, err
 	}
 	return store.Redis().XTrimMinID(ctx, store.StreamKey(stream), low).Result()
-}
-
-// before says whether stream ID a comes before b; "0" comes first.
-func before(a, b string) bool {
-	am, as, _ := splitOrZero(a)
-	bm, bs, _ := splitOrZero(b)
-	return am < bm || am == bm && as < bs
 }

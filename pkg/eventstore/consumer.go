@@ -164,14 +164,18 @@ func (c *Consumer) run(ctx context.Context) {
 	}
 }
 
-// session runs until an error: it makes sure the groups exist, handles its own
-// pending entries, then reads new ones, retries failed ones when they are due
+// session runs until an error: it makes sure the groups exist, catches up
+// from the archive on what a group is behind its stream's start by, handles
+// its own pending entries, then reads new ones, retries failed ones when they are due
 // and claims idle ones.
 func (c *Consumer) session(ctx context.Context) error {
 	c.retries = nil // the re-read of its own pending entries delivers them again
 	defer c.flush(context.WithoutCancel(ctx))
 	defer c.settle(ctx, 0) // before the flush, which acks what the workers did
 	if err := c.createGroups(ctx); err != nil {
+		return err
+	}
+	if err := c.catchUp(ctx); err != nil {
 		return err
 	}
 	if err := c.readOwnPending(ctx); err != nil {

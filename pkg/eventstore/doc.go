@@ -25,7 +25,9 @@
 //   - conflict.go: the ConflictError of a stale expected version, and
 //     ErrTooLate.
 //   - read.go: Read pages through a stream from any ID; Replay walks all of
-//     it. Entries that are not events are logged and skipped.
+//     it, with an Archive (UseArchive) first what was archived and may be
+//     trimmed, then the stream, with no gap and no repeat. Entries that are
+//     not events are logged and skipped.
 //   - router.go: the Router that hands each event to the handler of its type
 //     (On decodes its entity into a typed payload), behind Middleware such as
 //     Recoverer and Logging.
@@ -55,6 +57,9 @@
 //   - checkpoint.go: a batch's ack goes out with the next read, in one round
 //     trip, and with it the group's checkpoint, the stream ID up to which all
 //     is done; a lost group is created again from it, not from the start.
+//   - catchup.go: with an archive, a group behind its stream's first
+//     entry (created from the start, or from its checkpoint, after a trim)
+//     is first handed the archived events in between, in order.
 //   - deadletter.go: the dead-letter stream per stream and group, listed and
 //     replayed.
 //   - stats.go: counters and the stream and group facts an operator needs.
@@ -75,7 +80,7 @@
 // Keys share the stream's hash tag ({customer}), so a script may touch the
 // stream and the cache of one entity type together, also on Redis Cluster:
 //
-//	events:{customer}                 the stream, never trimmed
+//	events:{customer}                 the stream; with an archive trimmed below what it holds (pkg/archive)
 //	{customer}:versions               hash: entity id -> latest version (the entity cache's too)
 //	{customer}:appended:<event id>    a batch's reply, for a minute (client retries come within seconds)
 //	events:{customer}:dead:<group>    dead letters of one group

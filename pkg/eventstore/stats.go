@@ -24,11 +24,14 @@ type Counters struct {
 
 // StreamInfo is what an operator wants to know of a stream.
 type StreamInfo struct {
-	Stream  string      `json:"stream"`
-	Length  int64       `json:"length"`
-	FirstID string      `json:"first_id"`
-	LastID  string      `json:"last_id"`
-	Groups  []GroupInfo `json:"groups"`
+	Stream  string `json:"stream"`
+	Length  int64  `json:"length"`
+	FirstID string `json:"first_id"`
+	LastID  string `json:"last_id"`
+	// Added is how many entries were ever appended (XINFO STREAM
+	// entries-added): those not in Length were trimmed.
+	Added  int64       `json:"added"`
+	Groups []GroupInfo `json:"groups"`
 }
 
 // GroupInfo is one consumer group of a stream.
@@ -61,7 +64,7 @@ func (s *Store) Info(ctx context.Context, stream string) (StreamInfo, error) {
 		}
 		return info, err
 	}
-	info.Length, info.FirstID, info.LastID = x.Length, x.FirstEntry.ID, x.LastEntry.ID
+	info.Length, info.FirstID, info.LastID, info.Added = x.Length, x.FirstEntry.ID, x.LastEntry.ID, x.EntriesAdded
 	groups, err := s.rdb.XInfoGroups(ctx, key).Result()
 	if err != nil {
 		return info, err

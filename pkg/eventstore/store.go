@@ -17,6 +17,7 @@ type Store struct {
 	meta       func(context.Context) map[string]string
 	appended   func(streamKey string, n int)
 	queues     sync.Map // stream name → its append queue (see queue)
+	archive    Archive  // below the streams' starts, nil without one (UseArchive)
 }
 
 // Option configures a Store.

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -18,7 +19,6 @@ import (
 
 	"github.com/ordershop/ordershop/internal/platform"
 	"github.com/ordershop/ordershop/internal/shop"
-	"github.com/ordershop/ordershop/pkg/entitycache"
 	"github.com/ordershop/ordershop/pkg/eventstore"
 )
 
@@ -28,16 +28,6 @@ import (
 //
 //go:embed dashboard
 var dashboardFiles embed.FS
-
-// allStreams are every stream, every partition of each, by the names the
-// event store knows them: what the dashboard follows and the metrics report.
-func allStreams(store *eventstore.Store) []string {
-	var out []string
-	for _, kinds := range shop.Streams {
-		out = append(out, store.Partitions(entitycache.StreamOf(kinds[0]))...)
-	}
-	return out
-}
 
 const (
 	// Open event streams at once; each holds a blocked read per stream.
@@ -69,12 +59,12 @@ func serveDashboard(app *platform.App, cfg config) error {
 	if heartbeat <= 0 { // a config made in code, not read from the environment
 		heartbeat = 5 * time.Second
 	}
-	d := &dashboard{app: app, streams: allStreams(app.Store), heartbeat: heartbeat, perClient: cfg.EventsPerClient, maxAge: cfg.EventsMaxAge,
+	d := &dashboard{app: app, streams: shop.Domain.Partitions(app.Store), heartbeat: heartbeat, perClient: cfg.EventsPerClient, maxAge: cfg.EventsMaxAge,
 		byClient: map[string]int{}}
 	for _, s := range d.streams {
 		d.keys = append(d.keys, app.Store.StreamKey(s))
 	}
-	d.rdb = ownPool(app.Redis, maxWatchers*len(d.keys)+1)
+	d.rdb = platform.OwnPool(app.Redis, maxWatchers*len(d.keys)+1)
 	app.Go(func(ctx context.Context) error { <-ctx.Done(); return d.rdb.Close() })
 
 	files, err := fs.Sub(dashboardFiles, "dashboard")
@@ -92,22 +82,6 @@ func serveDashboard(app *platform.App, cfg config) error {
 	app.Admin.Get("/events", d.events)
 	app.Admin.Get("/ops/streams", platform.Handle(d.groups))
 	return nil
-}
-
-// ownPool is a client like rdb with a pool of its own: reads that block for
-// seconds must not hold the connections that the API's queries wait for.
-func ownPool(rdb redis.UniversalClient, size int) redis.UniversalClient {
-	switch c := rdb.(type) {
-	case *redis.Client:
-		opt := *c.Options()
-		opt.PoolSize = size
-		return redis.NewClient(&opt)
-	case *redis.ClusterClient:
-		opt := *c.Options()
-		opt.PoolSize = size
-		return redis.NewClusterClient(&opt)
-	}
-	return rdb
 }
 
 // entry is what a watcher is sent of a stream entry.
@@ -228,8 +202,35 @@ func (d *dashboard) leave(client string) {
 	}
 }
 
-// follow sends the entries of stream i after from, in order, until ctx ends.
+// follow sends the entries of stream i after from, in order, until ctx
+// ends: first the events the store replays, with an archive also those a
+// trim took out of the stream (a resume from below its start), then the
+// entries XREAD hands on as they come.
 func (d *dashboard) follow(ctx context.Context, i int, from string, out chan<- read) error {
+	send := func(e entry) bool {
+		select {
+		case out <- read{i, e}:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	err := d.app.Store.Replay(ctx, d.streams[i], from, func(events []eventstore.Event) error {
+		for _, e := range events {
+			if !send(entry{Stream: d.keys[i], ID: e.StreamID, Type: e.Type, EntityType: e.EntityType, EntityID: e.EntityID,
+				Version: strconv.FormatInt(e.Version, 10), Time: e.Time.UTC().Format(time.RFC3339Nano), EventID: e.ID}) {
+				return ctx.Err()
+			}
+			from = e.StreamID
+		}
+		return nil
+	})
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("replay %s: %w", d.keys[i], err)
+	}
 	for {
 		res, err := d.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{d.keys[i], from}, Count: 100, Block: watchBlock}).Result()
 		if ctx.Err() != nil {
@@ -243,11 +244,8 @@ func (d *dashboard) follow(ctx context.Context, i int, from string, out chan<- r
 		}
 		for _, m := range res[0].Messages {
 			str := func(k string) string { s, _ := m.Values[k].(string); return s }
-			e := entry{Stream: d.keys[i], ID: m.ID, Type: str("type"), EntityType: str("entity_type"), EntityID: str("entity_id"),
-				Version: str("version"), Time: str("time"), EventID: str("event_id")}
-			select {
-			case out <- read{i, e}:
-			case <-ctx.Done():
+			if !send(entry{Stream: d.keys[i], ID: m.ID, Type: str("type"), EntityType: str("entity_type"), EntityID: str("entity_id"),
+				Version: str("version"), Time: str("time"), EventID: str("event_id")}) {
 				return nil
 			}
 			from = m.ID
@@ -299,17 +297,21 @@ func (d *dashboard) encode(pos []string) string {
 
 // streamView is a stream with its consumer groups, as the page shows it.
 type streamView struct {
-	Stream string      `json:"stream"` // its key
-	Name   string      `json:"name"`   // as the dead-letter routes name it
-	Length int64       `json:"length"`
-	LastID string      `json:"last_id"`
-	Groups []groupView `json:"groups"`
+	Stream string `json:"stream"` // its key
+	Name   string `json:"name"`   // as the dead-letter routes name it
+	Length int64  `json:"length"`
+	LastID string `json:"last_id"`
+	// Trimmed are the entries appended that the stream holds no more: the
+	// archive service trimmed them.
+	Trimmed int64       `json:"trimmed"`
+	Groups  []groupView `json:"groups"`
 }
 
 type groupView struct {
 	Name        string         `json:"name"`
 	Lag         int64          `json:"lag"` // -1: Redis cannot tell
 	Pending     int64          `json:"pending"`
+	Done        int64          `json:"done"` // read and acked, of group archive: archived; -1 with the lag
 	DeadLetters int64          `json:"dead_letters"`
 	Consumers   []consumerView `json:"consumers"`
 }
@@ -330,13 +332,16 @@ func (d *dashboard) groups(r *http.Request) (any, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: %w", platform.ErrUnavailable, s, err)
 		}
-		v := streamView{Stream: info.Stream, Name: s, Length: info.Length, LastID: info.LastID, Groups: []groupView{}}
+		v := streamView{Stream: info.Stream, Name: s, Length: info.Length, LastID: info.LastID, Trimmed: info.Added - info.Length, Groups: []groupView{}}
 		for _, g := range info.Groups {
 			cs, err := d.app.Redis.XInfoConsumers(ctx, info.Stream, g.Name).Result()
 			if err != nil {
 				return nil, fmt.Errorf("%w: XINFO CONSUMERS %s %s: %w", platform.ErrUnavailable, info.Stream, g.Name, err)
 			}
-			gv := groupView{Name: g.Name, Lag: g.Lag, Pending: g.Pending, DeadLetters: g.DeadLetters, Consumers: []consumerView{}}
+			gv := groupView{Name: g.Name, Lag: g.Lag, Pending: g.Pending, Done: -1, DeadLetters: g.DeadLetters, Consumers: []consumerView{}}
+			if g.Lag >= 0 { // Redis counts the lag from the entries appended
+				gv.Done = info.Added - g.Lag - g.Pending
+			}
 			for _, c := range cs {
 				gv.Consumers = append(gv.Consumers, consumerView{Name: c.Name, Pending: c.Pending, IdleMS: c.Idle.Milliseconds()})
 			}

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -20,6 +22,7 @@ import (
 	"github.com/ordershop/ordershop/internal/redistest"
 	"github.com/ordershop/ordershop/internal/shop"
 	"github.com/ordershop/ordershop/pkg/eventstore"
+	"github.com/redis/go-redis/v9"
 )
 
 // sseEvent is one block of an event stream; a heartbeat is a comment.
@@ -174,8 +177,8 @@ func TestEventsStreamAppendedEntriesWithTheirPositions(t *testing.T) {
 	w := openEvents(t, srv.Admin.URL, "")
 	first := w.next(t)
 	var streams []string
-	if err := json.Unmarshal([]byte(first.Data), &streams); err != nil || first.Event != "streams" || len(streams) != len(allStreams(app.Store)) {
-		t.Fatalf("first event %+v, want the %d streams", first, len(allStreams(app.Store)))
+	if err := json.Unmarshal([]byte(first.Data), &streams); err != nil || first.Event != "streams" || len(streams) != len(shop.Domain.Partitions(app.Store)) {
+		t.Fatalf("first event %+v, want the %d streams", first, len(shop.Domain.Partitions(app.Store)))
 	}
 	customers := app.Store.StreamKey(app.Store.PartitionOf("customer", before.EntityID))
 	orders := app.Store.StreamKey(app.Store.Partitions("order")[0])
@@ -241,6 +244,41 @@ func TestEventsResumeAfterTheLastEventID(t *testing.T) {
 	slices.Sort(seen) // the streams interleave
 	if want := slices.Sorted(slices.Values(want)); !slices.Equal(seen, want) {
 		t.Fatalf("after the reconnect got\n%v\nwant\n%v", seen, want)
+	}
+}
+
+// A client that resumes from a position the streams were trimmed past
+// since gets the entries it missed from the archive, then the streams':
+// each once, each stream's in order.
+func TestEventsResumeFromTheArchiveBelowTheStreamsStart(t *testing.T) {
+	t.Parallel()
+	base := platformtest.Config(t)
+	base.ArchiveURL = platformtest.ArchiveURL(t)
+	app, srv := startWith(t, base, nil, func(*config) {})
+	w := openEvents(t, srv.Admin.URL, "")
+	start := w.next(t).ID
+	w.close()
+	var missed []eventstore.Event
+	for i := range 12 {
+		missed = append(missed, customer(t, app, fmt.Sprint("Missed", i)))
+	}
+	if n := platformtest.ArchiveAndTrim(t, app, "customer"); n < 6 {
+		t.Fatalf("the trim took %d entries out of the streams, want most of the 12", n)
+	}
+	w = openEvents(t, srv.Admin.URL, start)
+	last := customer(t, app, "Last") // while it watches
+	want := map[string][]string{}    // stream → its entries' IDs, in order
+	for _, e := range append(missed, last) {
+		key := app.Store.StreamKey(app.Store.PartitionOf(e.EntityType, e.EntityID))
+		want[key] = append(want[key], e.StreamID)
+	}
+	got := map[string][]string{}
+	for range len(missed) + 1 {
+		e, _ := w.nextEntry(t)
+		got[e.Stream] = append(got[e.Stream], e.ID)
+	}
+	if !maps.EqualFunc(got, want, slices.Equal) {
+		t.Fatalf("after the resume got\n%v\nwant\n%v", got, want)
 	}
 }
 
@@ -430,9 +468,42 @@ func TestStreamsReportLagAndPendingOfAStoppedConsumer(t *testing.T) {
 	}
 	s := streams[slices.IndexFunc(streams, func(s streamView) bool { return s.Name == "customer" })]
 	want := streamView{Stream: app.Store.StreamKey("customer"), Name: "customer", Length: 5, LastID: s.LastID,
-		Groups: []groupView{{Name: "crm", Lag: 3, Pending: 1, Consumers: []consumerView{{Name: "crm-1", Pending: 1, IdleMS: s.Groups[0].Consumers[0].IdleMS}}}}}
+		Groups: []groupView{{Name: "crm", Lag: 3, Pending: 1, Done: 1, Consumers: []consumerView{{Name: "crm-1", Pending: 1, IdleMS: s.Groups[0].Consumers[0].IdleMS}}}}}
 	if g, _ := json.Marshal(s); string(g) != mustJSON(want) {
 		t.Fatalf("customer stream\n%s\nwant\n%s", g, mustJSON(want))
+	}
+}
+
+// The groups route shows what the archive archived, has yet to archive, and
+// trimmed, as Redis counts them: archived are the entries group archive
+// read and acked, trimmed those appended and no longer in the stream.
+func TestStreamsReportWhatTheArchiveArchivedAndTrimmed(t *testing.T) {
+	t.Parallel()
+	cfg := platformtest.Config(t)
+	cfg.Partitions = 1
+	app, srv := startWith(t, cfg, nil, func(*config) {})
+	for range 5 {
+		customer(t, app, "Ada")
+	}
+	ctx, rdb, key := t.Context(), app.Redis, app.Store.StreamKey("customer")
+	if err := rdb.XGroupCreate(ctx, key, "archive", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "archive", Consumer: "archiver", Streams: []string{key, ">"}, Count: 4}).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := res[0].Messages
+	rdb.XAck(ctx, key, "archive", read[0].ID, read[1].ID, read[2].ID) // the 4th is pending
+	rdb.XTrimMinID(ctx, key, read[2].ID)
+	var streams []streamView
+	platformtest.JSON(t, "GET", srv.Admin.URL+"/ops/streams", nil, http.StatusOK, &streams)
+	s := streams[slices.IndexFunc(streams, func(s streamView) bool { return s.Name == "customer" })]
+	if s.Length != 3 || s.Trimmed != 2 || len(s.Groups) != 1 {
+		t.Fatalf("customer stream: length %d, trimmed %d, groups %+v; want 3, 2 and group archive", s.Length, s.Trimmed, s.Groups)
+	}
+	if g := s.Groups[0]; g.Done != 3 || g.Lag != 1 || g.Pending != 1 {
+		t.Errorf("group archive: done %d, lag %d, pending %d; want 3, 1, 1", g.Done, g.Lag, g.Pending)
 	}
 }
 

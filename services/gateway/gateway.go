@@ -70,22 +70,11 @@ func wire(app *platform.App, cfg config) error {
 		}
 		app.Admin.Handle(path+"/*", h)
 	}
-	app.Metrics.Streams(platform.AllGroups, func(ctx context.Context) ([]eventstore.StreamInfo, error) { return streams(ctx, app) })
+	app.Metrics.Streams(platform.AllGroups, func(ctx context.Context) ([]eventstore.StreamInfo, error) {
+		// Every group's, also those of a consumer that is down.
+		return shop.Domain.Infos(ctx, app.Store)
+	})
 	return serveDashboard(app, cfg)
-}
-
-// streams reads every stream's facts, with every group's: the gateway
-// reports them all, also those of a consumer that is down.
-func streams(ctx context.Context, app *platform.App) ([]eventstore.StreamInfo, error) {
-	var out []eventstore.StreamInfo
-	for _, s := range allStreams(app.Store) {
-		info, err := app.Store.Info(ctx, s)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, info)
-	}
-	return out, nil
 }
 
 // rateLimit answers a client address that sent more than limit requests in

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/ordershop/ordershop/internal/pgtest"
 	"github.com/ordershop/ordershop/internal/platform"
 	"github.com/ordershop/ordershop/internal/platform/platformtest"
 	"github.com/ordershop/ordershop/internal/redistest"
@@ -22,7 +23,11 @@ import (
 	"github.com/ordershop/ordershop/pkg/eventstore"
 )
 
-func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
+func TestMain(m *testing.M) {
+	code := redistest.Main(m)
+	pgtest.Stop()
+	os.Exit(code)
+}
 
 // start runs the gateway with every service behind it at an address where
 // nothing listens, except those given.
@@ -233,7 +238,7 @@ func TestMetricsHaveEveryStreamAndGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "# HELP ordershop_stream_length Entries in a stream, read at scrape time.\n# TYPE ordershop_stream_length gauge\n"
-	for _, stream := range allStreams(app.Store) {
+	for _, stream := range shop.Domain.Partitions(app.Store) {
 		want += fmt.Sprintf("ordershop_stream_length{service=%q,stream=%q} %d\n", "gateway", app.Store.StreamKey(stream), length[stream])
 	}
 	want += "# HELP ordershop_consumer_group_lag Entries of a stream a consumer group has yet to read (XINFO GROUPS lag), read at scrape time.\n" +

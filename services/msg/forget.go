@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ordershop/ordershop/internal/platform"
 	"github.com/ordershop/ordershop/internal/shop"
 	"github.com/ordershop/ordershop/pkg/entitycache"
 	"github.com/ordershop/ordershop/pkg/eventstore"
@@ -21,24 +22,14 @@ import (
 // after its record is gone: the send expects no entity of its id, and the
 // entity's version, which the stream holds, stays above none.
 
-// forgetPage is how many events of the mail stream one read takes.
-const forgetPage = 500
-
 // forget forgets old mails every while until ctx ends.
 func forget(ctx context.Context, cache *entitycache.Cache, log *slog.Logger, retention time.Duration) error {
-	tick := time.NewTicker(min(retention/10, time.Minute))
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
+	return platform.Every(ctx, min(retention/10, time.Minute), func(ctx context.Context) {
 		n, err := forgetBefore(ctx, cache, time.Now().Add(-retention))
 		if err != nil && ctx.Err() == nil {
 			log.Warn("forgetting old mails", "err", err, "forgotten", n)
 		}
-	}
+	})
 }
 
 // forgetBefore forgets the mails sent before a time and answers how many.
@@ -59,7 +50,13 @@ func forgetBefore(ctx context.Context, cache *entitycache.Cache, before time.Tim
 	return n, nil
 }
 
-// forgetIn forgets the mails of one partition sent before a time.
+// errPastCut stops the replay of forgetIn at the first mail sent after its
+// time.
+var errPastCut = errors.New("past the cut")
+
+// forgetIn forgets the mails of one partition sent before a time. It reads
+// through Store.Replay, so with an archive the mails a trim took out of the
+// stream too: mails older than the retention usually are only there.
 func forgetIn(ctx context.Context, cache *entitycache.Cache, part string, before time.Time) (int, error) {
 	store, n := cache.Store(), 0
 	place := store.Key(part, "forgotten_up_to")
@@ -67,14 +64,11 @@ func forgetIn(ctx context.Context, cache *entitycache.Cache, part string, before
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return n, err
 	}
-	for done := false; !done; {
-		events, next, err := store.Read(ctx, part, from, forgetPage)
-		if err != nil || next == from {
-			return n, err
-		}
+	err = store.Replay(ctx, part, from, func(events []eventstore.Event) error {
+		var stop error
 		for _, e := range events {
 			if !sentBefore(e.StreamID, before) {
-				done, next = true, from
+				stop = errPastCut
 				break
 			}
 			from = e.StreamID
@@ -83,25 +77,26 @@ func forgetIn(ctx context.Context, cache *entitycache.Cache, part string, before
 			}
 			var mail shop.Email
 			if err := e.Decode(&mail); err != nil {
-				return n, err
+				return err
 			}
 			_, err := cache.Commit(ctx, shop.Emails.Change(shop.EmailForgotten, mail, e.Version))
 			if errors.Is(err, eventstore.ErrConflict) {
 				continue
 			}
 			if err != nil {
-				return n, err
+				return err
 			}
 			n++
 		}
-		if !done {
-			from = next // past entries that are not events too
-		}
 		if err := store.Redis().Set(ctx, place, from, 0).Err(); err != nil {
-			return n, err
+			return err
 		}
+		return stop
+	})
+	if errors.Is(err, errPastCut) {
+		err = nil
 	}
-	return n, nil
+	return n, err
 }
 
 // sentBefore says whether the stream ID of an entry is before a time: its

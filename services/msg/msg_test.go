@@ -10,13 +10,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ordershop/ordershop/internal/pgtest"
 	"github.com/ordershop/ordershop/internal/platform/platformtest"
 	"github.com/ordershop/ordershop/internal/redistest"
 	"github.com/ordershop/ordershop/internal/shop"
 	"github.com/redis/go-redis/v9"
 )
 
-func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
+func TestMain(m *testing.M) {
+	code := redistest.Main(m)
+	pgtest.Stop()
+	os.Exit(code)
+}
 
 type email struct {
 	ID, Key, To, Msg string
@@ -196,5 +201,38 @@ func TestOldMailsAreForgottenAndStillSentOnce(t *testing.T) {
 	platformtest.JSON(t, "POST", srv.URL+"/email", shop.MailRequest{To: "ada@example.com", Msg: "Hi", Key: "old:0"}, 200, &again)
 	if again.Sent {
 		t.Fatal("a forgotten mail was sent again for its key")
+	}
+}
+
+// Mails older than the retention are usually only in the archive, the
+// stream trimmed below them: they are forgotten all the same, read from
+// the archive, each once; one sent since stays.
+func TestOldMailsOnlyInTheArchiveAreForgotten(t *testing.T) {
+	t.Parallel()
+	base := platformtest.Config(t)
+	base.ArchiveURL = platformtest.ArchiveURL(t)
+	app, srv := platformtest.Start(t, "msg", base, config{MailRetention: time.Hour}, wire)
+	const old = 12
+	for i := range old {
+		platformtest.JSON(t, "POST", srv.URL+"/email", shop.MailRequest{To: "ada@example.com", Msg: "Hi", Key: fmt.Sprint("old:", i)}, 200, nil)
+	}
+	cut := time.Now().Add(time.Millisecond)
+	redistest.Eventually(t, 5*time.Second, "a millisecond past the cut", func() bool { return time.Now().After(cut) })
+	var recent sent
+	platformtest.JSON(t, "POST", srv.URL+"/email", shop.MailRequest{To: "ada@example.com", Msg: "Hi", Key: "new"}, 200, &recent)
+	if n := platformtest.ArchiveAndTrim(t, app, "email"); n < old/2 {
+		t.Fatalf("the trim took %d mails out of the stream, want most of the %d old ones", n, old)
+	}
+
+	if n, err := forgetBefore(t.Context(), app.Cache, cut); err != nil || n != old {
+		t.Fatalf("forgot %d (%v), want the %d sent before the cut", n, err, old)
+	}
+	if n, err := forgetBefore(t.Context(), app.Cache, cut); err != nil || n != 0 {
+		t.Fatalf("a second pass forgot %d (%v), want 0", n, err)
+	}
+	var left []email
+	platformtest.JSON(t, "GET", srv.URL+"/emails", nil, 200, &left)
+	if len(left) != 1 || left[0].ID != recent.ID {
+		t.Fatalf("GET /emails lists %v, want only the recent mail", left)
 	}
 }

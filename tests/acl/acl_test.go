@@ -11,16 +11,20 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/ordershop/ordershop/internal/pgtest"
 	"github.com/ordershop/ordershop/internal/redistest"
 	"github.com/ordershop/ordershop/internal/shop"
+	"github.com/ordershop/ordershop/pkg/archive"
 	"github.com/ordershop/ordershop/pkg/entitycache"
 	"github.com/ordershop/ordershop/pkg/eventstore"
 )
@@ -28,7 +32,10 @@ import (
 // entrypoint renders users.acl, the file beside it, and starts Redis.
 var entrypoint = filepath.Join("..", "..", "deploy", "redis", "entrypoint.sh")
 
-var users = []string{"ops", "gateway", "customer", "product", "inventory", "order", "msg", "billing", "crm"}
+var users = []string{"ops", "gateway", "customer", "product", "inventory", "order", "msg", "billing", "crm", "archive"}
+
+// TestMain stops the PostgreSQL the archive's test started.
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
 // server is a redis-server on the ACL, with each user's password, and its
 // AOF on, as in docker-compose.yml.
@@ -185,6 +192,21 @@ func TestAServiceWritesOnlyItsOwnKeys(t *testing.T) {
 	refused(t, order.HSet(ctx, "{customer}:customer_entity:1", "name", "Eve").Err(), "order HSET {customer}")
 }
 
+// msg reads its own stream, to forget old mails (services/msg/forget.go),
+// and no other.
+func TestMsgReadsTheMailStreamOnly(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	ctx := context.Background()
+	mails := store(s.client(t, "msg"))
+	for _, part := range partitions("email") {
+		_, _, err := mails.Read(ctx, part, "0", 10)
+		allowed(t, err, "msg reads "+part)
+	}
+	_, _, err := mails.Read(ctx, partitions("customer")[0], "0", 10)
+	refused(t, err, "msg reads the customer stream")
+}
+
 func TestTheGatewayOnlyReadsAndWritesIdempotencyKeys(t *testing.T) {
 	t.Parallel()
 	s := start(t)
@@ -247,6 +269,11 @@ func TestTheGatewayFollowsTheStreamsAndChangesNone(t *testing.T) {
 	}
 	for _, kind := range []string{"product", "inventory", "order", "billing", "email"} {
 		allowed(t, gw.XRead(ctx, &redis.XReadArgs{Streams: []string{"events:{" + kind + "}", "$"}, Block: time.Millisecond}).Err(), "gateway XREAD BLOCK "+kind)
+	}
+	// What /events replays on a resume (Store.Replay), before it follows.
+	replayed, _, err := eventstore.New(gw, "").Read(ctx, "customer", "0", 10)
+	if err != nil || len(replayed) != 1 || replayed[0].StreamID != events[0].StreamID {
+		t.Fatalf("gateway reads the stream through the store: %v, %v", replayed, err)
 	}
 	info, err := eventstore.New(gw, "").Info(ctx, "customer") // XINFO STREAM, XINFO GROUPS, XLEN of the dead letters
 	if err != nil || info.Length != 1 || len(info.Groups) != 1 || info.Groups[0].Pending != 1 || info.Groups[0].DeadLetters != 1 {
@@ -506,6 +533,109 @@ func TestInventoryWorksItsGroupOnTheOrders(t *testing.T) {
 	refused(t, inventory.XAdd(bg, &redis.XAddArgs{Stream: "events:{order}:dead:crm", Values: []any{"a", "b"}}).Err(), "inventory XADD crm's dead letters")
 	refused(t, inventory.HSet(bg, "{order}:order_ids", "x", "1").Err(), "inventory HSET {order} cache")
 	refused(t, inventory.XGroupDestroy(bg, "events:{order}", "crm").Err(), "inventory XGROUP DESTROY")
+}
+
+// The archive reads every stream through its group into PostgreSQL and
+// trims each below what every group is done with, reading the dead letters'
+// originals; it can append, delete or change nothing else.
+func TestTheArchiveArchivesAndTrimsAndWritesNothingElse(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	ctx := context.Background()
+	db, err := pgxpool.New(ctx, pgtest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	customers := entitycache.New(store(s.client(t, "customer")))
+	orders := entitycache.New(store(s.client(t, "order")))
+	mails := entitycache.New(store(s.client(t, "msg")))
+	var last eventstore.Event // of the customers
+	for i := range 4 {
+		c := shop.Customer{ID: uuid.NewString(), Name: "Ada", Email: "ada@example.com"}
+		o := shop.Order{ID: uuid.NewString(), CustomerID: c.ID, ProductIDs: []string{uuid.NewString()}}
+		mail, err := shop.NewEmail(c.Email, "Welcome", "welcome-"+strconv.Itoa(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		events, err := customers.Commit(ctx, shop.Customers.Kind.Change(shop.CustomerCreated, c, eventstore.NoEntity))
+		if err == nil {
+			last = events[0]
+			_, err = orders.Commit(ctx, shop.Orders.Kind.Change(shop.OrderCreated, o, eventstore.NoEntity))
+		}
+		if err == nil {
+			_, err = mails.Commit(ctx, shop.Emails.Kind.Change(shop.EmailSent, mail, eventstore.NoEntity))
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A group crm done with every customer, and a dead letter of its last.
+	ops := s.client(t, "ops")
+	for _, part := range partitions("customer") {
+		if err := ops.XGroupCreateMkStream(ctx, store(ops).StreamKey(part), "crm", "$").Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lastPart := store(nil).PartitionOf("customer", last.EntityID)
+	if err := ops.XAdd(ctx, &redis.XAddArgs{Stream: store(ops).DeadLetterKey(lastPart, "crm"),
+		Values: []any{eventstore.DeadLetterOriginal, last.StreamID}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	rdb := s.client(t, "archive")
+	var streams []string
+	for _, kinds := range shop.Streams {
+		streams = append(streams, partitions(entitycache.StreamOf(kinds[0]))...)
+	}
+	a := &archive.Archiver{DB: db, Store: store(rdb), Streams: streams, Name: "archive-1", Block: 50 * time.Millisecond}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- a.Run(runCtx) }()
+	// A batch is acked after it is counted.
+	redistest.Eventually(t, 30*time.Second, "12 events archived and acked", func() bool {
+		for _, part := range streams {
+			if p, err := ops.XPending(ctx, store(ops).StreamKey(part), archive.Group).Result(); err != nil || p.Count > 0 {
+				return false
+			}
+		}
+		return a.Rows() == 12
+	})
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("the archiver: %v", err)
+	}
+	for _, part := range streams {
+		if _, err := archive.Trim(ctx, db, store(rdb), part, 0); err != nil {
+			t.Errorf("archive trims %s: %v", part, err)
+		}
+		info, err := store(rdb).Info(ctx, part) // the metrics: XINFO STREAM, XINFO GROUPS, XLEN of the dead letters
+		if err != nil {
+			t.Errorf("archive reads the info of %s: %v", part, err)
+		}
+		// Each stream keeps its last entry, the watermark; the dead letter names it.
+		if info.Length > 1 {
+			t.Errorf("%s holds %d entries after the trim, want its last only", part, info.Length)
+		}
+	}
+	if first, err := ops.XRangeN(ctx, store(ops).StreamKey(lastPart), "-", "+", 1).Result(); err != nil || len(first) != 1 || first[0].ID != last.StreamID {
+		t.Errorf("%s begins with %v (%v), want the dead letter's original %s", lastPart, first, err, last.StreamID)
+	}
+
+	key, dead := store(nil).StreamKey(lastPart), store(nil).DeadLetterKey(lastPart, "crm")
+	refused(t, rdb.XAdd(ctx, &redis.XAddArgs{Stream: key, Values: []any{"a", "b"}}).Err(), "archive XADD "+key)
+	refused(t, rdb.XDel(ctx, key, last.StreamID).Err(), "archive XDEL "+key)
+	refused(t, rdb.XRange(ctx, key, "-", "+").Err(), "archive XRANGE "+key)
+	refused(t, rdb.XClaim(ctx, &redis.XClaimArgs{Stream: key, Group: "crm", Consumer: "archive-1", Messages: []string{last.StreamID}}).Err(), "archive XCLAIM")
+	refused(t, rdb.XGroupDestroy(ctx, key, "crm").Err(), "archive XGROUP DESTROY")
+	refused(t, rdb.XGroupSetID(ctx, key, "crm", "0").Err(), "archive XGROUP SETID")
+	refused(t, rdb.Del(ctx, key).Err(), "archive DEL "+key)
+	refused(t, rdb.XAdd(ctx, &redis.XAddArgs{Stream: dead, Values: []any{"a", "b"}}).Err(), "archive XADD "+dead)
+	refused(t, rdb.XTrimMaxLen(ctx, dead, 0).Err(), "archive XTRIM "+dead)
+	refused(t, rdb.XDel(ctx, dead, "0-1").Err(), "archive XDEL "+dead)
+	refused(t, rdb.XTrimMaxLen(ctx, "{customer}:customer_ids", 0).Err(), "archive XTRIM outside the streams")
+	refused(t, rdb.HSet(ctx, "{customer}:versions", "x", "1").Err(), "archive HSET {customer}")
+	refused(t, rdb.Eval(ctx, "return 1", []string{key}).Err(), "archive EVAL")
 }
 
 // On Redis Cluster, go-redis's cluster client asks a node for the slots'

@@ -53,6 +53,8 @@ func TestTheDashboardInABrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	until("the event stream open", `document.querySelector("#status").classList.contains("live")`)
+	// No ARCHIVE_URL here: no group archive.
+	until("the archive off", `document.querySelector("#archive tbody").textContent.startsWith("archiving off")`)
 	until("crm's groups shown", fmt.Sprintf(`document.querySelectorAll('#groups tr[data-group="crm"]').length == %d`, 2*redistest.Partitions())) // customer and order
 
 	ada := g.Create(t, "/customer", map[string]string{"name": "Ada Lovelace", "email": "ada@example.com"})[0]

@@ -56,10 +56,14 @@ func Stoppable[C any](t testing.TB, name string, base platform.Config, cfg C, wi
 }
 
 // StartOn is Stoppable on a Redis of the test's own, e.g. a
-// redistest.Server it stalls or stops.
+// redistest.Server it stalls or stops. With base.ArchiveURL (see
+// ArchiveURL) the app reads through that archive.
 func StartOn[C any](t testing.TB, name string, base platform.Config, rdb redis.UniversalClient, cfg C, wire func(*platform.App, C) error) (*platform.App, *Server, func()) {
 	t.Helper()
 	app := platform.NewApp(name, base, rdb, slog.Default().With("service", name))
+	if base.ArchiveURL != "" {
+		useArchive(t, app, base.ArchiveURL)
+	}
 	if err := wire(app, cfg); err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,11 @@
 // The OrderShop dashboard: events as they flow (the gateway's /events), the
-// consumer groups (/ops/streams) and the dead letters of crm and billing with
-// a replay button. Every request carries the admin token when there is one:
-// it comes from the page's address, #token=<token>, or the page asks for it
-// once when the gateway answers 401. The event stream is read with fetch, not
-// EventSource, which cannot send the Authorization header; it resumes from the
-// last event's id (Last-Event-ID) after a break, as EventSource would.
+// consumer groups and what the archive archived and trimmed (/ops/streams),
+// and the dead letters of crm and billing with a replay button. Every request
+// carries the admin token when there is one: it comes from the page's
+// address, #token=<token>, or the page asks for it once when the gateway
+// answers 401. The event stream is read with fetch, not EventSource, which
+// cannot send the Authorization header; it resumes from the last event's id
+// (Last-Event-ID) after a break, as EventSource would.
 "use strict";
 
 const POLL_MS = 1500;       // groups and dead letters
@@ -153,10 +154,16 @@ async function pollGroups() {
   const note = document.getElementById("groups-note");
   try {
     const streams = await api("ops/streams");
-    const rows = [];
+    const rows = [], archive = [];
     for (const s of streams) {
       card(s.stream);
       for (const g of s.groups) {
+        if (g.name === "archive") {
+          archive.push(el("tr", { "data-stream": s.stream }, el("td", { class: "mono", title: s.stream }, label(s.stream)),
+            el("td", { class: "num archived" }, g.done < 0 ? "?" : g.done),
+            el("td", { class: "num lag" + (g.lag > 0 ? " high" : "") }, g.lag < 0 ? "?" : g.lag),
+            el("td", { class: "num trimmed" }, s.trimmed)));
+        }
         const consumers = g.consumers.map(c => c.name + " (" + c.pending + ", " + (c.idle_ms / 1000).toFixed(1) + " s)").join(", ");
         rows.push(el("tr", { "data-stream": s.stream, "data-group": g.name },
           el("td", { class: "mono", title: s.stream }, label(s.stream)), el("td", {}, g.name),
@@ -167,6 +174,7 @@ async function pollGroups() {
       }
     }
     fill(document.querySelector("#groups tbody"), rows, 6, "no consumer groups yet");
+    fill(document.querySelector("#archive tbody"), archive, 4, "archiving off (no group archive)");
     note.textContent = "";
   } catch (e) {
     note.textContent = "groups: " + e.message;
