@@ -3,12 +3,15 @@
 // types (a misspelled field fails, as the API server would refuse it), and
 // checks what a cluster would otherwise only show at apply time or later: every
 // container probed, limited and unprivileged, every Service selecting pods that
-// have its ports, every ConfigMap and Secret that a pod needs present, and each
-// service connecting to Redis as its own user, on one node or as a cluster.
+// have its ports, every ConfigMap and Secret that a pod needs present, each
+// service connecting to Redis as its own user, on one node or as a cluster, and
+// to the PostgreSQL of the archive as the user and with the password it was
+// made with.
 package deploy_test
 
 import (
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -29,9 +32,9 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 )
 
-// services are OrderShop's eight services: a Deployment and a Service each,
+// services are OrderShop's nine services: a Deployment and a Service each,
 // each its own Redis user of redis/users.acl.
-var services = []string{"customer", "product", "inventory", "order", "billing", "crm", "msg", "gateway"}
+var services = []string{"customer", "product", "inventory", "order", "billing", "crm", "msg", "archive", "gateway"}
 
 // adminPort is where every service's ADMIN_ADDR listens, /readyz and /healthz included.
 const adminPort = 9000
@@ -137,6 +140,10 @@ secretGenerator:
     behavior: replace
     envs:
       - redis-passwords.env
+  - name: postgres
+    behavior: replace
+    literals:
+      - POSTGRES_PASSWORD=0123456789abcdefpostgres
 `)
 	s := render(t, dir)
 	s.check(t)
@@ -268,6 +275,7 @@ func (s *shop) check(t *testing.T) {
 	}
 	s.checkBudgets(t)
 	s.checkRedisPasswords(t)
+	s.checkArchive(t)
 }
 
 // checkPod checks a pod template: each container with requests and limits,
@@ -460,6 +468,79 @@ func (s *shop) checkRedisPasswords(t *testing.T) {
 			t.Errorf("StatefulSet redis: no %s, which users.acl needs", k)
 		}
 	}
+}
+
+// checkArchive checks that StatefulSet postgres makes its cluster on a folder
+// of its volume, with a user, database and password from the Secret, behind a
+// Service on port 5432, and that every service's ARCHIVE_URL reaches it as that
+// user, in that database, with that password (PGPASSWORD, from the same Secret
+// key, as the URL has none).
+func (s *shop) checkArchive(t *testing.T) {
+	t.Helper()
+	st, svc := s.statefulSets["postgres"], s.services["postgres"]
+	if st == nil || svc == nil || st.Spec.ServiceName != "postgres" {
+		t.Error("no StatefulSet postgres on a Service postgres")
+		return
+	}
+	if got := ptrOr(st.Spec.Replicas, 1); got != 1 {
+		t.Errorf("StatefulSet postgres: %d replicas, want 1", got)
+	}
+	if !slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return p.Port == 5432 }) {
+		t.Error("Service postgres: no port 5432")
+	}
+	pod := st.Spec.Template.Spec
+	env := s.env(pod)
+	user, db := env["POSTGRES_USER"], env["POSTGRES_DB"]
+	if user == "" || db == "" {
+		t.Errorf("StatefulSet postgres: POSTGRES_USER %q, POSTGRES_DB %q: both must be set", user, db)
+	}
+	password := secretRef(pod.Containers[0], "POSTGRES_PASSWORD")
+	if password == nil {
+		t.Error("StatefulSet postgres: POSTGRES_PASSWORD not from a Secret")
+	}
+	// The cluster in a folder of the volume: its root may hold lost+found,
+	// which initdb refuses.
+	var data string
+	for _, m := range pod.Containers[0].VolumeMounts {
+		if slices.ContainsFunc(st.Spec.VolumeClaimTemplates, func(c corev1.PersistentVolumeClaim) bool { return c.Name == m.Name }) {
+			data = m.MountPath
+		}
+	}
+	if pgdata := env["PGDATA"]; data == "" || !strings.HasPrefix(pgdata, strings.TrimSuffix(data, "/")+"/") {
+		t.Errorf("StatefulSet postgres: PGDATA %q, want a folder inside its volume (mounted at %q)", pgdata, data)
+	}
+	for _, name := range services {
+		d := s.deployment(t, name)
+		if d == nil {
+			continue
+		}
+		c := d.Spec.Template.Spec.Containers[0]
+		raw := s.env(d.Spec.Template.Spec)["ARCHIVE_URL"]
+		u, err := url.Parse(raw)
+		if err != nil || u.Scheme != "postgres" {
+			t.Errorf("%s: ARCHIVE_URL %q: not a postgres:// URL (%v)", name, raw, err)
+			continue
+		}
+		if u.Host != "postgres:5432" || u.User.Username() != user || u.Path != "/"+db {
+			t.Errorf("%s: ARCHIVE_URL %q, want user %s at postgres:5432, database %s", name, raw, user, db)
+		}
+		if _, ok := u.User.Password(); ok {
+			t.Errorf("%s: ARCHIVE_URL %q carries a password: it belongs in the Secret", name, raw)
+		}
+		if got := secretRef(c, "PGPASSWORD"); password != nil && (got == nil || *got != *password) {
+			t.Errorf("%s: PGPASSWORD from %v, want the Secret StatefulSet postgres was made with (%s %s)", name, got, password.Name, password.Key)
+		}
+	}
+}
+
+// secretRef returns where a container's variable comes from, if from a Secret.
+func secretRef(c corev1.Container, name string) *corev1.SecretKeySelector {
+	for _, e := range c.Env {
+		if e.Name == name && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+			return e.ValueFrom.SecretKeyRef
+		}
+	}
+	return nil
 }
 
 // checkRedisAddr checks that a service's Redis address is one of the nodes

@@ -2,6 +2,10 @@
 # Builds the images for docker-compose --env-file local.env without any registry:
 #   ordershop/redis:local   Debian's Redis binaries plus the host libraries they link, and
 #                           busybox's sh and awk for deploy/redis/entrypoint.sh
+#   ordershop/postgres:local  Debian's PostgreSQL server, psql and pg_isready, with the
+#                           host libraries they link, busybox's sh, and
+#                           deploy/postgres/entrypoint.sh, which makes the cluster on the
+#                           first start from the settings of Docker Hub's postgres image
 #   ordershop/<svc>:local   the service binaries built here, on scratch (Dockerfile.local),
 #                           with the host's CA certificates (Debian's ca-certificates)
 #   ordershop/prometheus:local  Debian's Prometheus, its web UI's scripts and the host
@@ -10,7 +14,7 @@
 # ORDERSHOP_TAG (default local) tags the images otherwise, so that trees built side by
 # side on one Docker do not replace each other's images.
 # Unchanged inputs give the same images, so a rerun takes seconds and changes nothing.
-# Network: apt only (redis-tools and ca-certificates if missing, three .debs once), and Go modules if not
+# Network: apt only (redis-tools and ca-certificates if missing, a few .debs once), and Go modules if not
 # cached. BUILD_BINARIES=0 packs bin/ as it is instead of running go build; GO_TAGS=otlp builds
 # the binaries with the OTLP trace exporter.
 set -euo pipefail
@@ -75,6 +79,58 @@ redis_image() {
   # Protected mode stays on (Redis's default); compose runs it with the ACL.
   reproducible_import "$root" "ordershop/redis:$tag" "$redis_uid" "$version" ./data -- \
     'ENV PATH=/usr/bin:/bin' 'WORKDIR /data' "USER $redis_uid:$redis_uid" 'EXPOSE 6379' 'CMD ["redis-server"]'
+}
+
+# Debian's PostgreSQL, for the archive of events: its packages are downloaded, never
+# installed (that would start a cluster on the host). As in Docker Hub's postgres image:
+# the user postgres (uid 70, the alpine image's, so that a volume may change image),
+# the cluster in /var/lib/postgresql/data, the socket in /var/run/postgresql, the
+# settings from POSTGRES_PASSWORD, POSTGRES_USER and POSTGRES_DB (entrypoint.sh).
+postgres_image() {
+  local work=.build/postgres version major debs root x lib deb
+  version=$(apt-cache policy postgresql 2>/dev/null | awk '$1 == "Candidate:" {print $2}')
+  if [[ -z $version || $version == "(none)" ]]; then
+    as_root apt-get update -qq
+    version=$(apt-cache policy postgresql | awk '$1 == "Candidate:" {print $2}')
+  fi
+  # postgresql (15+248) depends on postgresql-<major>, which carries the server.
+  major=${version%%+*}
+  debs=$work/debs/$version
+  if [[ ! -e $debs/complete ]]; then
+    rm -rf "$debs"
+    mkdir -p "$debs"
+    (cd "$debs" && apt-get download -qq -o APT::Sandbox::User="$(id -un)" \
+      "postgresql-$major" "postgresql-client-$major" tzdata busybox-static)
+    touch "$debs/complete"
+  fi
+  root=$work/rootfs x=$work/x
+  rm -rf "$root" "$x"
+  local bin=usr/lib/postgresql/$major/bin pkglib=usr/lib/postgresql/$major/lib
+  mkdir -p "$root/$bin" "$root/$pkglib" "$root/usr/share" "$root/usr/bin" "$root/bin" "$root/etc" "$root/tmp" \
+    "$root/var/lib/postgresql/data" "$root/var/run/postgresql" "$x"
+  for deb in "$debs"/*.deb; do dpkg -x "$deb" "$x"; done
+  cp -a "$x/$bin"/{postgres,initdb,pg_ctl,psql,pg_isready} "$root/$bin/"
+  # plpgsql and the snowball dictionaries, which initdb installs; logical replication.
+  for lib in plpgsql dict_snowball pgoutput libpqwalreceiver; do cp -a "$x/$pkglib/$lib.so" "$root/$pkglib/"; done
+  cp -a "$x/usr/share/postgresql" "$x/usr/share/zoneinfo" "$root/usr/share/"
+  cp -a "$x/bin/busybox" "$root/bin/"
+  ln -s busybox "$root/bin/sh"
+  install -m 755 deploy/postgres/entrypoint.sh "$root/usr/bin/entrypoint.sh"
+  for deb in "postgresql-$major" tzdata busybox-static; do
+    mkdir -p "$root/usr/share/doc/$deb"
+    cp "$x/usr/share/doc/$deb/copyright" "$root/usr/share/doc/$deb/"
+  done
+  copy_libs "$root" "/$bin/postgres" "/$bin/initdb" "/$bin/psql" "/$bin/pg_isready" "/$pkglib/libpqwalreceiver.so"
+  printf 'root:x:0:0:root:/root:/usr/sbin/nologin\npostgres:x:70:70:postgres:/var/lib/postgresql:/bin/sh\n' >"$root/etc/passwd"
+  printf 'root:x:0:\npostgres:x:70:\n' >"$root/etc/group"
+  chmod 1777 "$root/tmp"
+  chmod 700 "$root/var/lib/postgresql/data"
+  chmod 1777 "$root/var/run/postgresql" # also as a tmpfs, which takes its mode, not its owner
+  version=$(dpkg-deb -f "$debs/postgresql-${major}_"*.deb Version) # the server's, not postgresql's
+  reproducible_import "$root" "ordershop/postgres:$tag" 70 "$version" ./var/lib/postgresql ./var/run/postgresql -- \
+    "ENV PATH=/$bin:/usr/bin:/bin" 'ENV PGDATA=/var/lib/postgresql/data' 'ENV TZ=UTC' 'WORKDIR /var/lib/postgresql' \
+    'USER 70:70' 'EXPOSE 5432' 'VOLUME /var/lib/postgresql/data' \
+    'ENTRYPOINT ["/usr/bin/entrypoint.sh"]' 'CMD ["postgres"]'
 }
 
 # reproducible_import root image uid version folder… -- change…: tars root reproducibly
@@ -206,6 +262,7 @@ service_images() {
 }
 
 redis_image
+postgres_image
 [[ ${PROMETHEUS:-1} == 0 ]] || prometheus_image
 ca_certificates
 service_images

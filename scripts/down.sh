@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stops the stack and removes its containers, network and volumes (Redis's, Prometheus's),
+# Stops the stack and removes its containers, network and volumes (Redis's, PostgreSQL's, Prometheus's),
 # those of the observability profile too.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -6,7 +6,8 @@
 # CLUSTER=1 starts the Redis Cluster variant (docker-compose.cluster.yml, see scripts/compose.sh).
 # COMPOSE_PROFILES=observability starts Prometheus too.
 # The Redis passwords, one per user of deploy/redis/users.acl, are in .env (git-ignored):
-# a missing one is generated, an existing one is never replaced.
+# a missing one is generated, an existing one is never replaced; so is PostgreSQL's,
+# POSTGRES_PASSWORD (the archive of events).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 compose=(scripts/compose.sh)
@@ -18,9 +19,11 @@ env_default() {
 touch .env
 chmod 600 .env
 [[ ! -s .env || -z $(tail -c1 .env) ]] || echo >>.env
+password() { od -An -N24 -tx1 /dev/urandom | tr -d ' \n'; }
 for user in ops gateway customer product inventory order msg billing crm archive; do
-  env_default "REDIS_PASSWORD_${user^^}" "$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"
+  env_default "REDIS_PASSWORD_${user^^}" "$(password)"
 done
+env_default POSTGRES_PASSWORD "$(password)"
 
 have() { docker image inspect "$1" >/dev/null 2>&1; }
 if [[ -z ${ORDERSHOP_LOCAL:-} ]]; then
@@ -35,12 +38,13 @@ if [[ $ORDERSHOP_LOCAL == 1 ]]; then
   scripts/build-local-images.sh
   # local.env's settings go to .env too, so that the compose commands that follow (stop,
   # start, run, logs) see them; what .env sets already stays. ORDERSHOP_TAG in the shell
-  # wins, and picks the Redis image the script built with it.
+  # wins, and picks the Redis and PostgreSQL images the script built with it.
   while IFS='=' read -r key value; do
     [[ $key =~ ^[A-Z_]+$ ]] && env_default "$key" "$value"
   done <local.env
   if [[ -n ${ORDERSHOP_TAG:-} ]]; then
     export REDIS_IMAGE=${REDIS_IMAGE:-ordershop/redis:$ORDERSHOP_TAG}
+    export POSTGRES_IMAGE=${POSTGRES_IMAGE:-ordershop/postgres:$ORDERSHOP_TAG}
     export PROMETHEUS_IMAGE=${PROMETHEUS_IMAGE:-ordershop/prometheus:$ORDERSHOP_TAG}
   fi
   "${compose[@]}" up -d --no-build --remove-orphans

@@ -1,14 +1,15 @@
-// Package e2e runs OrderShop as it ships: Redis and the eight service images
-// in Docker, one private network and stack per test, driven through the
-// gateway as a client would, while the tests stop, kill and restart
-// containers.
+// Package e2e runs OrderShop as it ships: Redis, PostgreSQL and the nine
+// service images in Docker, one private network and stack per test, driven
+// through the gateway as a client would, while the tests stop, kill and
+// restart containers.
 //
 // The images are ordershop/*:local from scripts/build-local-images.sh; TestMain
 // builds them when one is missing. ORDERSHOP_TAG runs (and builds) the
-// images of another tag, Redis's too, as the script does; E2E_IMAGE_<SERVICE>
-// (e.g. E2E_IMAGE_CRM) runs another image of a service instead. Redis runs
-// with the ACL of deploy/redis, each service as its user, the test as ops,
-// with passwords of the stack's own. Without Docker the package is
+// images of another tag, Redis's and PostgreSQL's too, as the script does;
+// E2E_IMAGE_<SERVICE> (e.g. E2E_IMAGE_CRM) runs another image of a service
+// instead. Redis runs with the ACL of deploy/redis, each service as its user,
+// the test as ops, with passwords of the stack's own; every service archives
+// to the stack's PostgreSQL (ARCHIVE_URL). Without Docker the package is
 // skipped, or fails with CI=true; -short skips it too.
 package e2e
 
@@ -18,6 +19,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -69,7 +71,7 @@ func image(service string) string {
 
 func missingImages() []string {
 	var missing []string
-	for _, s := range append([]string{"redis"}, services...) {
+	for _, s := range slices.Concat(stores, services) {
 		if _, err := pool.Client.InspectImage(image(s)); err != nil {
 			missing = append(missing, image(s))
 		}

@@ -2,22 +2,42 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/ordershop/ordershop/tests/scenario"
 )
 
 // The original client's scenario, through the gateway of the containers,
-// whose Redis knows each service by its own user and nobody else.
+// whose Redis knows each service by its own user and nobody else, and whose
+// events reach the archive in PostgreSQL (ARCHIVE_URL, the archive service).
 func TestOriginalScenario(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
 	scenario.Original(t, s.Gateway)
 
 	ctx := context.Background()
+	var ids []string
+	for _, c := range s.Gateway.List(t, "/customers") {
+		ids = append(ids, fmt.Sprint(c["id"]))
+	}
+	db, err := pgx.Connect(ctx, s.PostgresURL())
+	if err != nil {
+		t.Fatalf("PostgreSQL: %v", err)
+	}
+	defer db.Close(ctx)
+	var archived int
+	s.waitFor(30*time.Second, 100*time.Millisecond, fmt.Sprintf("the creation of the %d customers in the archive", len(ids)), func() bool {
+		// Before the archive service made the table, an error: not yet.
+		err := db.QueryRow(ctx, "SELECT count(DISTINCT entity_id) FROM events WHERE type = 'customer_created' AND entity_id = ANY($1)", ids).Scan(&archived)
+		return err == nil && archived == len(ids)
+	})
+
 	for _, who := range []struct{ user, password, want string }{
 		{"", "", "NOAUTH"}, {"customer", s.passwords["order"], "WRONGPASS"},
 	} {

@@ -9,11 +9,13 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/ory/dockertest/v3"
 	"github.com/ory/dockertest/v3/docker"
 	"github.com/redis/go-redis/v9"
@@ -21,10 +23,14 @@ import (
 	"github.com/ordershop/ordershop/tests/scenario"
 )
 
-var services = []string{"customer", "product", "inventory", "order", "billing", "crm", "msg", "gateway"}
+var services = []string{"customer", "product", "inventory", "order", "billing", "crm", "msg", "archive", "gateway"}
+
+// stores are the containers of a stack that are not services: no admin
+// listener, a root filesystem of their own.
+var stores = []string{"redis", "postgres"}
 
 // slots bounds the stacks that run at once, whatever -parallel says: a stack
-// is ten containers, and the machine may have two cores.
+// is eleven containers, and the machine may have two cores.
 var slots = make(chan struct{}, 2)
 
 // Every request of the tests goes through http.DefaultClient (platformtest's
@@ -36,7 +42,7 @@ type node struct {
 	name    string // its alias on the stack's network: "crm", "crm-2"
 	id      string
 	port    docker.Port
-	service bool   // has an admin listener, which answers /readyz
+	service bool   // has an admin listener, which answers /readyz; not a store
 	addr    string // where port is published
 	admin   string // where the admin port is published
 }
@@ -45,7 +51,8 @@ type node struct {
 // docker-compose.yml.
 const adminPort = docker.Port("9000/tcp")
 
-// stack is Redis and the services of one test, on a network of their own.
+// stack is Redis, PostgreSQL and the services of one test, on a network of
+// their own.
 type stack struct {
 	t       *testing.T
 	tag     string
@@ -56,6 +63,8 @@ type stack struct {
 	rdb     *redis.Client
 	// passwords of the Redis users, one per service and ops, the stack's own
 	passwords map[string]string
+	// pgPassword is the password of PostgreSQL's user ordershop
+	pgPassword string
 
 	Gateway scenario.Gateway
 	Admin   string // the gateway's admin listener
@@ -87,8 +96,8 @@ func withReplica(name, service string, kv ...string) option {
 	}
 }
 
-// newStack starts Redis and the eight services and waits until each is
-// ready. Everything is removed when the test ends, also when it fails.
+// newStack starts Redis, PostgreSQL (the archive of events) and the nine
+// services and waits until each is ready. Everything is removed when the test ends, also when it fails.
 func newStack(t *testing.T, opts ...option) *stack {
 	t.Helper()
 	slots <- struct{}{}
@@ -100,13 +109,15 @@ func newStack(t *testing.T, opts ...option) *stack {
 	b := make([]byte, 4)
 	rand.Read(b)
 	s := &stack{t: t, tag: "e2e-" + hex.EncodeToString(b), nodes: map[string]*node{}, passwords: map[string]string{}}
-	// Every user of users.acl has a password, or Redis does not start: the
-	// archive's too, which this stack does not run.
-	for _, user := range append([]string{"ops", "archive"}, services...) {
+	password := func() string {
 		pw := make([]byte, 16)
 		rand.Read(pw)
-		s.passwords[user] = hex.EncodeToString(pw)
+		return hex.EncodeToString(pw)
 	}
+	for _, user := range append([]string{"ops"}, services...) {
+		s.passwords[user] = password()
+	}
+	s.pgPassword = password()
 	network, err := pool.CreateNetwork(s.tag, func(o *docker.CreateNetworkOptions) { o.Labels = labels() })
 	if err != nil {
 		t.Fatalf("create network: %v", err)
@@ -125,6 +136,8 @@ func newStack(t *testing.T, opts ...option) *stack {
 
 	begin := time.Now()
 	s.run("redis", image("redis"), s.redisEnv(), []string{"redis-server", "--appendonly", "yes"}, "6379/tcp")
+	s.run("postgres", image("postgres"), []string{"POSTGRES_USER=ordershop", "POSTGRES_DB=ordershop",
+		"POSTGRES_PASSWORD=" + s.pgPassword}, nil, "5432/tcp")
 	names := append([]string{}, services...)
 	kinds := map[string]string{}
 	for _, svc := range services {
@@ -135,10 +148,10 @@ func newStack(t *testing.T, opts ...option) *stack {
 		kinds[r[0]] = r[1]
 	}
 	for _, name := range names {
-		env := append([]string{"REDIS_URL=redis://" + kinds[name] + ":" + s.passwords[kinds[name]] + "@redis:6379/0"}, cfg.env[name]...)
-		s.run(name, image(kinds[name]), serviceEnv(name, kinds[name], env), nil, portOf(kinds[name]))
+		env := append([]string{"REDIS_URL=redis://" + kinds[name] + ":" + s.passwords[kinds[name]] + "@redis:6379/0"}, s.archiveEnv()...)
+		s.run(name, image(kinds[name]), serviceEnv(name, kinds[name], append(env, cfg.env[name]...)), nil, portOf(kinds[name]))
 	}
-	s.waitReady(append([]string{"redis"}, names...)...)
+	s.waitReady(slices.Concat(stores, names)...)
 	s.Gateway = scenario.Gateway("http://" + s.addr("gateway"))
 	s.Admin = s.AdminURL("gateway")
 	t.Logf("stack %s ready in %v", s.tag, time.Since(begin).Round(time.Millisecond))
@@ -162,12 +175,19 @@ func (s *stack) redisEnv() []string {
 	return env
 }
 
+// archiveEnv is the archive every service gets, as in docker-compose.yml:
+// the stack's PostgreSQL, with the password in PGPASSWORD.
+func (s *stack) archiveEnv() []string {
+	return []string{"ARCHIVE_URL=postgres://ordershop@postgres:5432/ordershop", "PGPASSWORD=" + s.pgPassword}
+}
+
 // serviceEnv is what docker-compose.yml gives a service (REDIS_URL with the
-// service's own user is among extra), plus extra.
+// service's own user and the archive are among extra), plus extra.
 func serviceEnv(name, service string, extra []string) []string {
 	env := map[string]string{"ADMIN_ADDR": ":9000"}
+	// The APIs the services call (the archive's none: ARCHIVE_URL is PostgreSQL).
 	for _, svc := range services {
-		if svc != "gateway" {
+		if svc != "gateway" && svc != "archive" {
 			env[strings.ToUpper(svc)+"_URL"] = "http://" + svc + ":8080"
 		}
 	}
@@ -199,7 +219,8 @@ func (s *stack) run(name, img string, env, cmd []string, port string) {
 	s.t.Helper()
 	p := docker.Port(port)
 	ports := []docker.Port{p}
-	if name != "redis" {
+	service := !slices.Contains(stores, name)
+	if service {
 		ports = append(ports, adminPort)
 	}
 	conf := &docker.Config{
@@ -214,7 +235,8 @@ func (s *stack) run(name, img string, env, cmd []string, port string) {
 		conf.ExposedPorts[p] = struct{}{}
 		host.PortBindings[p] = []docker.PortBinding{{HostIP: "127.0.0.1"}}
 	}
-	if name == "redis" {
+	switch name {
+	case "redis":
 		conf.Volumes = map[string]struct{}{"/data": {}} // anonymous: removed with the container
 		// As in docker-compose.yml: the ACL and the entrypoint that renders it.
 		deploy, err := filepath.Abs("../../deploy/redis")
@@ -223,7 +245,12 @@ func (s *stack) run(name, img string, env, cmd []string, port string) {
 		}
 		conf.Entrypoint = []string{"/bin/sh", "/etc/ordershop/redis/entrypoint.sh"}
 		host.Binds = []string{deploy + ":/etc/ordershop/redis:ro"}
-	} else {
+	case "postgres":
+		// As in docker-compose.yml: the cluster on a volume (the image's,
+		// anonymous), the socket and temporary files on tmpfs.
+		host.ReadonlyRootfs = true
+		host.Tmpfs = map[string]string{"/tmp": "", "/var/run/postgresql": ""}
+	default:
 		host.ReadonlyRootfs = true
 	}
 	c, err := pool.Client.CreateContainer(docker.CreateContainerOptions{
@@ -236,7 +263,7 @@ func (s *stack) run(name, img string, env, cmd []string, port string) {
 		s.t.Fatalf("create %s (%s): %v", name, img, err)
 	}
 	s.mu.Lock()
-	s.nodes[name] = &node{name: name, id: c.ID, port: p, service: name != "redis"}
+	s.nodes[name] = &node{name: name, id: c.ID, port: p, service: service}
 	s.order = append(s.order, name)
 	s.mu.Unlock()
 	s.launch(name)
@@ -320,13 +347,22 @@ func (s *stack) inspect(name string) *docker.Container {
 	return c
 }
 
-// Ready answers whether a container is ready: Redis answers PING, a service
-// answers /readyz with 200.
+// Ready answers whether a container is ready: Redis answers PING,
+// PostgreSQL lets ordershop log in, a service answers /readyz with 200.
 func (s *stack) Ready(name string) bool {
-	if !s.node(name).service {
+	switch name {
+	case "redis", "postgres":
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		return s.rdb.Ping(ctx).Err() == nil
+		if name == "redis" {
+			return s.rdb.Ping(ctx).Err() == nil
+		}
+		conn, err := pgx.Connect(ctx, s.PostgresURL())
+		if err != nil {
+			return false
+		}
+		defer conn.Close(context.Background())
+		return conn.Ping(ctx) == nil
 	}
 	c := http.Client{Timeout: time.Second}
 	resp, err := c.Get(s.AdminURL(name) + "/readyz")
@@ -465,7 +501,7 @@ func (s *stack) verify() {
 			pool.Client.StopContainer(s.nodes[name].id, 10)
 		}
 	}
-	env := serviceEnv("verify", "gateway", []string{"REDIS_URL=redis://ops:" + s.passwords["ops"] + "@redis:6379/0"})
+	env := serviceEnv("verify", "gateway", append([]string{"REDIS_URL=redis://ops:" + s.passwords["ops"] + "@redis:6379/0"}, s.archiveEnv()...))
 	c, err := pool.Client.CreateContainer(docker.CreateContainerOptions{
 		Name: s.tag + "-verify", Config: &docker.Config{Image: image("gateway"), Env: env, Cmd: []string{"-verify"}, Labels: labels()},
 		HostConfig: &docker.HostConfig{ReadonlyRootfs: true, CapDrop: []string{"ALL"}, SecurityOpt: []string{"no-new-privileges:true"}},
@@ -492,3 +528,9 @@ func (s *stack) verify() {
 
 // Redis is a client of the stack's Redis on its published port.
 func (s *stack) Redis() *redis.Client { return s.rdb }
+
+// PostgresURL is the URL of the stack's archive on its published port, as
+// the user ordershop.
+func (s *stack) PostgresURL() string {
+	return "postgres://ordershop:" + s.pgPassword + "@" + s.addr("postgres") + "/ordershop?sslmode=disable"
+}

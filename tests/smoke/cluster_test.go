@@ -25,7 +25,7 @@ func TestClusterVariantRunsTheShopThroughANodeRestart(t *testing.T) {
 			t.Fatalf("the single redis runs in the cluster variant: %v", ids)
 		}
 		s.waitExited(t, "redis-init")
-		s.waitHealthy(t, 11) // three nodes, eight services
+		s.waitHealthy(t, 13) // three nodes, PostgreSQL, nine services
 		t.Logf("stack healthy %v after up", time.Since(start).Round(time.Second))
 		cli := func(node string, args ...string) string {
 			t.Helper()
@@ -102,7 +102,7 @@ func TestClusterVariantRunsTheShopThroughANodeRestart(t *testing.T) {
 // shop's invariants hold.
 func (s stack) verify(t *testing.T) {
 	t.Helper()
-	s.run(t, "stop", "customer", "product", "inventory", "order", "billing", "crm", "msg")
+	s.run(t, "stop", "customer", "product", "inventory", "order", "billing", "crm", "msg", "archive")
 	out := s.run(t, "run", "--rm", "--no-deps", "-e", "REDIS_URL=redis://ops:"+password("ops")+"@redis-1:6379?addr=redis-2:6379&addr=redis-3:6379",
 		"gateway", "-verify")
 	if !strings.Contains(out, "ok: the cache of") {

@@ -27,7 +27,7 @@ import (
 func TestScaledCRMDeliversEveryWelcomeOnceWithAReplicaKilled(t *testing.T) {
 	eachCompose(t, "scale", stack{files: []string{"tests/smoke/scale.yml"}}, func(t *testing.T, s stack) {
 		s.run(t, "up", "-d", "--no-build", "--scale", "crm=3", "--scale", "customer=2")
-		s.waitHealthy(t, 12)
+		s.waitHealthy(t, 14) // Redis, PostgreSQL, nine services, two more crm, one more customer
 		replicas := s.containers(t, "crm")
 		redis := s.containers(t, "redis")
 		if len(replicas) != 3 || len(redis) != 1 {

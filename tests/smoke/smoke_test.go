@@ -112,21 +112,24 @@ func suffix(tag string) string {
 	return "-" + tag
 }
 
-// env is what compose gets beside local.env: the Redis passwords, which
-// scripts/up.sh keeps in .env, of the test's own.
+// env is what compose gets beside local.env: the Redis and PostgreSQL
+// passwords, which scripts/up.sh keeps in .env, of the test's own.
 var env = func() []string {
 	env := []string{
 		"RATE_LIMIT=0", // the scenario's polls from one address would go over the gateway's limit
 		"ADMIN_TOKEN=" + adminToken,
 	}
 	if tag := os.Getenv("ORDERSHOP_TAG"); tag != "" { // the script builds them with the tag
-		env = append(env, "REDIS_IMAGE=ordershop/redis:"+tag, "PROMETHEUS_IMAGE=ordershop/prometheus:"+tag)
+		env = append(env, "REDIS_IMAGE=ordershop/redis:"+tag, "POSTGRES_IMAGE=ordershop/postgres:"+tag, "PROMETHEUS_IMAGE=ordershop/prometheus:"+tag)
 	}
 	for _, user := range []string{"ops", "gateway", "customer", "product", "inventory", "order", "msg", "billing", "crm", "archive"} {
 		b := make([]byte, 16)
 		rand.Read(b)
 		env = append(env, "REDIS_PASSWORD_"+strings.ToUpper(user)+"="+hex.EncodeToString(b))
 	}
+	b := make([]byte, 16)
+	rand.Read(b)
+	env = append(env, "POSTGRES_PASSWORD="+hex.EncodeToString(b))
 	return env
 }()
 
@@ -199,7 +202,7 @@ func TestComposeStackRunsTheOriginalScenario(t *testing.T) {
 	eachCompose(t, "smoke", stack{profile: "observability"}, func(t *testing.T, s stack) {
 		start := time.Now()
 		s.run(t, "up", "-d", "--no-build")
-		s.waitHealthy(t, 10)
+		s.waitHealthy(t, 12) // Redis, PostgreSQL, nine services, Prometheus
 		t.Logf("stack healthy %v after up", time.Since(start).Round(time.Second))
 		s.checkContainers(t)
 		s.checkPrometheus(t)
@@ -287,7 +290,8 @@ func (s stack) dashboardLag(t *testing.T, group string) int64 {
 
 // checkContainers checks what compose gives every container: memory, CPU and
 // process limits; the services' images carry the CA certificates that
-// rediss:// needs; Redis runs as its own user and answers nobody unknown.
+// rediss:// needs; Redis and PostgreSQL run as their own users, and Redis
+// answers nobody unknown.
 func (s stack) checkContainers(t *testing.T) {
 	t.Helper()
 	ids := s.containers(t, "")
@@ -307,6 +311,12 @@ func (s stack) checkContainers(t *testing.T) {
 		if service == "prometheus" {
 			if len(info) < 5 || info[4] != "65534:65534" {
 				t.Errorf("prometheus runs as %v, want nobody", info[4:])
+			}
+			continue
+		}
+		if service == "postgres" {
+			if len(info) < 5 || info[4] != "postgres" {
+				t.Errorf("postgres runs as %v, want the postgres user", info[4:])
 			}
 			continue
 		}
@@ -387,9 +397,9 @@ func (s stack) checkPrometheus(t *testing.T) {
 				up++
 			}
 		}
-		return up == 8
+		return up == 9
 	})
-	for _, name := range []string{"customer", "product", "inventory", "order", "billing", "crm", "msg", "gateway"} {
+	for _, name := range []string{"customer", "product", "inventory", "order", "billing", "crm", "msg", "archive", "gateway"} {
 		if !strings.Contains(seen, "http://"+name+":9000/metrics ") {
 			t.Errorf("prometheus does not scrape %s:%s", name, seen)
 		}
