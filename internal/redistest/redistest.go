@@ -262,6 +262,20 @@ func NewReplica(t testing.TB, master string) *Server {
 	return s
 }
 
+// ReplicaOf is NewReplica of the Redis of rdb that holds key: on a
+// cluster, the master of its hash slot.
+func ReplicaOf(t testing.TB, rdb redis.UniversalClient, key string) *Server {
+	t.Helper()
+	master := rdb
+	if cluster, ok := rdb.(*redis.ClusterClient); ok {
+		var err error
+		if master, err = cluster.MasterForKey(context.Background(), key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return NewReplica(t, master.(*redis.Client).Options().Addr)
+}
+
 func startBinary(dir string, aof bool, extra ...string) (*Server, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/ordershop/ordershop/internal/redistest"
 	"github.com/ordershop/ordershop/pkg/eventstore"
-	"github.com/redis/go-redis/v9"
 )
 
 // replicated is a store on the shared Redis whose appends wait for one
@@ -22,14 +21,7 @@ func replicated(t testing.TB, timeout time.Duration) (*eventstore.Store, string,
 	t.Helper()
 	rdb, prefix := redistest.Client(t)
 	s := eventstore.New(rdb, prefix, eventstore.WithReplicas(1, timeout))
-	master := rdb
-	if cluster, ok := rdb.(*redis.ClusterClient); ok {
-		var err error
-		if master, err = cluster.MasterForKey(context.Background(), s.StreamKey("customer")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return s, prefix, redistest.NewReplica(t, master.(*redis.Client).Options().Addr)
+	return s, prefix, redistest.ReplicaOf(t, rdb, s.StreamKey("customer"))
 }
 
 // WAIT's promise: when an append returns, the replica has it. Replication
