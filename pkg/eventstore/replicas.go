@@ -17,7 +17,8 @@ import (
 // wrote, so it cannot go elsewhere: on Redis Cluster both go, in one
 // pipeline, to the master of the stream's hash slot (MasterForKey), not
 // through the cluster client, which routes a command without key to any
-// node.
+// node. Nor does it follow redirects: while the slot moves, an append fails
+// with MOVED or ASK, before it writes anything.
 
 // ErrNotReplicated is the error of an append that was written on the
 // primary, but not confirmed by enough replicas within the timeout of
@@ -49,7 +50,8 @@ func (s *Store) evalAppend(ctx context.Context, a appendArgs) ([]any, error) {
 		return nil, err
 	}
 	// EVALSHA, and EVAL (which loads the script) when Redis does not know
-	// it: then the WAIT that went with it was in vain, and once more.
+	// it: the WAIT sent with the EVALSHA then waited for nothing of this
+	// append, and goes again with the EVAL.
 	for _, eval := range []func(context.Context, redis.Scripter, []string, ...any) *redis.Cmd{appendScript.EvalSha, appendScript.Eval} {
 		pipe := rdb.Pipeline()
 		res := eval(ctx, pipe, a.keys, a.argv...)
