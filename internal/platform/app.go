@@ -52,7 +52,7 @@ func NewApp(name string, cfg Config, rdb redis.UniversalClient, log *slog.Logger
 	useTracerProvider(func() trace.TracerProvider { return propagating{} })
 	metrics := newMetrics(name)
 	store := eventstore.New(rdb, cfg.KeyPrefix, eventstore.WithMeta(TraceMeta), eventstore.WithAppended(metrics.eventsAppended),
-		eventstore.WithPartitions(cfg.Partitions))
+		eventstore.WithPartitions(cfg.Partitions), eventstore.WithReplicas(cfg.MinReplicas, cfg.ReplicaTimeout))
 	a := &App{
 		Name: name, Config: cfg, Log: log, Redis: rdb, Store: store, Cache: entitycache.New(store),
 		HTTP:    &http.Client{Timeout: cfg.RequestTimeout, Transport: Outbound(cfg.RequestTimeout)},

@@ -20,7 +20,9 @@ type Config struct {
 	RedisDial       time.Duration `envconfig:"REDIS_DIAL_TIMEOUT" default:"5s"`
 	RedisRead       time.Duration `envconfig:"REDIS_READ_TIMEOUT" default:"3s"` // blocking reads get their block time on top
 	RedisWrite      time.Duration `envconfig:"REDIS_WRITE_TIMEOUT" default:"3s"`
-	KeyPrefix       string        `envconfig:"KEY_PREFIX"` // in front of every Redis key; for tests
+	MinReplicas     int           `envconfig:"REDIS_MIN_REPLICAS"`                 // replicas that must have an append before it is acknowledged (eventstore.WithReplicas); 0: none, no WAIT
+	ReplicaTimeout  time.Duration `envconfig:"REDIS_REPLICA_TIMEOUT" default:"1s"` // how long an append waits for them; below REDIS_READ_TIMEOUT
+	KeyPrefix       string        `envconfig:"KEY_PREFIX"`                         // in front of every Redis key; for tests
 	RequestTimeout  time.Duration `envconfig:"REQUEST_TIMEOUT" default:"5s"`
 	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"10s"`
 	MaxBodyBytes    int64         `envconfig:"MAX_BODY_BYTES" default:"1048576"`

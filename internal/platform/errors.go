@@ -74,6 +74,12 @@ func StatusOf(err error) (int, string, bool) {
 	case errors.Is(err, eventstore.ErrTooLate):
 		// Its deadline passed before Redis ran it: nothing was written.
 		return http.StatusServiceUnavailable, "the command took too long: nothing was written, try again", true
+	case errors.Is(err, eventstore.ErrNotReplicated):
+		// Written on the primary, which may yet lose it in a failover. A
+		// try again with the same key writes nothing more and answers as
+		// this one would have.
+		return http.StatusServiceUnavailable, "written, but not confirmed by enough Redis replicas in time: " +
+			"safe to send again with the same Idempotency-Key", true
 	case redis.HasErrorPrefix(err, "OOM"):
 		// Redis is full (maxmemory, noeviction): it refused the write
 		// before it wrote anything, so the command is safe to send again.

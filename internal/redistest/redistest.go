@@ -226,6 +226,12 @@ func (s *Server) Start(t testing.TB) {
 	s.cmd = n.cmd
 }
 
+// Kill stops the server at once (SIGKILL), as a crash would.
+func (s *Server) Kill() {
+	s.kill()
+	s.cmd = nil
+}
+
 func (s *Server) kill() {
 	if s.cmd != nil {
 		s.cmd.Process.Kill()
@@ -233,21 +239,59 @@ func (s *Server) kill() {
 	}
 }
 
-func startBinary(dir string, aof bool) (*Server, error) {
+// NewReplica starts a redis-server that replicates the Redis at master (a
+// Server, the shared Redis, or a master of the cluster) and returns once the
+// master counts it as in sync; it is killed when the test ends.
+func NewReplica(t testing.TB, master string) *Server {
+	t.Helper()
+	_, err := exec.LookPath("redis-server")
+	need(t, err)
+	host, port, _ := net.SplitHostPort(master)
+	s, err := startBinary(t.TempDir(), false, "--replicaof", host, port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.kill)
+	rdb := redis.NewClient(&redis.Options{Addr: master})
+	defer rdb.Close()
+	_, own, _ := net.SplitHostPort(s.Addr)
+	Eventually(t, 30*time.Second, "the replica in sync", func() bool {
+		info, _ := rdb.Info(context.Background(), "replication").Result()
+		return strings.Contains(info, "port="+own+",state=online")
+	})
+	return s
+}
+
+// ReplicaOf is NewReplica of the Redis of rdb that holds key: on a
+// cluster, the master of its hash slot.
+func ReplicaOf(t testing.TB, rdb redis.UniversalClient, key string) *Server {
+	t.Helper()
+	master := rdb
+	if cluster, ok := rdb.(*redis.ClusterClient); ok {
+		var err error
+		if master, err = cluster.MasterForKey(context.Background(), key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return NewReplica(t, master.(*redis.Client).Options().Addr)
+}
+
+func startBinary(dir string, aof bool, extra ...string) (*Server, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
 	addr := l.Addr().String()
 	l.Close()
-	return startOn(dir, addr, aof)
+	return startOn(dir, addr, aof, extra...)
 }
 
 func startOn(dir, addr string, aof bool, extra ...string) (*Server, error) {
 	host, port, _ := net.SplitHostPort(addr)
 	// DEBUG SLEEP stalls a test's own server, as a busy or paused Redis would.
+	// A replica (NewReplica) is sent its first copy at once, not 5 s later.
 	args := append([]string{"--bind", host, "--port", port, "--dir", dir, "--save", "", "--protected-mode", "no",
-		"--enable-debug-command", "local"}, extra...)
+		"--enable-debug-command", "local", "--repl-diskless-sync-delay", "0"}, extra...)
 	if aof {
 		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
 	}

@@ -3,6 +3,7 @@ package eventstore
 import (
 	"context"
 	_ "embed"
+	"errors"
 	"fmt"
 
 	"github.com/redis/go-redis/v9"
@@ -139,7 +140,11 @@ func (s *Store) run(ctx context.Context, stream string, calls []*appendCall) {
 	for _, c := range calls {
 		a.group(c.In, markerTTL(c.Ctx), deadline(c.Ctx))
 	}
-	res, err := appendScript.Run(ctx, s.rdb, a.keys, a.argv...).Slice()
+	res, err := s.evalAppend(ctx, a)
+	var lag error // the groups written are not on enough replicas
+	if errors.Is(err, ErrNotReplicated) {
+		lag, err = err, nil
+	}
 	if err == nil && len(res) != len(calls) {
 		err = fmt.Errorf("eventstore: the append script answered %d groups, not %d", len(res), len(calls))
 	}
@@ -148,6 +153,9 @@ func (s *Store) run(ctx context.Context, stream string, calls []*appendCall) {
 			c.Err = err
 		} else {
 			c.Out, c.Err = events(c.In, res[i])
+			if c.Err == nil && lag != nil {
+				c.Out, c.Err = nil, lag
+			}
 		}
 	}
 }

@@ -24,6 +24,10 @@
 //     arguments Append sends append.lua; EncodeWrites for other scripts.
 //   - conflict.go: the ConflictError of a stale expected version, and
 //     ErrTooLate.
+//   - replicas.go: with WithReplicas an append returns once enough
+//     replicas have it: its script run is followed by WAIT on the same
+//     connection, in one round trip, and an append they did not confirm in
+//     time fails with ErrNotReplicated, written on the primary all the same.
 //   - read.go: Read pages through a stream from any ID; Replay walks all of
 //     it, with an Archive (UseArchive) first what was archived and may be
 //     trimmed, then the stream, with no gap and no repeat. Entries that are

@@ -2,11 +2,9 @@ package eventstore
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/redis/go-redis/v9"
 )
 
 // A command sent again with the same idempotency key must not be done
@@ -61,17 +59,14 @@ func keyedEventID(ctx context.Context, entityType, entityID, typ string) string 
 // Appended says whether the command of ctx, sent before with its
 // idempotency key, appended an event of type typ of an entity to stream
 // within KeepKeyed: a try that finds the entity changed or gone already
-// answers as the first try did. Without a key it is false.
+// answers as the first try did. Without a key it is false. With
+// WithReplicas, a first try that enough replicas do not confirm now is
+// ErrNotReplicated.
 func (s *Store) Appended(ctx context.Context, stream, entityType, entityID, typ string) (bool, error) {
 	if IdempotencyKey(ctx) == "" {
 		return false, nil
 	}
-	// GET, not EXISTS: the owners' Redis users read their markers with GET.
-	err := s.rdb.Get(ctx, s.marker(stream, keyedEventID(ctx, entityType, entityID, typ))).Err()
-	if errors.Is(err, redis.Nil) {
-		return false, nil
-	}
-	return err == nil, err
+	return s.marked(ctx, s.marker(stream, keyedEventID(ctx, entityType, entityID, typ)))
 }
 
 // marker is the key of the marker of an append whose first event has ID id.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -18,6 +19,9 @@ type Store struct {
 	appended   func(streamKey string, n int)
 	queues     sync.Map // stream name → its append queue (see queue)
 	archive    Archive  // below the streams' starts, nil without one (UseArchive)
+	// replicas that must have each append within replicaTimeout (WithReplicas)
+	replicas       int
+	replicaTimeout time.Duration
 }
 
 // Option configures a Store.
