@@ -226,6 +226,13 @@ func (s *Server) Start(t testing.TB) {
 	s.cmd = n.cmd
 }
 
+// Kill kills the server's process (SIGKILL), as a crash of its machine
+// would: it writes nothing more.
+func (s *Server) Kill() {
+	s.kill()
+	s.cmd = nil
+}
+
 func (s *Server) kill() {
 	if s.cmd != nil {
 		s.cmd.Process.Kill()
@@ -234,12 +241,10 @@ func (s *Server) kill() {
 }
 
 func startBinary(dir string, aof bool) (*Server, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
-	addr := l.Addr().String()
-	l.Close()
 	return startOn(dir, addr, aof)
 }
 
@@ -251,6 +256,12 @@ func startOn(dir, addr string, aof bool, extra ...string) (*Server, error) {
 	if aof {
 		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
 	}
+	return spawn(dir, addr, args...)
+}
+
+// spawn runs redis-server with args, its log in dir, and waits until it
+// answers at addr.
+func spawn(dir, addr string, args ...string) (*Server, error) {
 	cmd := exec.Command("redis-server", args...)
 	cmd.SysProcAttr = procAttr()
 	log, err := os.Create(filepath.Join(dir, "redis.log"))

@@ -1,0 +1,113 @@
+package redistest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Sentinels is a primary, one replica of it, and three Sentinels that watch
+// the primary under the name Master with a quorum of two, each a
+// redis-server of one test's own on a free loopback port. The Sentinels see
+// the primary down half a second after it stops answering
+// (down-after-milliseconds 500) and then promote the replica
+// (failover-timeout 2000).
+type Sentinels struct {
+	Master           string   // the name the Sentinels know the primary by
+	Addrs            []string // the Sentinels' host:port
+	Primary, Replica *Server
+}
+
+// NewSentinels starts the primary, the replica and the Sentinels, and
+// returns once the replica follows the primary and every Sentinel knows the
+// replica and the two other Sentinels; all are stopped when the test ends.
+func NewSentinels(t testing.TB) *Sentinels {
+	t.Helper()
+	_, err := exec.LookPath("redis-server")
+	need(t, err)
+	dir := t.TempDir()
+	start := func(name string, run func(dir, addr string) (*Server, error)) *Server {
+		t.Helper()
+		d := filepath.Join(dir, name)
+		addr, err := freeAddr()
+		if err == nil {
+			err = os.Mkdir(d, 0o755)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := run(d, addr)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		t.Cleanup(s.kill)
+		return s
+	}
+	server := func(extra ...string) func(dir, addr string) (*Server, error) {
+		return func(dir, addr string) (*Server, error) { return startOn(dir, addr, false, extra...) }
+	}
+	ss := &Sentinels{Master: "ordershop"}
+	ss.Primary = start("primary", server())
+	host, port, _ := net.SplitHostPort(ss.Primary.Addr)
+	ss.Replica = start("replica", server("--replicaof", host, port))
+	for i := range 3 {
+		s := start(fmt.Sprintf("sentinel-%d", i), func(dir, addr string) (*Server, error) {
+			// A Sentinel rewrites its config file with what it learns.
+			h, p, _ := net.SplitHostPort(addr)
+			conf := filepath.Join(dir, "sentinel.conf")
+			err := os.WriteFile(conf, []byte(fmt.Sprintf("bind %s\nport %s\ndir %s\n"+
+				"sentinel monitor %[4]s %s %s 2\nsentinel down-after-milliseconds %[4]s 500\nsentinel failover-timeout %[4]s 2000\n",
+				h, p, dir, ss.Master, host, port)), 0o644)
+			if err != nil {
+				return nil, err
+			}
+			return spawn(dir, addr, conf, "--sentinel")
+		})
+		ss.Addrs = append(ss.Addrs, s.Addr)
+	}
+	replica := ss.Replica.Client(t)
+	Eventually(t, 30*time.Second, "the replica follows the primary", func() bool {
+		info, _ := replica.Info(context.Background(), "replication").Result()
+		return strings.Contains(info, "master_link_status:up")
+	})
+	for _, addr := range ss.Addrs {
+		sentinel := redis.NewSentinelClient(&redis.Options{Addr: addr})
+		t.Cleanup(func() { sentinel.Close() })
+		Eventually(t, 30*time.Second, "the Sentinel at "+addr+" knows the replica and the other two", func() bool {
+			m, err := sentinel.Master(context.Background(), ss.Master).Result()
+			return err == nil && m["num-slaves"] == "1" && m["num-other-sentinels"] == "2"
+		})
+	}
+	return ss
+}
+
+// PrimaryAddr is the primary's address as the Sentinels announce it: after
+// a failover, the promoted replica's.
+func (ss *Sentinels) PrimaryAddr(t testing.TB) string {
+	t.Helper()
+	sentinel := redis.NewSentinelClient(&redis.Options{Addr: ss.Addrs[0]})
+	defer sentinel.Close()
+	addr, err := sentinel.GetMasterAddrByName(context.Background(), ss.Master).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return net.JoinHostPort(addr[0], addr[1])
+}
+
+// freeAddr is a free port on 127.0.0.1.
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
