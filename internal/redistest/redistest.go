@@ -4,7 +4,9 @@
 // Redis Cluster of three masters made of redis-servers from PATH instead
 // (cluster.go), and STREAM_PARTITIONS tells the tests how many partitions
 // their stores use. With CI=true a missing Redis fails the tests instead of
-// skipping them.
+// skipping them. A test that needs a server of its own takes a Server
+// (NewServer), or a primary, a replica and three Sentinels (NewSentinels,
+// sentinel.go) whose primary it may kill.
 //
 // A package that uses it runs its tests through Main:
 //
