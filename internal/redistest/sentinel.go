@@ -58,20 +58,9 @@ func NewSentinels(t testing.TB) *Sentinels {
 	ss.Primary = start("primary", server())
 	host, port, _ := net.SplitHostPort(ss.Primary.Addr)
 	ss.Replica = start("replica", server("--replicaof", host, port))
-	for i := range 3 {
-		s := start(fmt.Sprintf("sentinel-%d", i), func(dir, addr string) (*Server, error) {
-			// A Sentinel rewrites its config file with what it learns.
-			h, p, _ := net.SplitHostPort(addr)
-			conf := filepath.Join(dir, "sentinel.conf")
-			err := os.WriteFile(conf, []byte(fmt.Sprintf("bind %s\nport %s\ndir %s\n"+
-				"sentinel monitor %[4]s %s %s 2\nsentinel down-after-milliseconds %[4]s 500\nsentinel failover-timeout %[4]s 2000\n",
-				h, p, dir, ss.Master, host, port)), 0o644)
-			if err != nil {
-				return nil, err
-			}
-			return spawn(dir, addr, conf, "--sentinel")
-		})
-		ss.Addrs = append(ss.Addrs, s.Addr)
+	for range 3 {
+		ss.Addrs = append(ss.Addrs, StartSentinel(t, ss.Master, ss.Primary.Addr, 2,
+			"down-after-milliseconds "+ss.Master+" 500", "failover-timeout "+ss.Master+" 2000"))
 	}
 	replica := ss.Replica.Client(t)
 	Eventually(t, 30*time.Second, "the replica follows the primary", func() bool {
@@ -87,6 +76,38 @@ func NewSentinels(t testing.TB) *Sentinels {
 		})
 	}
 	return ss
+}
+
+// StartSentinel starts a Sentinel that watches the primary at addr under
+// the name master with the quorum, and the further settings of its config
+// file ("sentinel " is put in front of each), and returns its address; it
+// is stopped when the test ends.
+func StartSentinel(t testing.TB, master, addr string, quorum int, settings ...string) string {
+	t.Helper()
+	_, err := exec.LookPath("redis-server")
+	need(t, err)
+	dir := t.TempDir()
+	own, err := freeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, p, _ := net.SplitHostPort(own)
+	host, port, _ := net.SplitHostPort(addr)
+	conf := fmt.Sprintf("bind %s\nport %s\ndir %s\nsentinel monitor %s %s %s %d\n", h, p, dir, master, host, port, quorum)
+	for _, s := range settings {
+		conf += "sentinel " + s + "\n"
+	}
+	// A Sentinel rewrites its config file with what it learns.
+	file := filepath.Join(dir, "sentinel.conf")
+	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := spawn(dir, own, file, "--sentinel")
+	if err != nil {
+		t.Fatalf("sentinel: %v", err)
+	}
+	t.Cleanup(s.kill)
+	return own
 }
 
 // PrimaryAddr is the primary's address as the Sentinels announce it: after

@@ -101,8 +101,9 @@ func newStack(t *testing.T, opts ...option) *stack {
 	rand.Read(b)
 	s := &stack{t: t, tag: "e2e-" + hex.EncodeToString(b), nodes: map[string]*node{}, passwords: map[string]string{}}
 	// Every user of users.acl has a password, or Redis does not start: the
-	// archive's too, which this stack does not run.
-	for _, user := range append([]string{"ops", "archive"}, services...) {
+	// archive's, the replica's and the Sentinels' too, which this stack does
+	// not run.
+	for _, user := range append([]string{"ops", "archive", "replica", "sentinel"}, services...) {
 		pw := make([]byte, 16)
 		rand.Read(pw)
 		s.passwords[user] = hex.EncodeToString(pw)
