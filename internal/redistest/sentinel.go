@@ -34,7 +34,7 @@ func NewSentinels(t testing.TB) *Sentinels {
 	_, err := exec.LookPath("redis-server")
 	need(t, err)
 	dir := t.TempDir()
-	start := func(name string, run func(dir, addr string) (*Server, error)) *Server {
+	server := func(name string, extra ...string) *Server {
 		t.Helper()
 		d := filepath.Join(dir, name)
 		addr, err := freeAddr()
@@ -44,20 +44,17 @@ func NewSentinels(t testing.TB) *Sentinels {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, err := run(d, addr)
+		s, err := startOn(d, addr, false, extra...)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
 		t.Cleanup(s.kill)
 		return s
 	}
-	server := func(extra ...string) func(dir, addr string) (*Server, error) {
-		return func(dir, addr string) (*Server, error) { return startOn(dir, addr, false, extra...) }
-	}
 	ss := &Sentinels{Master: "ordershop"}
-	ss.Primary = start("primary", server())
+	ss.Primary = server("primary")
 	host, port, _ := net.SplitHostPort(ss.Primary.Addr)
-	ss.Replica = start("replica", server("--replicaof", host, port))
+	ss.Replica = server("replica", "--replicaof", host, port)
 	for range 3 {
 		ss.Addrs = append(ss.Addrs, StartSentinel(t, ss.Master, ss.Primary.Addr, 2,
 			"down-after-milliseconds "+ss.Master+" 500", "failover-timeout "+ss.Master+" 2000"))
