@@ -24,7 +24,7 @@ func TestAReplicaAndASentinelWorkAsTheirUsers(t *testing.T) {
 	ctx := context.Background()
 	allowed(t, primary.client(t, "ops").Set(ctx, "k", "v", 0).Err(), "ops SET")
 	onReplica := replica.client(t, "ops")
-	redistest.Eventually(t, 10*time.Second, "the replica has the primary's key", func() bool {
+	redistest.Eventually(t, 30*time.Second, "the replica has the primary's key", func() bool {
 		return onReplica.Get(ctx, "k").Val() == "v"
 	})
 	for _, user := range replication {
@@ -35,7 +35,7 @@ func TestAReplicaAndASentinelWorkAsTheirUsers(t *testing.T) {
 	sentinel := redis.NewSentinelClient(&redis.Options{MaxRetries: -1,
 		Addr: redistest.StartSentinel(t, "ordershop", primary.addr, 1, "auth-user ordershop sentinel", "auth-pass ordershop "+passwords["sentinel"])})
 	t.Cleanup(func() { sentinel.Close() })
-	redistest.Eventually(t, 20*time.Second, "the Sentinel sees the primary and its replica", func() bool {
+	redistest.Eventually(t, 60*time.Second, "the Sentinel sees the primary and its replica", func() bool {
 		m, err := sentinel.Master(ctx, "ordershop").Result()
 		replicas, _ := sentinel.Replicas(ctx, "ordershop").Result()
 		return err == nil && m["flags"] == "master" && len(replicas) == 1 && replicas[0]["flags"] == "slave"
@@ -48,7 +48,7 @@ func TestAReplicaAndASentinelWorkAsTheirUsers(t *testing.T) {
 		}
 		return fmt.Sprint(r[0])
 	}
-	redistest.Eventually(t, 30*time.Second, "the replica promoted and the primary following it", func() bool {
+	redistest.Eventually(t, 60*time.Second, "the replica promoted and the primary following it", func() bool {
 		return role(replica) == "master" && role(primary) == "slave"
 	})
 }
