@@ -12,7 +12,7 @@ export ORDERSHOP_TAG=${ORDERSHOP_TAG:-bench}
 export REDIS_IMAGE=ordershop/redis:$ORDERSHOP_TAG
 export GATEWAY_PORT=${GATEWAY_PORT:-5000} GATEWAY_ADMIN_PORT=${GATEWAY_ADMIN_PORT:-9000}
 export RATE_LIMIT=0 # one client address sends thousands of requests a second
-for user in ops gateway customer product inventory order msg billing crm archive; do
+for user in ops gateway customer product inventory order msg billing crm archive replica sentinel; do
   export "REDIS_PASSWORD_${user^^}=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"
 done
 project=ordershop-proxy-$ORDERSHOP_TAG

@@ -3,7 +3,8 @@
 # With a reachable registry: builds with Dockerfile and the Docker Hub images.
 # Without one: builds local images (scripts/build-local-images.sh) and uses local.env.
 # ORDERSHOP_LOCAL=1 or 0 skips the guess; UP_TIMEOUT (seconds, default 180) bounds the wait.
-# CLUSTER=1 starts the Redis Cluster variant (docker-compose.cluster.yml, see scripts/compose.sh).
+# CLUSTER=1 starts the Redis Cluster variant (docker-compose.cluster.yml, see scripts/compose.sh),
+# HA=1 the primary, replica and Sentinels (docker-compose.ha.yml).
 # COMPOSE_PROFILES=observability starts Prometheus too.
 # The Redis passwords, one per user of deploy/redis/users.acl, are in .env (git-ignored):
 # a missing one is generated, an existing one is never replaced; so is PostgreSQL's,
@@ -20,7 +21,7 @@ touch .env
 chmod 600 .env
 [[ ! -s .env || -z $(tail -c1 .env) ]] || echo >>.env
 password() { od -An -N24 -tx1 /dev/urandom | tr -d ' \n'; }
-for user in ops gateway customer product inventory order msg billing crm archive; do
+for user in ops gateway customer product inventory order msg billing crm archive replica sentinel; do
   env_default "REDIS_PASSWORD_${user^^}" "$(password)"
 done
 env_default POSTGRES_PASSWORD "$(password)"

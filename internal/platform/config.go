@@ -27,6 +27,13 @@ type Config struct {
 	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"10s"`
 	MaxBodyBytes    int64         `envconfig:"MAX_BODY_BYTES" default:"1048576"`
 	MaxBatch        int           `envconfig:"MAX_BATCH" default:"1000"` // items in one POSTed array
+	// A primary and its replicas behind Redis Sentinels: the client asks the
+	// Sentinels at REDIS_SENTINEL_ADDRS (host:port, comma-separated) which
+	// server is the primary named REDIS_SENTINEL_MASTER, and asks again after
+	// a failover. REDIS_URL then gives only the user, password and database.
+	RedisSentinelMaster   string   `envconfig:"REDIS_SENTINEL_MASTER"`
+	RedisSentinelAddrs    []string `envconfig:"REDIS_SENTINEL_ADDRS"`
+	RedisSentinelPassword string   `envconfig:"REDIS_SENTINEL_PASSWORD"` // when the Sentinels ask for one
 	// PostgreSQL, where pkg/archive keeps the events trimmed from the
 	// streams; empty: no archive, and the streams are never trimmed.
 	ArchiveURL string `envconfig:"ARCHIVE_URL"`

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
@@ -105,8 +106,8 @@ func Run[C any](ctx context.Context, name string, domain Domain, wire func(*App,
 	log.Info("stopped")
 }
 
-// connect connects to Redis, one server or a cluster, and hands the client
-// to do.
+// connect connects to Redis, one server, a cluster, or the primary behind
+// Sentinels, and hands the client to do.
 func connect(cfg Config, log *slog.Logger, do func(redis.UniversalClient) error) error {
 	opt, err := redisOptions(cfg)
 	if err != nil {
@@ -114,7 +115,7 @@ func connect(cfg Config, log *slog.Logger, do func(redis.UniversalClient) error)
 	}
 	redis.SetLogger(redisLog{log})
 	log.Info("starting", "addr", cfg.Addr, "admin_addr", cfg.AdminAddr, "admin_token", Mask(cfg.AdminToken),
-		"redis", opt.Addrs, "redis_cluster", cfg.RedisCluster, "stream_partitions", cfg.Partitions,
+		"redis", opt.Addrs, "redis_cluster", cfg.RedisCluster, "redis_sentinel_master", cfg.RedisSentinelMaster, "stream_partitions", cfg.Partitions,
 		"redis_password", Mask(opt.Password), "redis_timeouts", fmt.Sprintf("dial %v, read %v, write %v", opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout),
 		"request_timeout", cfg.RequestTimeout, "max_body_bytes", cfg.MaxBodyBytes, "key_prefix", cfg.KeyPrefix)
 	rdb := redis.NewUniversalClient(opt)
@@ -125,12 +126,16 @@ func connect(cfg Config, log *slog.Logger, do func(redis.UniversalClient) error)
 	return do(rdb)
 }
 
-// redisOptions reads REDIS_URL, a cluster URL when REDIS_CLUSTER is set.
+// redisOptions reads REDIS_URL, a cluster URL when REDIS_CLUSTER is set,
+// and the Sentinels' settings when REDIS_SENTINEL_MASTER is.
 func redisOptions(cfg Config) (*redis.UniversalOptions, error) {
 	if cfg.Partitions < 1 {
 		return nil, fmt.Errorf("STREAM_PARTITIONS must be 1 or more, not %d", cfg.Partitions)
 	}
 	var opt *redis.UniversalOptions
+	if cfg.RedisSentinelMaster != "" || len(cfg.RedisSentinelAddrs) > 0 {
+		return sentinelOptions(cfg)
+	}
 	if cfg.RedisCluster {
 		c, err := redis.ParseClusterURL(cfg.RedisURL)
 		if err != nil {
@@ -144,6 +149,42 @@ func redisOptions(cfg Config) (*redis.UniversalOptions, error) {
 		}
 		opt = &redis.UniversalOptions{Addrs: []string{o.Addr}, Username: o.Username, Password: o.Password, DB: o.DB, TLSConfig: o.TLSConfig}
 	}
+	withSettings(opt, cfg)
+	return opt, nil
+}
+
+// sentinelOptions are the options of a failover client: with MasterName
+// set, go-redis asks the Sentinels for the primary's address at each dial,
+// and drops its connections to the old primary when they announce a new
+// one. While there is none, dials fail after a short backoff, and after as
+// many failed dials as the pool has connections, only one dial a second
+// tries again until one succeeds; the consumers back off themselves.
+func sentinelOptions(cfg Config) (*redis.UniversalOptions, error) {
+	if cfg.RedisCluster {
+		return nil, fmt.Errorf("REDIS_CLUSTER and REDIS_SENTINEL_MASTER exclude each other")
+	}
+	var addrs []string
+	for _, a := range cfg.RedisSentinelAddrs {
+		if a = strings.TrimSpace(a); a != "" {
+			addrs = append(addrs, a)
+		}
+	}
+	if cfg.RedisSentinelMaster == "" || len(addrs) == 0 {
+		return nil, fmt.Errorf("REDIS_SENTINEL_MASTER and REDIS_SENTINEL_ADDRS go together")
+	}
+	o, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL (its user, password and database, as REDIS_SENTINEL_MASTER is set): %w", err)
+	}
+	opt := &redis.UniversalOptions{Addrs: addrs, MasterName: cfg.RedisSentinelMaster, SentinelPassword: cfg.RedisSentinelPassword,
+		Username: o.Username, Password: o.Password, DB: o.DB, TLSConfig: o.TLSConfig}
+	withSettings(opt, cfg)
+	return opt, nil
+}
+
+// withSettings sets what every kind of client takes alike: REDIS_PASSWORD,
+// the timeouts and the protocol.
+func withSettings(opt *redis.UniversalOptions, cfg Config) {
 	if cfg.RedisPassword != "" {
 		opt.Password = cfg.RedisPassword
 	}
@@ -155,7 +196,6 @@ func redisOptions(cfg Config) (*redis.UniversalOptions, error) {
 	// for (XREADGROUP, XINFO, HGETALL, scripts' tables) into the same values
 	// on either protocol.
 	opt.Protocol = 2
-	return opt, nil
 }
 
 func healthcheck(addr string) int {

@@ -27,3 +27,32 @@ func TestRedisClientsSpeakRESP2(t *testing.T) {
 		t.Fatalf("the client speaks RESP%d, want RESP2", info.Resp)
 	}
 }
+
+// With REDIS_SENTINEL_MASTER the client goes through the Sentinels, as
+// go-redis's failover client, with the user and password of REDIS_URL.
+func TestSentinelSettingsMakeAFailoverClient(t *testing.T) {
+	t.Parallel()
+	cfg := Config{RedisURL: "redis://shop:secret@ignored:6379/2", Partitions: 1, RedisSentinelMaster: "ordershop",
+		RedisSentinelAddrs: []string{"s1:26379", " s2:26379", ""}, RedisSentinelPassword: "watch"}
+	opt, err := redisOptions(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opt.MasterName != "ordershop" || len(opt.Addrs) != 2 || opt.Addrs[1] != "s2:26379" || opt.Username != "shop" ||
+		opt.Password != "secret" || opt.DB != 2 || opt.SentinelPassword != "watch" || opt.Protocol != 2 {
+		t.Fatalf("options %+v", opt)
+	}
+	cfg.RedisPassword = "other"
+	if opt, _ := redisOptions(cfg); opt.Password != "other" {
+		t.Fatalf("REDIS_PASSWORD does not override the URL's: %q", opt.Password)
+	}
+	for name, bad := range map[string]Config{
+		"no addrs":  {RedisURL: cfg.RedisURL, Partitions: 1, RedisSentinelMaster: "ordershop"},
+		"no master": {RedisURL: cfg.RedisURL, Partitions: 1, RedisSentinelAddrs: []string{"s1:26379"}},
+		"cluster":   {RedisURL: cfg.RedisURL, Partitions: 1, RedisSentinelMaster: "ordershop", RedisSentinelAddrs: []string{"s1:26379"}, RedisCluster: true},
+	} {
+		if _, err := redisOptions(bad); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+}

@@ -4,7 +4,9 @@
 // Redis Cluster of three masters made of redis-servers from PATH instead
 // (cluster.go), and STREAM_PARTITIONS tells the tests how many partitions
 // their stores use. With CI=true a missing Redis fails the tests instead of
-// skipping them.
+// skipping them. A test that needs a server of its own takes a Server
+// (NewServer), or a primary, a replica and three Sentinels (NewSentinels,
+// sentinel.go) whose primary it may kill.
 //
 // A package that uses it runs its tests through Main:
 //
@@ -277,12 +279,10 @@ func ReplicaOf(t testing.TB, rdb redis.UniversalClient, key string) *Server {
 }
 
 func startBinary(dir string, aof bool, extra ...string) (*Server, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
-	addr := l.Addr().String()
-	l.Close()
 	return startOn(dir, addr, aof, extra...)
 }
 
@@ -295,6 +295,12 @@ func startOn(dir, addr string, aof bool, extra ...string) (*Server, error) {
 	if aof {
 		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
 	}
+	return spawn(dir, addr, args...)
+}
+
+// spawn runs redis-server with args, its log in dir, and waits until it
+// answers at addr.
+func spawn(dir, addr string, args ...string) (*Server, error) {
 	cmd := exec.Command("redis-server", args...)
 	cmd.SysProcAttr = procAttr()
 	log, err := os.Create(filepath.Join(dir, "redis.log"))

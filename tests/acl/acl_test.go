@@ -53,10 +53,14 @@ func start(t *testing.T) *server {
 	return startWith(t, newPasswords())
 }
 
+// replication are the users of a replica and the Sentinels, which are no
+// services.
+var replication = []string{"replica", "sentinel"}
+
 // newPasswords gives each user a password of its own.
 func newPasswords() map[string]string {
 	passwords := map[string]string{}
-	for _, u := range users {
+	for _, u := range append(users, replication...) {
 		passwords[u] = strings.ReplaceAll(uuid.NewString(), "-", "")
 	}
 	return passwords

@@ -114,7 +114,9 @@ func newStack(t *testing.T, opts ...option) *stack {
 		rand.Read(pw)
 		return hex.EncodeToString(pw)
 	}
-	for _, user := range append([]string{"ops"}, services...) {
+	// Every user of users.acl has a password, or Redis does not start: the
+	// replica's and the Sentinels' too, which this stack does not run.
+	for _, user := range append([]string{"ops", "replica", "sentinel"}, services...) {
 		s.passwords[user] = password()
 	}
 	s.pgPassword = password()

@@ -122,7 +122,7 @@ var env = func() []string {
 	if tag := os.Getenv("ORDERSHOP_TAG"); tag != "" { // the script builds them with the tag
 		env = append(env, "REDIS_IMAGE=ordershop/redis:"+tag, "POSTGRES_IMAGE=ordershop/postgres:"+tag, "PROMETHEUS_IMAGE=ordershop/prometheus:"+tag)
 	}
-	for _, user := range []string{"ops", "gateway", "customer", "product", "inventory", "order", "msg", "billing", "crm", "archive"} {
+	for _, user := range []string{"ops", "gateway", "customer", "product", "inventory", "order", "msg", "billing", "crm", "archive", "replica", "sentinel"} {
 		b := make([]byte, 16)
 		rand.Read(b)
 		env = append(env, "REDIS_PASSWORD_"+strings.ToUpper(user)+"="+hex.EncodeToString(b))
