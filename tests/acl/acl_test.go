@@ -374,6 +374,31 @@ func TestOwnersAppendWithADeadline(t *testing.T) {
 	}
 }
 
+// An owner may run WAIT after its appends (REDIS_MIN_REPLICAS): with no
+// replica here, the append is ErrNotReplicated, the WAIT's own answer, not
+// refused for want of the right.
+func TestOwnersWaitForReplicas(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	ctx := context.Background()
+	waiting := func(user string) *entitycache.Cache {
+		return entitycache.New(eventstore.New(s.client(t, user), "",
+			eventstore.WithPartitions(redistest.Partitions()), eventstore.WithReplicas(1, 10*time.Millisecond)))
+	}
+	checks := map[string]error{}
+	_, checks["customer"] = waiting("customer").Commit(ctx, shop.Customers.Kind.Change(shop.CustomerCreated,
+		shop.Customer{ID: uuid.NewString(), Name: "Ada", Email: "ada@example.com"}, eventstore.NoEntity))
+	_, checks["order"] = waiting("order").Commit(ctx, shop.Orders.Kind.Change(shop.OrderCreated,
+		shop.Order{ID: uuid.NewString(), CustomerID: uuid.NewString(), ProductIDs: []string{uuid.NewString()}}, eventstore.NoEntity))
+	_, checks["msg"] = waiting("msg").Commit(ctx, shop.Emails.Kind.Change(shop.EmailSent,
+		shop.Email{ID: uuid.NewString(), Key: "k", Msg: "hi", To: "ada@example.com"}, eventstore.NoEntity))
+	for user, err := range checks {
+		if !errors.Is(err, eventstore.ErrNotReplicated) || !strings.Contains(err.Error(), "0 of 1 replicas") {
+			t.Errorf("%s appends and waits for a replica: %v, want ErrNotReplicated by the WAIT's answer", user, err)
+		}
+	}
+}
+
 // Redis replays its AOF, where a script's writes are a MULTI/EXEC, with the
 // rights of the default user: what the services wrote must come back whole
 // after a restart, though nobody may log in as default.
