@@ -354,23 +354,25 @@ func Verify(ctx context.Context, cache *entitycache.Cache, domain Domain, out io
 }
 
 // checkHistory replays each partition of a stream and returns one line per
-// event that comes again (by its stream ID) and per event whose version is
-// not the one after its entity's last: each entity's versions are 1, 2, …
-// n, in stream order, whatever part of them is archived.
+// event that does not come after the one before it (by stream ID: a repeat,
+// or one out of order) and per event whose version is not the one after its
+// entity's last: each entity's versions are 1, 2, … n, in stream order,
+// whatever part of them is archived. It keeps a version per entity, not
+// the events, so that it runs in a service's memory on a long history.
 func checkHistory(ctx context.Context, store *eventstore.Store, stream string) ([]string, error) {
 	var found []string
 	for _, part := range store.Partitions(stream) {
-		seen, versions := map[string]bool{}, map[string]int64{}
+		last, versions := "0", map[string]int64{}
 		err := store.Replay(ctx, part, "0", func(events []eventstore.Event) error {
 			for _, e := range events {
-				if seen[e.StreamID] {
-					found = append(found, fmt.Sprintf("%s: event %s (%s) comes twice", part, e.StreamID, e.Type))
+				if !eventstore.IDBefore(last, e.StreamID) {
+					found = append(found, fmt.Sprintf("%s: event %s (%s) comes again or out of order, after %s", part, e.StreamID, e.Type, last))
 					continue
 				}
-				seen[e.StreamID] = true
-				if last := versions[e.EntityID]; e.Version != last+1 {
+				last = e.StreamID
+				if v := versions[e.EntityID]; e.Version != v+1 {
 					found = append(found, fmt.Sprintf("%s: event %s (%s) has version %d of %s, after %d",
-						part, e.StreamID, e.Type, e.Version, e.EntityID, last))
+						part, e.StreamID, e.Type, e.Version, e.EntityID, v))
 				}
 				versions[e.EntityID] = e.Version
 			}
