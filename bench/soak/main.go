@@ -102,13 +102,19 @@ func soak(gateway string, rate float64, span, every time.Duration, workers int) 
 	tick.Stop()
 	report(time.Since(start))
 	fmt.Printf("\nAnswers by status (0: none): %v\n", answers.by)
-	// The archive catches up with what was appended.
-	want := appended()
-	deadline := time.Now().Add(2 * time.Minute)
-	for archiveRows() < want && time.Now().Before(deadline) {
-		time.Sleep(time.Second)
+	// The archive catches up with what was appended, and the shop goes quiet
+	// for -verify: msg still forgets the mails of the last MAIL_RETENTION,
+	// an event each, for a while after the last command.
+	want, deadline := appended(), time.Now().Add(5*time.Minute)
+	for time.Now().Before(deadline) {
+		time.Sleep(30 * time.Second)
+		now := appended()
+		if now == want && archiveRows() >= want {
+			break
+		}
+		want = now
 	}
-	fmt.Printf("Archive rows %d, events appended %d, after %v\n", archiveRows(), want, time.Since(start).Round(time.Second))
+	fmt.Printf("Archive rows %d, events appended %d, quiet after %v\n", archiveRows(), want, time.Since(start).Round(time.Second))
 	out, err := verify()
 	fmt.Printf("gateway -verify: %s\n", strings.TrimSpace(lastLine(out)))
 	if answers.by[0] > 0 {
