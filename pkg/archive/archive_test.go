@@ -33,6 +33,12 @@ type fixture struct {
 func setup(t *testing.T, dbURL string) fixture {
 	t.Helper()
 	rdb, prefix := redistest.Client(t)
+	return setupOn(t, rdb, prefix, dbURL)
+}
+
+// setupOn is setup on a Redis of the test's choice.
+func setupOn(t *testing.T, rdb redis.UniversalClient, prefix, dbURL string) fixture {
+	t.Helper()
 	db, err := pgxpool.New(context.Background(), dbURL)
 	if err != nil {
 		t.Fatal(err)
@@ -242,6 +248,26 @@ func TestPostgreSQLAwayForAWhileLosesNothing(t *testing.T) {
 	}
 	f.appendEvents(t, 50, "after")
 	f.waitArchived(t, 250)
+}
+
+// Redis killed (SIGKILL) while the archiver works, and started again from
+// its AOF: every event appended before and after is archived once, and the
+// stream trimmed to the watermark reads back whole through the archive.
+func TestRedisKilledWhileArchivingLosesNothing(t *testing.T) {
+	t.Parallel()
+	srv := redistest.NewServer(t)
+	f := setupOn(t, srv.Client(t), "", pgtest.URL(t))
+	f.run(t, "archiver")
+	f.appendEvents(t, 100, "before")
+	srv.Kill()
+	srv.Start(t)
+	f.appendEvents(t, 100, "after")
+	f.waitArchived(t, 200)
+	want := f.all(t)
+	f.trimToWatermark(t)
+	if got := f.replay(t); !reflect.DeepEqual(got, want) {
+		t.Fatalf("after the restart and a trim %d events read back, want the %d appended", len(got), len(want))
+	}
 }
 
 // Replays run while events are appended, the archiver archives them and
