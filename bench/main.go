@@ -301,6 +301,11 @@ func (r *results) drains(ctx context.Context, dir string, rdb *redis.Client) err
 		}
 		r.rawDrain, r.storeDrain = max(r.rawDrain, raw), max(r.storeDrain, own)
 	}
+	log.Printf("archive of the %d events", r.cfg.drain)
+	var err error
+	if r.archive, err = archiveDrain(ctx, store, r.cfg.drain); err != nil {
+		return err
+	}
 
 	for _, workers := range []int{1, 8} {
 		log.Printf("crm and msg: %d customer events, CONSUMER_WORKERS=%d", r.cfg.crm, workers)

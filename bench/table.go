@@ -18,6 +18,7 @@ type results struct {
 	xadd, evalsha         ops             // redis-benchmark, cfg.conns clients
 	xaddBatch             ops             // 1 client, pipelined 100 deep
 	rawDrain, storeDrain  float64         // events per second
+	archive               archived        // the drain's backlog archived to PostgreSQL
 	crm                   map[int]float64 // CONSUMER_WORKERS → events per second
 	loadBefore, loadAfter string
 	took                  time.Duration
@@ -133,6 +134,12 @@ func (r *results) markdown(base baseline) string {
 	p("| POST /customer, p99 at 50%% of max | %s | | | ≤ 20 ms | %s |\n", ms(p50), met(p50 <= 20*time.Millisecond))
 	p("| drain of %s events, no-op handler (pkg/eventstore consumer) | %s events/s | raw XREADGROUP+XACK: %s events/s | %.2f | ≥ 0.50 | %s |\n",
 		thousands(float64(c.drain)), thousands(r.storeDrain), thousands(r.rawDrain), r.storeDrain/r.rawDrain, met(r.storeDrain/r.rawDrain >= 0.5))
+	postMax := post.Max
+	if r.postNow != nil {
+		postMax = r.postNow.Max
+	}
+	p("| archive of %s events into PostgreSQL (pkg/archive, one stream) | %s events/s | POST /customer, max: %s req/s | %.2f | ≥ 2 | %s |\n",
+		thousands(float64(c.drain)), thousands(r.archive.PerSecond), thousands(postMax), r.archive.PerSecond/postMax, met(r.archive.PerSecond/postMax >= 2))
 	w1, w8 := r.crm[1], r.crm[8]
 	p("| crm + msg, %s customer events, CONSUMER_WORKERS=8 | %s events/s | CONSUMER_WORKERS=1: %s events/s | %.2f | ≥ 4 | %s |\n\n",
 		thousands(float64(c.crm)), thousands(w8), thousands(w1), w8/w1, met(w8/w1 >= 4))
@@ -186,6 +193,8 @@ func (r *results) markdown(base baseline) string {
 	p("| XADD pipelined 100 deep, one client (-c 1 -P 100 -n %d) | %s/s, %s Redis CPU each | |\n", 10*c.n, thousands(r.xaddBatch.PerSecond), us(r.xaddBatch.CPU))
 	p("| raw drain: XREADGROUP COUNT %d, its XACK pipelined with the next read | %s events/s | |\n", c.batch, thousands(r.rawDrain))
 	p("| pkg/eventstore consumer, batch %d, no-op handler | %s events/s | %.2f of raw |\n", c.batch, thousands(r.storeDrain), r.storeDrain/r.rawDrain)
+	p("| archiver: a stream's backlog into PostgreSQL, batch 500, one INSERT a batch | %s events/s | %.0f bytes an event in PostgreSQL (table and key), %.0f in the Redis stream |\n",
+		thousands(r.archive.PerSecond), r.archive.PostgresBytes, r.archive.RedisBytes)
 	p("| crm + msg, CONSUMER_WORKERS=1: a welcome mail per customer event | %s events/s | |\n", thousands(w1))
 	p("| crm + msg, CONSUMER_WORKERS=8 | %s events/s | %.2f× 1 worker |\n\n", thousands(w8), w8/w1)
 	p("The drains read a backlog appended before they start, on keys of their own. crm's\n")

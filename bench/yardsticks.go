@@ -12,6 +12,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/ordershop/ordershop/internal/pgtest"
+	"github.com/ordershop/ordershop/pkg/archive"
 	"github.com/ordershop/ordershop/pkg/eventstore"
 )
 
@@ -180,4 +183,55 @@ func drained(ctx context.Context, store *eventstore.Store, group string) bool {
 		}
 	}
 	return false
+}
+
+// archived is what the archiver does with the store's customer stream of n
+// events: its rate into a PostgreSQL of its own (Debian's, as the tests
+// start it), from its start until its group has archived and acked every
+// entry, and the bytes an event takes there (table and key) and in the
+// Redis stream.
+type archived struct {
+	PerSecond, PostgresBytes, RedisBytes float64
+}
+
+func archiveDrain(ctx context.Context, store *eventstore.Store, n int) (archived, error) {
+	var out archived
+	pg, err := pgtest.Run()
+	if err != nil {
+		return out, fmt.Errorf("PostgreSQL for the archive (apt-get install postgresql): %w", err)
+	}
+	defer pg.Close()
+	db, err := pgxpool.New(ctx, pg.URL("postgres"))
+	if err != nil {
+		return out, err
+	}
+	defer db.Close()
+	if err := archive.Migrate(ctx, db); err != nil {
+		return out, err
+	}
+	a := &archive.Archiver{DB: db, Store: store, Streams: []string{"customer"}}
+	run, stop := context.WithCancel(ctx)
+	stopped := make(chan error, 1)
+	began := time.Now()
+	go func() { stopped <- a.Run(run) }()
+	err = poll(ctx, 2*time.Minute, "archive", func() bool { return a.Rows() >= int64(n) && drained(ctx, store, archive.Group) })
+	elapsed := time.Since(began)
+	stop()
+	<-stopped
+	if err != nil {
+		return out, fmt.Errorf("%w: %d of %d archived", err, a.Rows(), n)
+	}
+	out.PerSecond = float64(n) / elapsed.Seconds()
+	var size int64
+	if err := db.QueryRow(ctx, `SELECT pg_total_relation_size('events')`).Scan(&size); err != nil {
+		return out, err
+	}
+	out.PostgresBytes = float64(size) / float64(n)
+	key := store.StreamKey("customer")
+	used, err := store.Redis().MemoryUsage(ctx, key, 0).Result()
+	if err != nil {
+		return out, err
+	}
+	out.RedisBytes = float64(used) / float64(n)
+	return out, nil
 }

@@ -60,8 +60,8 @@ func URL(t testing.TB) string {
 			return
 		}
 		var s *Server
-		if s, unavailable = start(); unavailable == nil {
-			sharedURL, stopShared = s.URL("postgres"), s.kill
+		if s, unavailable = Run(); unavailable == nil {
+			sharedURL, stopShared = s.URL("postgres"), s.Close
 		}
 	})
 	need(t, unavailable)
@@ -81,9 +81,9 @@ type Server struct {
 // NewServer starts a Server; it is stopped when the test ends.
 func NewServer(t testing.TB) *Server {
 	t.Helper()
-	s, err := start()
+	s, err := Run()
 	need(t, err)
-	t.Cleanup(s.kill)
+	t.Cleanup(s.Close)
 	return s
 }
 
@@ -115,7 +115,8 @@ func (s *Server) Start() error {
 	return s.run()
 }
 
-func (s *Server) kill() {
+// Close stops the server and removes its folder.
+func (s *Server) Close() {
 	s.Stop()
 	os.RemoveAll(s.dir)
 }
@@ -149,10 +150,11 @@ func version(initdb string) int {
 	return n
 }
 
-// start makes a cluster in a new folder with initdb and starts postgres on
-// a free port. PostgreSQL refuses to run as root, so as root both run as
-// nobody, in a folder nobody owns.
-func start() (*Server, error) {
+// Run makes a cluster in a new folder with initdb and starts postgres on
+// a free port, for a program (make bench) as for the tests; Close stops it.
+// PostgreSQL refuses to run as root, so as root both run as nobody, in a
+// folder nobody owns.
+func Run() (*Server, error) {
 	dir, err := bin()
 	if err != nil {
 		return nil, err
@@ -188,7 +190,7 @@ func start() (*Server, error) {
 	s.Addr = l.Addr().String()
 	l.Close()
 	if err := s.run(); err != nil {
-		s.kill()
+		s.Close()
 		return nil, err
 	}
 	return s, nil
