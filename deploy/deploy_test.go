@@ -4,15 +4,16 @@
 // checks what a cluster would otherwise only show at apply time or later: every
 // container probed, limited and unprivileged, every Service selecting pods that
 // have its ports, every ConfigMap and Secret that a pod needs present, each
-// service connecting to Redis as its own user, on one node or as a cluster, and
-// to the PostgreSQL of the archive as the user and with the password it was
-// made with.
+// service connecting to Redis as its own user, on one node, as a cluster or
+// through Sentinels to a primary and its replica, and to the PostgreSQL of
+// the archive as the user and with the password it was made with.
 package deploy_test
 
 import (
 	"fmt"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -113,6 +114,199 @@ func TestCluster(t *testing.T) {
 			t.Errorf("Job redis-cluster-create leaves out %s", node)
 		}
 	}
+}
+
+// TestHA checks the overlay of a primary, its replica and three Sentinels:
+// redis-0 the primary, refusing writes without a replica in sync; redis-1
+// following it as the ACL user replica; three Sentinels that monitor it under
+// the name the services ask for, with a quorum of two, as the ACL user
+// sentinel; and every service asking them, acknowledged once replicated.
+func TestHA(t *testing.T) {
+	s := render(t, "overlays/ha")
+	s.check(t)
+	st, sen := s.statefulSets["redis"], s.statefulSets["sentinel"]
+	if st == nil || sen == nil || st.Spec.ServiceName != "redis" || sen.Spec.ServiceName != "sentinel" {
+		t.Fatal("no StatefulSets redis and sentinel on their Services")
+	}
+	if got := ptrOr(st.Spec.Replicas, 1); got != 2 {
+		t.Errorf("StatefulSet redis: %d replicas, want 2 (the primary and its replica)", got)
+	}
+	if got := ptrOr(sen.Spec.Replicas, 1); got != 3 {
+		t.Errorf("StatefulSet sentinel: %d replicas, want 3", got)
+	}
+	for _, set := range []*appsv1.StatefulSet{st, sen} {
+		if !apartOnNodes(set) {
+			t.Errorf("StatefulSet %s: its pods may share a node (no required podAntiAffinity on kubernetes.io/hostname)", set.Name)
+		}
+		if svc := s.services[set.Name]; svc == nil || svc.Spec.ClusterIP != corev1.ClusterIPNone || !svc.Spec.PublishNotReadyAddresses {
+			t.Errorf("Service %s: want headless, with the names of pods not ready yet (a Sentinel refuses a name it cannot resolve)", set.Name)
+		}
+	}
+	// What each Redis pod runs, and as whom it follows.
+	primary := st.Name + "-0." + st.Spec.ServiceName + " 6379"
+	c := st.Spec.Template.Spec.Containers[0]
+	for i := range ptrOr(st.Spec.Replicas, 1) {
+		pod := fmt.Sprintf("%s-%d", st.Name, i)
+		opts := redisOptions(run(t, pod, c.Command, c.Args, map[string]string{"POD_NAME": pod}))
+		if got, want := opts["--replica-announce-ip"], pod+"."+st.Spec.ServiceName; got != want {
+			t.Errorf("%s: --replica-announce-ip %q, want its DNS name %s", pod, got, want)
+		}
+		if opts["--masteruser"] != "replica" {
+			t.Errorf("%s: --masteruser %q, want replica", pod, opts["--masteruser"])
+		}
+		s.checkPassword(t, pod+": --masterauth", c, opts["--masterauth"], "$(REDIS_PASSWORD_REPLICA)", "replica")
+		if i == 0 {
+			if _, ok := opts["--replicaof"]; ok {
+				t.Errorf("%s: starts as a replica (--replicaof %s), want the primary", pod, opts["--replicaof"])
+			}
+			if opts["--min-replicas-to-write"] != "1" || opts["--min-replicas-max-lag"] == "" {
+				t.Errorf("%s: --min-replicas-to-write %q, --min-replicas-max-lag %q: want 1 and a lag, or it acknowledges writes no replica has",
+					pod, opts["--min-replicas-to-write"], opts["--min-replicas-max-lag"])
+			}
+		} else if opts["--replicaof"] != primary {
+			t.Errorf("%s: --replicaof %q, want the primary %s", pod, opts["--replicaof"], primary)
+		}
+	}
+	// What each Sentinel writes in its config at the first start.
+	var addrs []string
+	c = sen.Spec.Template.Spec.Containers[0]
+	for i := range ptrOr(sen.Spec.Replicas, 1) {
+		pod := fmt.Sprintf("%s-%d", sen.Name, i)
+		addrs = append(addrs, pod+"."+sen.Spec.ServiceName+":26379")
+		dir := t.TempDir()
+		script := []string{c.Command[0], c.Command[1], strings.ReplaceAll(c.Command[2], "/data/", dir+"/")}
+		run(t, pod, script, c.Args, map[string]string{"POD_NAME": pod, "REDIS_PASSWORD_SENTINEL": "$REDIS_PASSWORD_SENTINEL"})
+		conf, err := os.ReadFile(filepath.Join(dir, "sentinel.conf"))
+		if err != nil {
+			t.Errorf("%s: wrote no sentinel.conf: %v", pod, err)
+			continue
+		}
+		got := map[string]string{}
+		for _, line := range strings.Split(string(conf), "\n") {
+			if k, v, ok := strings.Cut(strings.TrimPrefix(line, "sentinel "), " "); ok {
+				got[k] = v
+			}
+		}
+		for k, want := range map[string]string{
+			"port":               "26379",
+			"monitor":            "ordershop " + primary + " 2",
+			"auth-user":          "ordershop sentinel",
+			"resolve-hostnames":  "yes",
+			"announce-hostnames": "yes",
+			"announce-ip":        pod + "." + sen.Spec.ServiceName,
+		} {
+			if got[k] != want {
+				t.Errorf("%s: sentinel.conf: %s %q, want %q", pod, k, got[k], want)
+			}
+		}
+		pass, _ := strings.CutPrefix(got["auth-pass"], "ordershop ")
+		s.checkPassword(t, pod+": auth-pass", c, pass, "$REDIS_PASSWORD_SENTINEL", "sentinel")
+	}
+	if !slices.ContainsFunc(s.services["sentinel"].Spec.Ports, func(p corev1.ServicePort) bool { return p.Port == 26379 }) {
+		t.Error("Service sentinel: no port 26379")
+	}
+	for _, svc := range services {
+		d := s.deployment(t, svc)
+		if d == nil {
+			continue
+		}
+		env := s.env(d.Spec.Template.Spec)
+		if env["REDIS_SENTINEL_MASTER"] != "ordershop" || env["REDIS_SENTINEL_ADDRS"] != strings.Join(addrs, ",") {
+			t.Errorf("%s: REDIS_SENTINEL_MASTER=%q REDIS_SENTINEL_ADDRS=%q, want ordershop at %s",
+				svc, env["REDIS_SENTINEL_MASTER"], env["REDIS_SENTINEL_ADDRS"], strings.Join(addrs, ","))
+		}
+		if env["REDIS_MIN_REPLICAS"] != "1" {
+			t.Errorf("%s: REDIS_MIN_REPLICAS=%q, want 1: an append acknowledged before the replica has it", svc, env["REDIS_MIN_REPLICAS"])
+		}
+		if cluster, _ := strconv.ParseBool(env["REDIS_CLUSTER"]); cluster {
+			t.Errorf("%s: REDIS_CLUSTER=%q with Sentinels", svc, env["REDIS_CLUSTER"])
+		}
+		if opt, err := redis.ParseURL(env["REDIS_URL"]); err != nil || opt.Username != svc {
+			t.Errorf("%s: REDIS_URL %q: want the user %s (%v)", svc, env["REDIS_URL"], svc, err)
+		}
+	}
+}
+
+// run runs a container's shell command as its pod would, in a shell here,
+// with each exec shown instead of run, and returns what it would exec.
+func run(t *testing.T, pod string, command, args []string, env map[string]string) []string {
+	t.Helper()
+	if len(command) < 3 || command[0] != "/bin/sh" || command[1] != "-c" {
+		t.Fatalf("%s: command %q, want a /bin/sh -c script", pod, command)
+	}
+	script := regexp.MustCompile(`(?m)^(\s*)exec `).ReplaceAllString(command[2], "${1}echo ")
+	argv := []string{"-c", script}
+	for _, a := range slices.Concat(command[3:], args) {
+		argv = append(argv, expand(a, env))
+	}
+	cmd := exec.Command("sh", argv...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s: its command: %v: %s", pod, err, stderr.String())
+	}
+	return strings.Fields(string(out))
+}
+
+// redisOptions returns the options of a redis-server command line, each with
+// its values: --replicaof redis-0.redis 6379 is "redis-0.redis 6379".
+func redisOptions(argv []string) map[string]string {
+	opts := map[string]string{}
+	var opt string
+	for _, a := range argv {
+		if strings.HasPrefix(a, "--") {
+			opt = a
+			opts[opt] = ""
+		} else if opt != "" {
+			opts[opt] = strings.TrimSpace(opts[opt] + " " + a)
+		}
+	}
+	return opts
+}
+
+// checkPassword checks that a password given as ref (a variable of the
+// container, unexpanded) is the Secret's password of the users.acl user.
+func (s *shop) checkPassword(t *testing.T, at string, c corev1.Container, got, ref, user string) {
+	t.Helper()
+	name := strings.Trim(ref, "$()")
+	if got != ref {
+		t.Errorf("%s: %q, want %s", at, got, ref)
+		return
+	}
+	key := name
+	if r := secretRef(c, name); r != nil {
+		key = r.Key
+	} else if !slices.ContainsFunc(c.EnvFrom, func(f corev1.EnvFromSource) bool {
+		return f.SecretRef != nil && s.secrets[f.SecretRef.Name] != nil && secretData(s.secrets[f.SecretRef.Name])[name] != ""
+	}) {
+		t.Errorf("%s: %s is not from a Secret", at, name)
+		return
+	}
+	acl, err := os.ReadFile(filepath.Join("redis", "users.acl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(acl), "\nuser "+user+" on >${"+key+"} ") {
+		t.Errorf("%s: the Secret's %s, not the password of the user %s of users.acl", at, key, user)
+	}
+}
+
+// apartOnNodes reports whether a StatefulSet's pods must each be on a node of
+// their own.
+func apartOnNodes(st *appsv1.StatefulSet) bool {
+	a := st.Spec.Template.Spec.Affinity
+	if a == nil || a.PodAntiAffinity == nil {
+		return false
+	}
+	return slices.ContainsFunc(a.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution, func(term corev1.PodAffinityTerm) bool {
+		return term.TopologyKey == "kubernetes.io/hostname" && term.LabelSelector != nil &&
+			selects(term.LabelSelector.MatchLabels, st.Spec.Template.Labels)
+	})
 }
 
 // TestOwnSecret renders the README's way of filling in the Redis passwords: an
@@ -596,16 +790,10 @@ func (s *shop) env(pod corev1.PodSpec) map[string]string {
 			}
 		}
 	}
-	ref := regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
 	for _, e := range c.Env {
 		switch {
 		case e.ValueFrom == nil:
-			env[e.Name] = ref.ReplaceAllStringFunc(e.Value, func(m string) string {
-				if v, ok := env[m[2:len(m)-1]]; ok {
-					return v
-				}
-				return m
-			})
+			env[e.Name] = expand(e.Value, env)
 		case e.ValueFrom.SecretKeyRef != nil && s.secrets[e.ValueFrom.SecretKeyRef.Name] != nil:
 			env[e.Name] = secretData(s.secrets[e.ValueFrom.SecretKeyRef.Name])[e.ValueFrom.SecretKeyRef.Key]
 		case e.ValueFrom.ConfigMapKeyRef != nil && s.configMaps[e.ValueFrom.ConfigMapKeyRef.Name] != nil:
@@ -616,6 +804,19 @@ func (s *shop) env(pod corev1.PodSpec) map[string]string {
 	}
 	return env
 }
+
+// expand fills in the $(VAR) references of a container's env value, command
+// or args from env, as the kubelet does; an unknown one stays as it is.
+func expand(value string, env map[string]string) string {
+	return envRef.ReplaceAllStringFunc(value, func(m string) string {
+		if v, ok := env[m[2:len(m)-1]]; ok {
+			return v
+		}
+		return m
+	})
+}
+
+var envRef = regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
 
 // podsSelectedBy returns the pod templates of the Deployments and
 // StatefulSets whose labels a selector matches.
