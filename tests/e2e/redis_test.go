@@ -38,9 +38,12 @@ func TestRedisRestart(t *testing.T) {
 	})
 	t.Logf("every service unready %v after Redis was stopped", time.Since(down).Round(time.Millisecond))
 	// Down long enough for the consumers to lose their sessions, not just
-	// retry a command: their reconnection is what is tested.
+	// retry a command: their reconnection is what is tested. A session ends
+	// once its command has failed each of its tries, each a dial whose name
+	// lookup Docker's DNS may take seconds to fail (CI: crm's first failed
+	// 35 s after the stop, on a busy box).
 	for _, name := range []string{"crm", "billing"} {
-		s.waitFor(30*time.Second, 200*time.Millisecond, name+"'s consumer interrupted", func() bool {
+		s.waitFor(90*time.Second, 200*time.Millisecond, name+"'s consumer interrupted", func() bool {
 			return strings.Contains(s.logs(name, down), "consumer interrupted")
 		})
 	}
