@@ -43,7 +43,7 @@ func TestRedisRestart(t *testing.T) {
 	// lookup Docker's DNS may take seconds to fail (CI: crm's first failed
 	// 35 s after the stop, on a busy box).
 	for _, name := range []string{"crm", "billing"} {
-		s.waitFor(90*time.Second, 200*time.Millisecond, name+"'s consumer interrupted", func() bool {
+		s.waitFor(2*time.Minute, 200*time.Millisecond, name+"'s consumer interrupted", func() bool {
 			return strings.Contains(s.logs(name, down), "consumer interrupted")
 		})
 	}
