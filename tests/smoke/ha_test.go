@@ -49,21 +49,33 @@ func TestHAFaults(t *testing.T) {
 	}
 	t.Logf("HA_SEED=%d", seed)
 	faults := []struct {
-		name  string
-		fault func(t *testing.T, s stack, l *haLoad)
+		name    string
+		primary string // the primary after it
+		fault   func(t *testing.T, s stack, l *haLoad)
 	}{
-		{"kill", func(t *testing.T, s stack, l *haLoad) {
-			l.fault(func() { killRedis(t, s) })
+		{"kill", "redis-replica", func(t *testing.T, s stack, l *haLoad) {
+			redis := s.containers(t, "redis")[0]
+			docker(t, "kill", "-s", "KILL", redis)
+			l.mark()
+			s.waitPrimary(t, "redis-replica")
+			// Docker does not restart a container that docker kill stopped, as
+			// compose's restart policy would after a crash: start it.
+			if state := docker(t, "inspect", "-f", "{{.State.Status}}", redis); state != "running" {
+				t.Logf("redis %s after docker kill: started again", state)
+				docker(t, "start", redis)
+			}
 		}},
-		{"cut", func(t *testing.T, s stack, l *haLoad) {
+		{"cut", "redis-replica", func(t *testing.T, s stack, l *haLoad) {
 			net, redis := s.project+"_default", s.containers(t, "redis")[0]
-			l.fault(func() { docker(t, "network", "disconnect", net, redis) })
+			docker(t, "network", "disconnect", net, redis)
+			l.mark()
 			time.Sleep(20 * time.Second) // the fault's length, not a synchronisation
 			docker(t, "network", "connect", "--alias", "redis", net, redis)
 			t.Logf("redis reconnected after 20 s")
 		}},
-		{"replica", func(t *testing.T, s stack, l *haLoad) {
-			l.fault(func() { docker(t, "restart", s.containers(t, "redis-replica")[0]) })
+		{"replica", "redis", func(t *testing.T, s stack, l *haLoad) {
+			l.mark()
+			docker(t, "restart", s.containers(t, "redis-replica")[0])
 		}},
 	}
 	for _, f := range faults {
@@ -72,7 +84,7 @@ func TestHAFaults(t *testing.T) {
 				seed := seed + uint64(run)
 				t.Run(fmt.Sprintf("seed-%d", seed), func(t *testing.T) {
 					eachCompose(t, "ha-"+f.name, stack{files: []string{"docker-compose.ha.yml"}}, func(t *testing.T, s stack) {
-						haRun(t, s, seed, f.name, f.fault)
+						haRun(t, s, seed, f.name, f.primary, f.fault)
 					})
 				})
 			}
@@ -82,7 +94,7 @@ func TestHAFaults(t *testing.T) {
 
 // haRun brings the stack up, runs the load with the fault amid it, and
 // checks what was acknowledged.
-func haRun(t *testing.T, s stack, seed uint64, name string, fault func(*testing.T, stack, *haLoad)) {
+func haRun(t *testing.T, s stack, seed uint64, name, primary string, fault func(*testing.T, stack, *haLoad)) {
 	start := time.Now()
 	s.run(t, "up", "-d", "--no-build")
 	s.waitHealthy(t, 15) // two Redis, three Sentinels, PostgreSQL, nine services
@@ -110,7 +122,7 @@ func haRun(t *testing.T, s stack, seed uint64, name string, fault func(*testing.
 	if n := l.other.Load(); n > 0 {
 		t.Errorf("%d commands answered neither 2xx, 503 nor 409", n)
 	}
-	s.checkReplication(t)
+	s.checkReplication(t, primary)
 
 	acks := l.acks
 	var emails []string
@@ -223,11 +235,8 @@ func (l *haLoad) post(key, email string) (string, int, error) {
 	return ids[0], resp.StatusCode, nil
 }
 
-// fault notes the time and does the fault.
-func (l *haLoad) fault(do func()) {
-	l.faulted.Store(time.Now().UnixNano())
-	do()
-}
+// mark notes the time of the fault.
+func (l *haLoad) mark() { l.faulted.Store(time.Now().UnixNano()) }
 
 func (l *haLoad) warmFor() time.Duration {
 	if b := l.began.Load(); b != 0 {
@@ -251,27 +260,9 @@ func (l *haLoad) count() int {
 	return len(l.acks)
 }
 
-// killRedis SIGKILLs the primary's redis-server as a crash would: from the
-// host, so that Docker restarts it (docker kill counts as a stop).
-func killRedis(t *testing.T, s stack) {
-	t.Helper()
-	pid := docker(t, "inspect", "-f", "{{.State.Pid}}", s.containers(t, "redis")[0])
-	p, err := strconv.Atoi(pid)
-	if err != nil {
-		t.Fatalf("redis's pid %q: %v", pid, err)
-	}
-	proc, err := os.FindProcess(p)
-	if err == nil {
-		err = proc.Kill()
-	}
-	if err != nil {
-		t.Fatalf("SIGKILL redis-server (pid %d): %v", p, err)
-	}
-}
-
-// checkReplication waits until the Sentinels name one primary, which has one
-// replica in sync, the other Redis.
-func (s stack) checkReplication(t *testing.T) {
+// checkReplication waits until the Sentinels name want the primary, which
+// has one replica in sync, the other Redis.
+func (s stack) checkReplication(t *testing.T, want string) {
 	t.Helper()
 	cli := func(service string, args ...string) string {
 		ids := s.containers(t, service)
@@ -283,8 +274,10 @@ func (s stack) checkReplication(t *testing.T) {
 	}
 	var primary, info string
 	redistest.Eventually(t, 2*time.Minute, "a primary with its replica in sync", func() bool {
-		out, _ := execOut("docker", "exec", s.containers(t, "sentinel-1")[0], "redis-cli", "-p", "26379", "sentinel", "get-master-addr-by-name", "ordershop")
-		primary = strings.Fields(out + " ")[0]
+		primary = s.primary(t)
+		if primary != want {
+			return false
+		}
 		other := map[string]string{"redis": "redis-replica", "redis-replica": "redis"}[primary]
 		if other == "" {
 			return false
@@ -294,6 +287,20 @@ func (s stack) checkReplication(t *testing.T) {
 			strings.Contains(cli(other, "info", "replication"), "master_link_status:up")
 	})
 	t.Logf("primary %s with its replica in sync", primary)
+}
+
+// primary is the primary the Sentinels name (sentinel-1 asked).
+func (s stack) primary(t *testing.T) string {
+	out, _ := execOut("docker", "exec", s.containers(t, "sentinel-1")[0], "redis-cli", "-p", "26379", "sentinel", "get-master-addr-by-name", "ordershop")
+	return strings.Fields(out + " ")[0]
+}
+
+// waitPrimary waits until the Sentinels name want the primary.
+func (s stack) waitPrimary(t *testing.T, want string) {
+	t.Helper()
+	start := time.Now()
+	redistest.Eventually(t, time.Minute, want+" promoted", func() bool { return s.primary(t) == want })
+	t.Logf("%s promoted %v after the fault", want, time.Since(start).Round(100*time.Millisecond))
 }
 
 func execOut(name string, args ...string) (string, error) {
@@ -312,6 +319,6 @@ func (s stack) haVerify(t *testing.T) {
 	if !strings.Contains(out, "ok: the cache of") {
 		t.Errorf("gateway -verify:\n%s", out)
 	} else {
-		t.Logf("gateway -verify: %s", out[strings.LastIndex(strings.TrimSpace(out), "\n")+1:])
+		t.Logf("gateway -verify: %s", out[strings.Index(out, "ok: the cache of"):][:strings.IndexByte(out[strings.Index(out, "ok: the cache of"):]+"\n", '\n')])
 	}
 }
