@@ -160,13 +160,15 @@ func haRun(t *testing.T, s stack, seed uint64, name, primary string, fault func(
 
 // haLoad is the client workload: what it was answered, and when.
 type haLoad struct {
-	g                       scenario.Gateway
-	tag                     string
-	stop                    chan struct{}
-	n503, retries, other    atomic.Int64
-	began, faulted, firstOK atomic.Int64 // unix nanoseconds
-	mu                      sync.Mutex
-	acks                    []haAck
+	g                    scenario.Gateway
+	tag                  string
+	stop                 chan struct{}
+	n503, retries, other atomic.Int64
+	// Unix nanoseconds: the load's start, the fault, the first failed and the
+	// first 2xx request sent after it, the first 2xx sent after that failure.
+	began, faulted, firstFail, firstOK, recovered atomic.Int64
+	mu                                            sync.Mutex
+	acks                                          []haAck
 }
 
 // haAck is a command answered 2xx.
@@ -197,11 +199,17 @@ func (l *haLoad) work(w int, rng *rand.Rand) {
 			if err == nil && code == http.StatusOK {
 				if f := l.faulted.Load(); f != 0 && sent > f {
 					l.firstOK.CompareAndSwap(0, time.Now().UnixNano())
+					if ff := l.firstFail.Load(); ff != 0 && sent > ff {
+						l.recovered.CompareAndSwap(0, time.Now().UnixNano())
+					}
 				}
 				l.mu.Lock()
 				l.acks = append(l.acks, haAck{key, email, id})
 				l.mu.Unlock()
 				break
+			}
+			if f := l.faulted.Load(); f != 0 && sent > f {
+				l.firstFail.CompareAndSwap(0, sent)
 			}
 			if code == http.StatusServiceUnavailable {
 				l.n503.Add(1)
@@ -245,13 +253,18 @@ func (l *haLoad) warmFor() time.Duration {
 	return 0
 }
 
-// failover is the time from the fault to the first 2xx of a request sent
-// after it, 0 before there is one.
+// failover is the time from the fault to the end of the outage it caused:
+// to the first 2xx of a request sent after the first that failed after the
+// fault (or, if none failed, after the fault); 0 before there is one.
 func (l *haLoad) failover() time.Duration {
-	if ok := l.firstOK.Load(); ok != 0 {
-		return time.Duration(ok - l.faulted.Load())
+	ok := l.recovered.Load()
+	if l.firstFail.Load() == 0 {
+		ok = l.firstOK.Load()
 	}
-	return 0
+	if ok == 0 {
+		return 0
+	}
+	return time.Duration(ok - l.faulted.Load())
 }
 
 func (l *haLoad) count() int {
@@ -300,7 +313,20 @@ func (s stack) waitPrimary(t *testing.T, want string) {
 	t.Helper()
 	start := time.Now()
 	redistest.Eventually(t, time.Minute, want+" promoted", func() bool { return s.primary(t) == want })
-	t.Logf("%s promoted %v after the fault", want, time.Since(start).Round(100*time.Millisecond))
+	took := time.Since(start)
+	t.Logf("%s promoted %v after the fault", want, took.Round(100*time.Millisecond))
+	if took > 15*time.Second { // down-after 5 s: what held the Sentinels back
+		var events []string
+		for _, line := range strings.Split(s.run(t, "logs", "--no-color", "sentinel-1", "sentinel-2", "sentinel-3"), "\n") {
+			for _, e := range []string{"tilt", "sdown", "odown", "failover", "elected", "vote", "switch-master"} {
+				if strings.Contains(line, e) {
+					events = append(events, line)
+					break
+				}
+			}
+		}
+		t.Logf("the Sentinels' events:\n%s", strings.Join(events, "\n"))
+	}
 }
 
 func execOut(name string, args ...string) (string, error) {
