@@ -349,6 +349,14 @@ func (s stack) haVerify(t *testing.T) {
 		"-e", "GOMEMLIMIT=192MiB", "gateway", "-verify")
 	if err != nil || !strings.Contains(out, "ok: the cache of") {
 		t.Errorf("gateway -verify: %v\n%s", err, out)
+		// Which primary the archive followed: it copies what it reads.
+		var lines []string
+		for _, line := range strings.Split(s.run(t, "logs", "--no-color", "archive"), "\n") {
+			if !strings.Contains(line, `"msg":"request"`) {
+				lines = append(lines, line)
+			}
+		}
+		t.Logf("the archive's log:\n%s", strings.Join(lines, "\n"))
 	} else {
 		t.Logf("gateway -verify: %s", out[strings.Index(out, "ok: the cache of"):][:strings.IndexByte(out[strings.Index(out, "ok: the cache of"):]+"\n", '\n')])
 	}
