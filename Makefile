@@ -5,7 +5,7 @@ FUZZTIME ?= 30s
 FUZZ := ./internal/platform:FuzzDecode ./internal/shop:FuzzNewCustomer ./internal/shop:FuzzNewProduct \
 	./internal/shop:FuzzNewOrder ./pkg/eventstore:FuzzDecodeEntry ./pkg/eventstore:FuzzEventDecode
 
-.PHONY: build images up down logs test cluster-test smoke e2e fuzz bench soak
+.PHONY: build images up down logs test cluster-test smoke e2e fuzz bench soak ha-faults
 
 build: ## static binaries in bin/
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o bin/ $(addprefix ./services/,$(SERVICES))
@@ -48,3 +48,6 @@ bench: ## the binaries under load beside their yardsticks; writes docs/BENCHMARK
 soak: images ## the compose stack under a steady create/update/delete cycle for SOAK_FOR (10m) at SOAK_RATE (240/s, half of what the compose stack takes on 2 cores), hot window HOT_RETENTION and mail records MAIL_RETENTION (2m): memory, restarts, lags, archive rows, -verify
 	RATE_LIMIT=0 HOT_RETENTION=$${HOT_RETENTION:-2m} MAIL_RETENTION=$${MAIL_RETENTION:-2m} scripts/up.sh
 	$(GO) run ./bench/soak -rate $${SOAK_RATE:-240} -for $${SOAK_FOR:-10m}
+
+ha-faults: images ## the HA variant through a SIGKILL of the primary, a 20 s network cut of it and a replica restart, HA_RUNS (5) seeded runs each (HA_SEED): every acknowledged command kept once
+	HA_RUNS=$${HA_RUNS:-5} COMPOSE_V2= $(GO) test -count=1 -v -timeout 4h -run '^TestHAFaults$$' ./tests/smoke/
