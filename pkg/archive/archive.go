@@ -134,7 +134,7 @@ func (a *Archiver) follow(ctx context.Context, stream string) error {
 		if from == ">" {
 			args.Block = a.Block
 		}
-		res, err := rdb.XReadGroup(ctx, args).Result()
+		res, err := a.Store.ReadGroup(ctx, args)
 		if errors.Is(err, redis.Nil) {
 			continue
 		}

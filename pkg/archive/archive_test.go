@@ -2,6 +2,7 @@ package archive
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"reflect"
@@ -36,8 +37,8 @@ func setup(t *testing.T, dbURL string) fixture {
 	return setupOn(t, rdb, prefix, dbURL)
 }
 
-// setupOn is setup on a Redis of the test's choice.
-func setupOn(t *testing.T, rdb redis.UniversalClient, prefix, dbURL string) fixture {
+// setupOn is setup on a Redis of the test's choice, the store with opts.
+func setupOn(t *testing.T, rdb redis.UniversalClient, prefix, dbURL string, opts ...eventstore.Option) fixture {
 	t.Helper()
 	db, err := pgxpool.New(context.Background(), dbURL)
 	if err != nil {
@@ -47,7 +48,7 @@ func setupOn(t *testing.T, rdb redis.UniversalClient, prefix, dbURL string) fixt
 	if err := Migrate(context.Background(), db); err != nil {
 		t.Fatal(err)
 	}
-	store := eventstore.New(rdb, prefix)
+	store := eventstore.New(rdb, prefix, opts...)
 	store.UseArchive(Reader{DB: db})
 	return fixture{store: store, redis: eventstore.New(rdb, prefix), db: db, stream: "customer"}
 }
@@ -268,6 +269,39 @@ func TestRedisKilledWhileArchivingLosesNothing(t *testing.T) {
 	if got := f.replay(t); !reflect.DeepEqual(got, want) {
 		t.Fatalf("after the restart and a trim %d events read back, want the %d appended", len(got), len(want))
 	}
+}
+
+// An entry that no replica confirmed (its append answered ErrNotReplicated:
+// a primary cut off from its replica took it, and a failover may roll it
+// back) is not archived while no replica has it, though the archiver reads
+// it again and again; once a replica has it, it is archived.
+func TestAnEntryNoReplicaHasIsNotArchived(t *testing.T) {
+	t.Parallel()
+	primary := redistest.NewServer(t)
+	replica := redistest.NewReplica(t, primary.Addr)
+	f := setupOn(t, primary.Client(t), "", pgtest.URL(t), eventstore.WithReplicas(1, 100*time.Millisecond))
+	f.run(t, "archiver")
+	f.appendEvents(t, 10, "replicated")
+	f.waitArchived(t, 10)
+
+	replica.Kill()
+	e, err := eventstore.NewEvent("customer_updated", "customer", "c0", map[string]any{"name": "alone"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.store.Append(context.Background(), f.stream, eventstore.Record{Event: e, Expected: eventstore.AnyVersion}); !errors.Is(err, eventstore.ErrNotReplicated) {
+		t.Fatalf("append with the replica gone: %v, want ErrNotReplicated", err)
+	}
+	redistest.Eventually(t, 20*time.Second, "the archiver reading the entry again", func() bool {
+		p, err := f.redis.Redis().XPendingExt(context.Background(), &redis.XPendingExtArgs{
+			Stream: f.store.StreamKey(f.stream), Group: Group, Start: "-", End: "+", Count: 1}).Result()
+		return err == nil && len(p) == 1 && p[0].RetryCount >= 2
+	})
+	if n, _ := f.rows(t); n != 10 {
+		t.Fatalf("the archive holds %d events while no replica has the 11th, want 10", n)
+	}
+	redistest.NewReplica(t, primary.Addr)
+	f.waitArchived(t, 11)
 }
 
 // Replays run while events are appended, the archiver archives them and

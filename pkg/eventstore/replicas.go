@@ -112,3 +112,29 @@ func (s *Store) marked(ctx context.Context, key string) (bool, error) {
 	}
 	return true, s.replicated(rdb.Do(ctx, "WAIT", s.replicas, s.replicaTimeout.Milliseconds()))
 }
+
+// ReadGroup is XREADGROUP and, with WithReplicas, a WAIT on the same
+// connection after it, in one round trip: the entries it returns are then
+// on enough replicas, so none of them is one that only a primary cut off
+// from its replicas took (answered ErrNotReplicated) and that a failover
+// will roll back. What outlives Redis, the archive, reads through it. Not
+// confirmed in time, the entries are delivered (pending) and the error
+// wraps ErrNotReplicated: read them again, from the group's pending ones.
+func (s *Store) ReadGroup(ctx context.Context, args *redis.XReadGroupArgs) ([]redis.XStream, error) {
+	if s.replicas == 0 {
+		return s.rdb.XReadGroup(ctx, args).Result()
+	}
+	rdb, err := s.master(ctx, args.Streams[0])
+	if err != nil {
+		return nil, err
+	}
+	pipe := rdb.Pipeline()
+	res := pipe.XReadGroup(ctx, args)
+	wait := pipe.Do(ctx, "WAIT", s.replicas, s.replicaTimeout.Milliseconds())
+	pipe.Exec(ctx) // each command keeps its own error
+	streams, err := res.Result()
+	if err != nil {
+		return nil, err
+	}
+	return streams, s.replicated(wait)
+}

@@ -37,7 +37,8 @@ func wire(app *platform.App, cfg config) error {
 	// Each stream's read blocks on a connection of its own, from a pool of
 	// their own: the trim's and the metrics' commands do not wait for them.
 	rdb := platform.OwnPool(app.Redis, len(streams)+1)
-	store := eventstore.New(rdb, app.Config.KeyPrefix, eventstore.WithPartitions(app.Config.Partitions))
+	store := eventstore.New(rdb, app.Config.KeyPrefix, eventstore.WithPartitions(app.Config.Partitions),
+		eventstore.WithReplicas(app.Config.MinReplicas, app.Config.ReplicaTimeout))
 	a := &archive.Archiver{DB: app.Archive, Store: store, Streams: streams, Batch: cfg.Batch, Logger: app.Log}
 	trimmed := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "ordershop_archive_trimmed_total",
