@@ -121,7 +121,9 @@ func (a *Archiver) Run(ctx context.Context) error {
 }
 
 // follow archives a stream: first the entries this consumer was handed and
-// did not ack (a crash's batch), then new ones.
+// did not ack (a crash's batch), then new ones, and its own pending entries
+// again every ten Blocks: a read whose reply was lost (Redis restarted and
+// the client retried it) leaves a batch delivered and never seen.
 func (a *Archiver) follow(ctx context.Context, stream string) error {
 	rdb, key := a.Store.Redis(), a.Store.StreamKey(stream)
 	err := rdb.XGroupCreateMkStream(ctx, key, Group, "0").Err()
@@ -129,7 +131,11 @@ func (a *Archiver) follow(ctx context.Context, stream string) error {
 		return err
 	}
 	from := "0" // own pending entries after from; ">" once there are none
+	pendingPass := time.Now()
 	for {
+		if from == ">" && time.Since(pendingPass) >= 10*a.Block {
+			from = "0"
+		}
 		args := &redis.XReadGroupArgs{Group: Group, Consumer: a.Name, Streams: []string{key, from}, Count: a.Batch}
 		if from == ">" {
 			args.Block = a.Block
@@ -143,7 +149,7 @@ func (a *Archiver) follow(ctx context.Context, stream string) error {
 		}
 		msgs := res[0].Messages
 		if len(msgs) == 0 {
-			from = ">"
+			from, pendingPass = ">", time.Now()
 			continue
 		}
 		if err := a.insert(ctx, stream, eventstore.DecodeEntries(stream, msgs)); err != nil {

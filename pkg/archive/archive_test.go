@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/ordershop/ordershop/internal/pgtest"
 	"github.com/ordershop/ordershop/internal/redistest"
@@ -269,6 +270,39 @@ func TestRedisKilledWhileArchivingLosesNothing(t *testing.T) {
 	if got := f.replay(t); !reflect.DeepEqual(got, want) {
 		t.Fatalf("after the restart and a trim %d events read back, want the %d appended", len(got), len(want))
 	}
+}
+
+// A batch delivered to the archiver whose reply it never saw (Redis
+// restarted and the client retried the read: the first delivery stays in
+// the archiver's pending entries) is archived all the same. The delivery is
+// made here in one transaction with the append, before the blocked archiver
+// is served.
+func TestABatchDeliveredButNeverSeenIsArchived(t *testing.T) {
+	t.Parallel()
+	f := setup(t, pgtest.URL(t))
+	f.run(t, "archiver")
+	f.appendEvents(t, 10, "seen")
+	f.waitArchived(t, 10)
+
+	ctx, rdb, key := context.Background(), f.redis.Redis(), f.store.StreamKey(f.stream)
+	last, err := rdb.XRevRangeN(ctx, key, "+", "-", 1).Result()
+	if err != nil || len(last) != 1 {
+		t.Fatalf("the last entry: %v %v", last, err)
+	}
+	values := last[0].Values
+	values["event_id"] = uuid.NewString()
+	var lost *redis.XStreamSliceCmd
+	if _, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.XAdd(ctx, &redis.XAddArgs{Stream: key, Values: values})
+		lost = p.XReadGroup(ctx, &redis.XReadGroupArgs{Group: Group, Consumer: "archiver", Streams: []string{key, ">"}, Count: 10})
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := lost.Val(); len(got) != 1 || len(got[0].Messages) != 1 {
+		t.Fatalf("delivered %v, want the one entry", got)
+	}
+	f.waitArchived(t, 11)
 }
 
 // An entry that no replica confirmed (its append answered ErrNotReplicated:

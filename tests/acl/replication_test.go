@@ -35,10 +35,13 @@ func TestAReplicaAndASentinelWorkAsTheirUsers(t *testing.T) {
 	sentinel := redis.NewSentinelClient(&redis.Options{MaxRetries: -1,
 		Addr: redistest.StartSentinel(t, "ordershop", primary.addr, 1, "auth-user ordershop sentinel", "auth-pass ordershop "+passwords["sentinel"])})
 	t.Cleanup(func() { sentinel.Close() })
-	redistest.Eventually(t, 60*time.Second, "the Sentinel sees the primary and its replica", func() bool {
+	// A replica the Sentinel last saw before it synced is no candidate
+	// (SENTINEL FAILOVER answers NOGOODSLAVE): wait for its link to be up.
+	redistest.Eventually(t, 60*time.Second, "the Sentinel sees the primary and its replica linked", func() bool {
 		m, err := sentinel.Master(ctx, "ordershop").Result()
 		replicas, _ := sentinel.Replicas(ctx, "ordershop").Result()
-		return err == nil && m["flags"] == "master" && len(replicas) == 1 && replicas[0]["flags"] == "slave"
+		return err == nil && m["flags"] == "master" && len(replicas) == 1 && replicas[0]["flags"] == "slave" &&
+			replicas[0]["master-link-status"] == "ok" && replicas[0]["master-link-down-time"] == "0"
 	})
 	allowed(t, sentinel.Failover(ctx, "ordershop").Err(), "SENTINEL FAILOVER")
 	role := func(s *server) string {
