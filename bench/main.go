@@ -21,6 +21,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -131,7 +132,7 @@ func bench(ctx context.Context, cfg config) error {
 // run measures everything on one throwaway Redis: the shop's requests, the
 // Redis yardsticks, the drains on keys of their own.
 func (r *results) run(ctx context.Context, dir, bare, baseBin string) error {
-	rp, rdb, err := startRedis(ctx, dir)
+	rp, rdb, err := startRedis(ctx, dir, "redis")
 	if err != nil {
 		return err
 	}
@@ -143,6 +144,9 @@ func (r *results) run(ctx context.Context, dir, bare, baseBin string) error {
 		if err := r.postBeside(ctx, dir, baseBin, rp, rdb); err != nil {
 			return err
 		}
+	}
+	if err := r.postReplicated(ctx, dir, rp, rdb); err != nil {
+		return err
 	}
 	if err := r.redisBenchmarks(ctx, rp, rdb); err != nil {
 		return err
@@ -222,25 +226,78 @@ func (r *results) requests(ctx context.Context, dir, bare string, rp *proc, rdb 
 // own.
 func (r *results) postBeside(ctx context.Context, dir, baseBin string, rp *proc, rdb *redis.Client) error {
 	log.Printf("POST /customer beside the baseline's code, %s", r.base.Code)
-	a := attacker{conns: r.cfg.conns, d: r.cfg.d}
 	var sides []side
 	for _, bin := range []string{r.cfg.bin, baseBin} {
-		s, err := newShop(dir, bin, rdb.Options().Addr, filepath.Base(bin)+":")
+		s, err := postShop(ctx, dir, bin, filepath.Base(bin)+":", rp, rdb)
 		if err != nil {
 			return err
 		}
 		defer s.stop()
-		for _, name := range []string{"customer", "gateway"} {
-			if err := s.startService(ctx, name); err != nil {
-				return err
-			}
-		}
-		sides = append(sides, side{postJSON("http://"+s.addr["gateway"]+"/customer", loadCustomer),
-			[]*proc{s.procs["gateway"], s.procs["customer"], rp}, rp})
+		sides = append(sides, s.post(rp))
 	}
-	now, base, err := a.measure("POST /customer", sides[0], sides[1])
+	now, base, err := attacker{conns: r.cfg.conns, d: r.cfg.d}.measure("POST /customer", sides[0], sides[1])
 	r.postNow, r.postBase = &now, &base
 	return err
+}
+
+// postReplicated measures POST /customer with each append waiting for a
+// replica to have it (REDIS_MIN_REPLICAS=1: a WAIT in the script's round
+// trip) beside the same without, in turns, on the same primary with a
+// replica following it: the cost of an acknowledgement on two nodes.
+func (r *results) postReplicated(ctx context.Context, dir string, rp *proc, rdb *redis.Client) error {
+	log.Printf("POST /customer with and without REDIS_MIN_REPLICAS=1")
+	host, port, _ := net.SplitHostPort(rdb.Options().Addr)
+	replica, rr, err := startRedis(ctx, dir, "replica", "--replicaof", host, port)
+	if err != nil {
+		return err
+	}
+	defer replica.stop()
+	err = poll(ctx, 30*time.Second, "the replica in sync", func() bool {
+		info, _ := rr.Info(ctx, "replication").Result()
+		return strings.Contains(info, "master_link_status:up")
+	})
+	if err != nil {
+		return err
+	}
+	var sides []side
+	for _, env := range []string{"REDIS_MIN_REPLICAS=1", "REDIS_MIN_REPLICAS=0"} {
+		s, err := postShop(ctx, dir, r.cfg.bin, "replicas"+env[len(env)-1:]+":", rp, rdb, env)
+		if err != nil {
+			return err
+		}
+		defer s.stop()
+		side := s.post(rp)
+		side.procs = append(side.procs, replica)
+		sides = append(sides, side)
+	}
+	waiting, alone, err := attacker{conns: r.cfg.conns, d: r.cfg.d}.measure("POST /customer", sides[0], sides[1])
+	r.postWaiting, r.postAlone = &waiting, &alone
+	return err
+}
+
+// postShop starts the gateway and the customer service of bin, with keys
+// under prefix, the customer service with env.
+func postShop(ctx context.Context, dir, bin, prefix string, rp *proc, rdb *redis.Client, env ...string) (*shop, error) {
+	s, err := newShop(dir, bin, rdb.Options().Addr, prefix)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.startService(ctx, "customer", env...); err != nil {
+		s.stop()
+		return nil, err
+	}
+	if err := s.startService(ctx, "gateway"); err != nil {
+		s.stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+// post is POST /customer through the shop's gateway, with the processes
+// that serve it.
+func (s *shop) post(rp *proc) side {
+	return side{postJSON("http://"+s.addr["gateway"]+"/customer", loadCustomer),
+		[]*proc{s.procs["gateway"], s.procs["customer"], rp}, rp}
 }
 
 // buildBaseline builds the gateway and the customer service of a commit

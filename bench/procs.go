@@ -99,24 +99,24 @@ func poll(ctx context.Context, d time.Duration, what string, ok func() bool) err
 }
 
 // startRedis starts a throwaway redis-server on a free port in its own
-// directory, without persistence.
-func startRedis(ctx context.Context, dir string) (*proc, *redis.Client, error) {
+// directory, without persistence, with args added (e.g. --replicaof).
+func startRedis(ctx context.Context, dir, name string, args ...string) (*proc, *redis.Client, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, nil, err
 	}
 	host, port, _ := net.SplitHostPort(addr)
-	rdir := filepath.Join(dir, "redis")
+	rdir := filepath.Join(dir, name)
 	if err := os.MkdirAll(rdir, 0o755); err != nil {
 		return nil, nil, err
 	}
-	p, err := start(dir, "redis", "redis-server", nil, "--bind", host, "--port", port, "--dir", rdir,
-		"--save", "", "--appendonly", "no")
+	p, err := start(dir, name, "redis-server", nil, append([]string{"--bind", host, "--port", port, "--dir", rdir,
+		"--save", "", "--appendonly", "no"}, args...)...)
 	if err != nil {
 		return nil, nil, err
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 64})
-	err = poll(ctx, 10*time.Second, "redis-server up", func() bool { return !p.exited() && rdb.Ping(ctx).Err() == nil })
+	err = poll(ctx, 10*time.Second, name+" up", func() bool { return !p.exited() && rdb.Ping(ctx).Err() == nil })
 	if err != nil {
 		p.stop()
 		return nil, nil, err

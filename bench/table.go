@@ -26,6 +26,9 @@ type results struct {
 	// POST /customer through today's gateway and through the baseline
 	// code's, side by side, when the baseline is other code than today's.
 	postNow, postBase *load
+	// POST /customer with REDIS_MIN_REPLICAS=1 and without, a replica
+	// following the Redis in both.
+	postWaiting, postAlone *load
 }
 
 // baseline is POST /customer as it was before issue 14's work on writes,
@@ -180,10 +183,21 @@ func (r *results) markdown(base baseline) string {
 	r.row(&b, "POST /customer", "gateway", post)
 	direct := r.http["POST /customer direct"]
 	r.row(&b, "POST /customer", "customer service, straight", direct)
+	if w, a := r.postWaiting, r.postAlone; w != nil {
+		r.row(&b, "POST /customer, a replica following", "REDIS_MIN_REPLICAS=1 (WAIT)", *w)
+		r.row(&b, "POST /customer, a replica following", "REDIS_MIN_REPLICAS=0", *a)
+	}
 	p("\nThe gateway's hop on writes: POST /customer through it does %.2f of what the\n", post.Max/direct.Max)
 	p("customer service does when asked straight. Reads of 1,000 customers include\n")
 	p("the few products, stock, orders and billings /report lists too; crm is not\n")
 	p("running meanwhile (its mails are measured below).\n\n")
+	if w, a := r.postWaiting, r.postAlone; w != nil {
+		p("Acknowledged on two nodes: with a replica following the Redis, POST /customer\n")
+		p("whose every append waits for the replica (REDIS_MIN_REPLICAS=1, a WAIT in the\n")
+		p("script's round trip) does %.2f of the rate of the same without the WAIT, at\n", w.Max/a.Max)
+		p("%.2f× its CPU per request (the replica's included in both), p99 at 50%% of max\n", float64(w.CPU)/float64(a.CPU))
+		p("%s against %s.\n\n", ms(w.P99At(0.5)), ms(a.P99At(0.5)))
+	}
 
 	p("| yardstick | figure | beside it |\n| --- | --- | --- |\n")
 	p("| XADD of an event's envelope (redis-benchmark -c %d -P 1 -n %d) | %s/s, %s Redis CPU each | POST /customer through the gateway: %.3f of the rate; Redis CPU per POST %.1f× an XADD's |\n",

@@ -235,14 +235,21 @@ func TestMailsOfACustomerWhoIsGoneAreSkipped(t *testing.T) {
 	platformtest.Created(t, w, shop.Customers.Kind, shop.Customer{Name: "Later", Email: "later@example.com"})
 	redistest.Eventually(t, 10*time.Second, "later welcome", func() bool { return len(p.To("later@example.com")) == 1 })
 
+	// Skipped and acked, the welcome too (its ack may follow its mail): on
+	// every stream (partition) nothing pending.
 	var st eventstore.ConsumerStats
-	redistest.Eventually(t, 10*time.Second, "the thank-you skipped", func() bool {
+	redistest.Eventually(t, 10*time.Second, "the thank-you skipped, every entry acked", func() bool {
 		platformtest.JSON(t, "GET", srv.Admin.URL+"/ops/stats", nil, 200, &st)
+		for _, s := range st.Streams {
+			if s.Groups[0].Pending != 0 {
+				return false
+			}
+		}
 		return st.Counters.Skipped == 1
 	})
 	var dead []eventstore.DeadLetter
 	platformtest.JSON(t, "GET", srv.Admin.URL+"/ops/deadletters", nil, 200, &dead)
-	if len(dead) != 0 || st.Counters.Failed != 0 || st.Streams[1].Groups[0].Pending != 0 {
+	if len(dead) != 0 || st.Counters.Failed != 0 {
 		t.Fatalf("dead letters %+v, stats %+v", dead, st)
 	}
 }
