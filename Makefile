@@ -5,7 +5,7 @@ FUZZTIME ?= 30s
 FUZZ := ./internal/platform:FuzzDecode ./internal/shop:FuzzNewCustomer ./internal/shop:FuzzNewProduct \
 	./internal/shop:FuzzNewOrder ./pkg/eventstore:FuzzDecodeEntry ./pkg/eventstore:FuzzEventDecode
 
-.PHONY: build images up down logs test cluster-test smoke e2e fuzz bench soak ha-faults
+.PHONY: build images up down logs test cluster-test smoke e2e fuzz bench soak ha-faults cluster-faults
 
 build: ## static binaries in bin/
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o bin/ $(addprefix ./services/,$(SERVICES))
@@ -51,3 +51,6 @@ soak: images ## the compose stack under a steady create/update/delete cycle for 
 
 ha-faults: images ## the HA variant through a SIGKILL of the primary, a 20 s network cut of it and a replica restart, HA_RUNS (5) seeded runs each (HA_SEED), with Compose v2 too when COMPOSE_V2 names it: every acknowledged command kept once
 	HA_RUNS=$${HA_RUNS:-5} $(GO) test -count=1 -v -timeout 4h -run '^TestHAFaults$$' ./tests/smoke/
+
+cluster-faults: images ## the cluster variant through a SIGKILL of a master amid ha-faults' workload, HA_RUNS (5) seeded runs (HA_SEED), with Compose v2 too when COMPOSE_V2 names it: every acknowledged command kept once
+	HA_RUNS=$${HA_RUNS:-5} $(GO) test -count=1 -v -timeout 4h -run '^TestClusterFaults$$' ./tests/smoke/

@@ -64,9 +64,15 @@ func TestSingle(t *testing.T) {
 	}
 }
 
+// TestCluster checks the overlay of a Redis Cluster of three masters, each
+// with a replica: six nodes, each following as the ACL user replica and
+// refusing writes without a replica in sync; a Job that joins all six with
+// one replica per master; every service a cluster client of all six, as its
+// own user, acknowledged once replicated.
 func TestCluster(t *testing.T) {
 	s := render(t, "overlays/cluster")
 	s.check(t)
+	const nodes = 6
 	for _, svc := range services {
 		d := s.deployment(t, svc)
 		if d == nil {
@@ -84,23 +90,29 @@ func TestCluster(t *testing.T) {
 		if opt.Username != svc {
 			t.Errorf("%s: Redis user %q", svc, opt.Username)
 		}
-		if len(opt.Addrs) != 3 {
-			t.Errorf("%s: REDIS_URL names %d nodes, want the 3 of the cluster: %v", svc, len(opt.Addrs), opt.Addrs)
+		if len(opt.Addrs) != nodes {
+			t.Errorf("%s: REDIS_URL names %d nodes, want the %d of the cluster: %v", svc, len(opt.Addrs), nodes, opt.Addrs)
 		}
 		for _, addr := range opt.Addrs {
-			s.checkRedisAddr(t, svc, addr, 3)
+			s.checkRedisAddr(t, svc, addr, nodes)
+		}
+		if env["REDIS_MIN_REPLICAS"] != "1" {
+			t.Errorf("%s: REDIS_MIN_REPLICAS=%q, want 1: an append acknowledged before the replica has it", svc, env["REDIS_MIN_REPLICAS"])
 		}
 	}
 	redis := s.statefulSets["redis"]
 	if redis == nil {
 		t.Fatal("no StatefulSet redis")
 	}
-	args := strings.Join(redis.Spec.Template.Spec.Containers[0].Args, " ")
-	for _, want := range []string{"--cluster-enabled yes", "--appendonly yes", "--cluster-announce-hostname $(POD_NAME).redis", "--cluster-preferred-endpoint-type hostname"} {
+	c := redis.Spec.Template.Spec.Containers[0]
+	args := strings.Join(c.Args, " ")
+	for _, want := range []string{"--cluster-enabled yes", "--appendonly yes", "--cluster-announce-hostname $(POD_NAME).redis", "--cluster-preferred-endpoint-type hostname",
+		"--min-replicas-to-write 1", "--min-replicas-max-lag 10", "--masteruser replica"} {
 		if !strings.Contains(args, want) {
 			t.Errorf("redis runs %q, without %q", args, want)
 		}
 	}
+	s.checkPassword(t, "redis: --masterauth", c, redisOptions(c.Args)["--masterauth"], "$(REDIS_PASSWORD_REPLICA)", "replica")
 	if c := redis.Spec.Template.Spec.Containers[0]; c.Lifecycle == nil || c.Lifecycle.PostStart == nil {
 		t.Error("redis: no postStart hook: a cluster restarted on new IPs would not find itself")
 	}
@@ -113,6 +125,12 @@ func TestCluster(t *testing.T) {
 		if node := fmt.Sprintf("redis-%d.redis:6379", i); !strings.Contains(script, node) {
 			t.Errorf("Job redis-cluster-create leaves out %s", node)
 		}
+		if peer := regexp.MustCompile(fmt.Sprintf(`\bredis-%d\b`, i)); !peer.MatchString(strings.Join(c.Lifecycle.PostStart.Exec.Command, " ")) {
+			t.Errorf("redis: the postStart hook does not meet redis-%d", i)
+		}
+	}
+	if !strings.Contains(script, "--cluster-replicas 1") {
+		t.Error("Job redis-cluster-create gives the masters no replica (--cluster-replicas 1)")
 	}
 }
 

@@ -80,6 +80,10 @@ func StatusOf(err error) (int, string, bool) {
 		// this one would have.
 		return http.StatusServiceUnavailable, "written, but not confirmed by enough Redis replicas in time: " +
 			"safe to send again with the same Idempotency-Key", true
+	case errors.Is(err, eventstore.ErrSlotMoved):
+		// Sent to a Redis node that no longer has the stream (a failover
+		// promoted its replica): it ran nothing.
+		return http.StatusServiceUnavailable, "the stream moved to another Redis node: nothing was written, try again", true
 	case redis.HasErrorPrefix(err, "OOM"):
 		// Redis is full (maxmemory, noeviction): it refused the write
 		// before it wrote anything, so the command is safe to send again.

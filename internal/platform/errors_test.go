@@ -37,6 +37,9 @@ func TestDomainErrorKindsMapToStatuses(t *testing.T) {
 	if status, _, _ := platform.StatusOf(fmt.Errorf("commit: %w", eventstore.ErrTooLate)); status != http.StatusServiceUnavailable {
 		t.Errorf("an append past its deadline: %d, want 503 (nothing was written: safe to send again)", status)
 	}
+	if status, _, _ := platform.StatusOf(fmt.Errorf("%w: %w", eventstore.ErrSlotMoved, errors.New("MOVED 1597 redis-5:6379"))); status != http.StatusServiceUnavailable {
+		t.Errorf("an append sent to a node that lost its slot in a failover: %d, want 503 (nothing was written: safe to send again)", status)
+	}
 	if status, _, _ := platform.StatusOf(errors.New("invalid")); status != http.StatusInternalServerError {
 		t.Errorf("an error of no kind: %d, want 500", status)
 	}

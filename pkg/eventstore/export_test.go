@@ -21,3 +21,7 @@ func Waiting(s *Store, stream string) (n, running int) {
 func MoveToDeadLetters(c *Consumer, ctx context.Context, stream string, m redis.XMessage) (bool, error) {
 	return c.moveToDeadLetters(ctx, stream, m, errors.New("poison"), 15)
 }
+
+// Moved is the error an append or ReadGroup with WithReplicas answers for
+// err, the reply of the node it asked.
+func Moved(s *Store, err error) error { return s.moved(err) }

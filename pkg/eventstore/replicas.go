@@ -17,8 +17,10 @@ import (
 // wrote, so it cannot go elsewhere: on Redis Cluster both go, in one
 // pipeline, to the master of the stream's hash slot (MasterForKey), not
 // through the cluster client, which routes a command without key to any
-// node. Nor does it follow redirects: while the slot moves, an append fails
-// with MOVED or ASK, before it writes anything.
+// node. Nor does it follow redirects: while the slot moves, or once a
+// failover gave it to the old master's replica, an append fails with
+// ErrSlotMoved (MOVED or ASK), before it writes anything, and has the
+// cluster client reload its slot map for the next.
 
 // ErrNotReplicated is the error of an append that was written on the
 // primary, but not confirmed by enough replicas within the timeout of
@@ -26,6 +28,13 @@ import (
 // (a retry with the same idempotency key) writes nothing and answers what
 // the first did (see idempotency.go).
 var ErrNotReplicated = errors.New("eventstore: written on the primary, not confirmed by enough replicas in time")
+
+// ErrSlotMoved is the error of an append, or of a ReadGroup, with
+// WithReplicas on Redis Cluster, sent to a node that no longer serves the
+// stream's hash slot (it answered MOVED or ASK: a failover promoted its
+// replica, or the slot is moving): nothing was run, so it is safe to try
+// again, once the cluster client has reloaded its slot map.
+var ErrSlotMoved = errors.New("eventstore: the stream's hash slot is on another Redis node now; nothing was written")
 
 // WithReplicas has each append wait until n replicas have it, for at most
 // timeout, and fail with ErrNotReplicated if fewer did. With n 0, the
@@ -62,7 +71,7 @@ func (s *Store) evalAppend(ctx context.Context, a appendArgs) ([]any, error) {
 		}
 		out, err := res.Slice()
 		if err != nil {
-			return nil, err
+			return nil, s.moved(err)
 		}
 		return out, s.replicated(wait)
 	}
@@ -76,6 +85,21 @@ func (s *Store) master(ctx context.Context, key string) (redis.UniversalClient, 
 		return cluster.MasterForKey(ctx, key)
 	}
 	return s.rdb, nil
+}
+
+// moved is err, as ErrSlotMoved if it is a redirection, which has the
+// cluster client reload its slot map: it does not on its own when a node
+// is asked directly (MasterForKey).
+func (s *Store) moved(err error) error {
+	_, moved := redis.IsMovedError(err)
+	_, ask := redis.IsAskError(err)
+	if !moved && !ask {
+		return err
+	}
+	if cluster, ok := s.rdb.(*redis.ClusterClient); ok {
+		cluster.ReloadState(context.Background())
+	}
+	return fmt.Errorf("%w: %w", ErrSlotMoved, err)
 }
 
 // replicated is the error of a WAIT that enough replicas did not answer,
@@ -134,7 +158,7 @@ func (s *Store) ReadGroup(ctx context.Context, args *redis.XReadGroupArgs) ([]re
 	pipe.Exec(ctx) // each command keeps its own error
 	streams, err := res.Result()
 	if err != nil {
-		return nil, err
+		return nil, s.moved(err)
 	}
 	return streams, s.replicated(wait)
 }

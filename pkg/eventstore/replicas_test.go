@@ -117,3 +117,20 @@ func BenchmarkAppendWithAReplica(b *testing.B) {
 		})
 	}
 }
+
+// A node asked directly for a slot it no longer serves (a failover gave it
+// to the replica) ran nothing: its MOVED or ASK is ErrSlotMoved, which
+// clients may send again; any other error stays as it is.
+func TestARedirectedAppendIsErrSlotMoved(t *testing.T) {
+	rdb, _ := redistest.Client(t)
+	s := eventstore.New(rdb, "", eventstore.WithReplicas(1, time.Second))
+	for _, reply := range []string{"MOVED 1597 redis-5:6379", "ASK 1597 redis-5:6379"} {
+		if err := eventstore.Moved(s, errors.New(reply)); !errors.Is(err, eventstore.ErrSlotMoved) {
+			t.Errorf("%s: %v, want ErrSlotMoved", reply, err)
+		}
+	}
+	other := errors.New("NOREPLICAS Not enough good replicas to write.")
+	if err := eventstore.Moved(s, other); err != other {
+		t.Errorf("NOREPLICAS: %v, want it as it is", err)
+	}
+}

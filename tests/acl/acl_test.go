@@ -374,17 +374,18 @@ func TestOwnersAppendWithADeadline(t *testing.T) {
 	}
 }
 
-// An owner may run WAIT after its appends (REDIS_MIN_REPLICAS): with no
-// replica here, the append is ErrNotReplicated, the WAIT's own answer, not
-// refused for want of the right.
+// An owner may run WAIT after its appends (REDIS_MIN_REPLICAS), and the
+// archive after its reads: with no replica here, each is ErrNotReplicated,
+// the WAIT's own answer, not refused for want of the right.
 func TestOwnersWaitForReplicas(t *testing.T) {
 	t.Parallel()
 	s := start(t)
 	ctx := context.Background()
-	waiting := func(user string) *entitycache.Cache {
-		return entitycache.New(eventstore.New(s.client(t, user), "",
-			eventstore.WithPartitions(redistest.Partitions()), eventstore.WithReplicas(1, 10*time.Millisecond)))
+	waitingStore := func(user string) *eventstore.Store {
+		return eventstore.New(s.client(t, user), "",
+			eventstore.WithPartitions(redistest.Partitions()), eventstore.WithReplicas(1, 10*time.Millisecond))
 	}
+	waiting := func(user string) *entitycache.Cache { return entitycache.New(waitingStore(user)) }
 	checks := map[string]error{}
 	_, checks["customer"] = waiting("customer").Commit(ctx, shop.Customers.Kind.Change(shop.CustomerCreated,
 		shop.Customer{ID: uuid.NewString(), Name: "Ada", Email: "ada@example.com"}, eventstore.NoEntity))
@@ -392,9 +393,18 @@ func TestOwnersWaitForReplicas(t *testing.T) {
 		shop.Order{ID: uuid.NewString(), CustomerID: uuid.NewString(), ProductIDs: []string{uuid.NewString()}}, eventstore.NoEntity))
 	_, checks["msg"] = waiting("msg").Commit(ctx, shop.Emails.Kind.Change(shop.EmailSent,
 		shop.Email{ID: uuid.NewString(), Key: "k", Msg: "hi", To: "ada@example.com"}, eventstore.NoEntity))
+	// The archive reads what a replica has: XREADGROUP, then WAIT (Store.ReadGroup).
+	stream := "events:{customer}"
+	if err := s.client(t, "ops").XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"k", "v"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.client(t, "archive").XGroupCreate(ctx, stream, "archive", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	_, checks["archive"] = waitingStore("archive").ReadGroup(ctx, &redis.XReadGroupArgs{Group: "archive", Consumer: "a", Streams: []string{stream, ">"}, Count: 10})
 	for user, err := range checks {
 		if !errors.Is(err, eventstore.ErrNotReplicated) || !strings.Contains(err.Error(), "0 of 1 replicas") {
-			t.Errorf("%s appends and waits for a replica: %v, want ErrNotReplicated by the WAIT's answer", user, err)
+			t.Errorf("%s waits for a replica: %v, want ErrNotReplicated by the WAIT's answer", user, err)
 		}
 	}
 }

@@ -11,12 +11,20 @@ import (
 	"github.com/ordershop/ordershop/tests/scenario"
 )
 
-// The cluster variant (docker-compose.cluster.yml): redis-init joins the three
-// nodes into a cluster of three masters and the services run on it with four
-// stream partitions. The original scenario passes; CRM is stopped while
-// customers and orders are created, and one Redis node is restarted at
-// another address meanwhile: it comes back with its keys (AOF) and its place
-// in the cluster (nodes.conf), CRM catches up, every mail goes out once, and
+// clusterNodes are the Redis nodes of docker-compose.cluster.yml: redis-init
+// makes the first three the masters, the others their replicas.
+var clusterNodes = []string{"redis-1", "redis-2", "redis-3", "redis-4", "redis-5", "redis-6"}
+
+// The cluster variant (docker-compose.cluster.yml): redis-init joins the six
+// nodes into a cluster of three masters, redis-1..3, each with one replica in
+// sync, and the services run on it with four stream partitions and
+// REDIS_MIN_REPLICAS 1. The original scenario passes; CRM is stopped while
+// customers and orders are created, and the master redis-2 is stopped
+// meanwhile, for longer than the node timeout: its replica takes its place,
+// and redis-2 comes back at another address as that one's replica, with its
+// place in the cluster (nodes.conf) and the keys it held. The cluster is
+// whole again (six nodes, three masters each with a replica in sync), the
+// services find the new master, CRM catches up, every mail goes out once, and
 // -verify finds the cache and the invariants whole. redis-init run again
 // leaves the cluster as it is.
 func TestClusterVariantRunsTheShopThroughANodeRestart(t *testing.T) {
@@ -27,18 +35,16 @@ func TestClusterVariantRunsTheShopThroughANodeRestart(t *testing.T) {
 			t.Fatalf("the single redis runs in the cluster variant: %v", ids)
 		}
 		s.waitExited(t, "redis-init")
-		s.waitHealthy(t, 13) // three nodes, PostgreSQL, nine services
+		s.waitHealthy(t, 16) // six nodes, PostgreSQL, nine services
 		t.Logf("stack healthy %v after up", time.Since(start).Round(time.Second))
-		cli := func(node string, args ...string) string {
-			t.Helper()
-			ids := s.containers(t, node)
-			if len(ids) != 1 {
-				t.Fatalf("%s: containers %v", node, ids)
+		cli := func(node string, args ...string) string { return s.redisCLI(t, node, args...) }
+		s.checkCluster(t)
+		for i, node := range clusterNodes {
+			if role, want := s.role(t, node), map[bool]string{true: "master", false: "slave"}[i < 3]; role != want {
+				t.Errorf("%s: role %s after redis-init, want %s", node, role, want)
 			}
-			return docker(t, append([]string{"exec", ids[0], "redis-cli", "--user", "ops"}, args...)...)
 		}
-		s.checkCluster(t, cli)
-		if slots := cli("redis-1", "cluster", "slots"); !strings.Contains(slots, "redis-2") || !strings.Contains(slots, "redis-3") {
+		if slots := cli("redis-1", "cluster", "slots"); !strings.Contains(slots, "redis-2") || !strings.Contains(slots, "redis-6") {
 			t.Errorf("CLUSTER SLOTS names no hostnames:\n%s", slots)
 		}
 
@@ -63,18 +69,20 @@ func TestClusterVariantRunsTheShopThroughANodeRestart(t *testing.T) {
 		// inventory still follow the orders above, and markers with a TTL expire.
 		writers := []string{"gateway", "customer", "product", "inventory", "order", "billing", "msg", "archive"}
 		s.run(t, append([]string{"stop"}, writers...)...)
-		lasting := func() string {
+		lasting := func(node string) string {
 			t.Helper()
-			info := cli("redis-2", "info", "keyspace") // db0:keys=183,expires=12,avg_ttl=…
+			info := cli(node, "info", "keyspace") // db0:keys=183,expires=12,avg_ttl=…
 			var keys, expires int
 			if i := strings.Index(info, "db0:"); i >= 0 {
 				fmt.Sscanf(info[i:], "db0:keys=%d,expires=%d", &keys, &expires)
 			}
 			return fmt.Sprint(keys - expires)
 		}
-		before := lasting()
+		before := lasting("redis-2")
+		replica := s.replicaOf(t, "redis-2")
 
-		// Restarted at another address: a container takes its old one meanwhile.
+		// Down until its replica is promoted, then restarted at another address: a
+		// container takes its old one meanwhile.
 		ip := func() string {
 			return docker(t, "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", s.containers(t, "redis-2")[0])
 		}
@@ -82,17 +90,23 @@ func TestClusterVariantRunsTheShopThroughANodeRestart(t *testing.T) {
 		s.run(t, "stop", "redis-2")
 		hold := docker(t, "run", "-d", "--network", s.project+"_default", "--entrypoint", "busybox", redisImage(), "sleep", "600")
 		t.Cleanup(func() { docker(t, "rm", "-f", hold) })
+		s.waitPromoted(t, replica)
 		s.run(t, "start", "redis-2")
 		now := ip()
 		if now == was {
 			t.Fatalf("redis-2 came back at its old address %s", was)
 		}
-		s.checkCluster(t, cli)
-		if nodes := cli("redis-1", "cluster", "nodes"); !strings.Contains(nodes, now+":6379@16379,redis-2 master") {
-			t.Errorf("redis-1 does not know redis-2 at %s:\n%s", now, nodes)
+		s.checkCluster(t)
+		if nodes := cli("redis-1", "cluster", "nodes"); !strings.Contains(nodes, now+":6379@16379,redis-2 slave") {
+			t.Errorf("redis-1 does not know redis-2 at %s as a replica:\n%s", now, nodes)
 		}
-		if after := lasting(); after != before {
-			t.Errorf("redis-2 held %s keys without a TTL, %s after its restart", before, after)
+		if got := s.replicaOf(t, replica); got != "redis-2" {
+			t.Errorf("the replica of %s, promoted: %q, want redis-2", replica, got)
+		}
+		for _, node := range []string{replica, "redis-2"} {
+			if after := lasting(node); after != before {
+				t.Errorf("redis-2 held %s keys without a TTL, %s %s after the failover", before, node, after)
+			}
 		}
 		s.run(t, append([]string{"start"}, writers...)...)
 		redistest.Eventually(t, 2*time.Minute, "the gateway ready again", func() bool {
@@ -109,28 +123,99 @@ func TestClusterVariantRunsTheShopThroughANodeRestart(t *testing.T) {
 		if n := len(g.List(t, "/orders")); n != 20+9 { // the scenario leaves 9
 			t.Errorf("%d orders, want 29", n)
 		}
-		s.verify(t)
+		s.verify(t, clusterURL("ops"))
 
 		// Once more, as after a restart of the whole variant: nothing to do.
 		out := s.run(t, "run", "--rm", "--no-deps", "redis-init")
 		if strings.Contains(out, "slots allocation") || !strings.Contains(out, "cluster ok") {
 			t.Errorf("redis-init on a formed cluster:\n%s", out)
 		}
-		s.checkCluster(t, cli)
+		s.checkCluster(t)
 	})
 }
 
-// verify stops the services and runs the gateway's binary once with -verify
-// as ops, on the cluster: the cache equals the streams' projection and the
-// shop's invariants hold.
-func (s stack) verify(t *testing.T) {
-	t.Helper()
-	s.run(t, "stop", "customer", "product", "inventory", "order", "billing", "crm", "msg", "archive")
-	out := s.run(t, "run", "--rm", "--no-deps", "-e", "REDIS_URL=redis://ops:"+password("ops")+"@redis-1:6379?addr=redis-2:6379&addr=redis-3:6379",
-		"gateway", "-verify")
-	if !strings.Contains(out, "ok: the cache of") {
-		t.Errorf("gateway -verify:\n%s", out)
+// TestClusterFaults runs the cluster variant through a SIGKILL of a master
+// that holds customer streams, amid TestHAFaults' workload, on a fresh stack
+// each time: after the node timeout (5 s) the cluster promotes its replica,
+// and the killed node, started again, follows that one. Every command
+// answered 2xx holds, as TestHAFaults checks it: its customer exists once,
+// under the id it was answered, its key answers that id again, -verify finds
+// the streams whole, each customer got one welcome mail. HA_RUNS runs
+// (make cluster-faults), seeds as TestHAFaults'.
+func TestClusterFaults(t *testing.T) {
+	runs, seed := faultRuns(t, "make cluster-faults")
+	for run := range runs {
+		seed := seed + uint64(run)
+		t.Run(fmt.Sprintf("kill/seed-%d", seed), func(t *testing.T) {
+			eachCompose(t, "cluster-kill", stack{files: []string{"docker-compose.cluster.yml"}}, func(t *testing.T, s stack) {
+				underFault(t, s, seed, loadFault{
+					variant: "cluster", name: "kill", tag: "cl",
+					healthy: 16, // six nodes, PostgreSQL, nine services
+					fault:   killMaster,
+					settled: func(t *testing.T, s stack) { s.checkCluster(t) },
+					verify:  func(t *testing.T, s stack) { s.verify(t, clusterURL("ops")) },
+				})
+			})
+		})
 	}
+}
+
+// killMaster kills (SIGKILL) the first master that holds a customer stream,
+// waits until its replica is promoted, and starts it again.
+func killMaster(t *testing.T, s stack, l *haLoad) {
+	var master string
+	for _, node := range clusterNodes {
+		if s.role(t, node) == "master" && s.redisCLI(t, node, "--scan", "--pattern", "events:{customer*") != "" {
+			master = node
+			break
+		}
+	}
+	if master == "" {
+		t.Fatal("no master holds a customer stream")
+	}
+	replica := s.replicaOf(t, master)
+	id := s.containers(t, master)[0]
+	docker(t, "kill", "-s", "KILL", id)
+	l.mark()
+	t.Logf("%s killed, its replica %s", master, replica)
+	s.waitPromoted(t, replica)
+	// Docker does not restart a container that docker kill stopped: start it.
+	docker(t, "start", id)
+}
+
+// clusterURL is the go-redis cluster URL of the variant for a Redis user.
+func clusterURL(user string) string {
+	url := "redis://" + user + ":" + password(user) + "@" + clusterNodes[0] + ":6379"
+	for i, node := range clusterNodes[1:] {
+		url += map[bool]string{true: "?", false: "&"}[i == 0] + "addr=" + node + ":6379"
+	}
+	return url
+}
+
+// role is the role of a node: master or slave ("" when it does not answer).
+func (s stack) role(t *testing.T, node string) string {
+	return strings.Fields(s.redisCLI(t, node, "role") + " ")[0]
+}
+
+// replicaOf is the hostname of the replica of a master ("" if none).
+func (s stack) replicaOf(t *testing.T, master string) string {
+	id := s.redisCLI(t, master, "cluster", "myid")
+	// <id> <ip:port@cport,hostname> <flags> <master id> …
+	for _, line := range strings.Split(s.redisCLI(t, master, "cluster", "nodes"), "\n") {
+		if f := strings.Fields(line); len(f) > 3 && f[3] == id && strings.Contains(f[2], "slave") {
+			_, host, _ := strings.Cut(f[1], ",")
+			return host
+		}
+	}
+	return ""
+}
+
+// waitPromoted waits until node is a master, and logs how long it took.
+func (s stack) waitPromoted(t *testing.T, node string) {
+	t.Helper()
+	start := time.Now()
+	redistest.Eventually(t, time.Minute, node+" promoted", func() bool { return s.role(t, node) == "master" })
+	t.Logf("%s promoted %v after its master went", node, time.Since(start).Round(100*time.Millisecond))
 }
 
 // password is the test's Redis password of a user.
@@ -143,26 +228,57 @@ func password(user string) string {
 	return ""
 }
 
-// checkCluster waits until every node says cluster_state:ok, and checks that
-// the cluster has three masters that cover every slot.
-func (s stack) checkCluster(t *testing.T, cli func(node string, args ...string) string) {
+// checkCluster waits until the cluster is whole: each of the six nodes
+// says cluster_state:ok and knows the others, three masters cover every
+// slot, each with one replica in sync (its link up, and the master counting
+// it good for min-replicas-to-write), and redis-cli --cluster check finds
+// nothing amiss.
+func (s stack) checkCluster(t *testing.T) {
 	t.Helper()
-	for _, node := range []string{"redis-1", "redis-2", "redis-3"} {
-		var info string
-		redistest.Eventually(t, 30*time.Second, node+": cluster_state:ok", func() bool {
-			info = cli(node, "cluster", "info")
-			return strings.Contains(info, "cluster_state:ok")
-		})
-		for _, want := range []string{"cluster_slots_assigned:16384", "cluster_known_nodes:3", "cluster_size:3"} {
+	var why string
+	defer func() {
+		if why != "" { // Eventually gave up
+			t.Log(why)
+		}
+	}()
+	redistest.Eventually(t, 2*time.Minute, "the cluster whole", func() bool {
+		why = s.clusterAmiss(t)
+		return why == ""
+	})
+}
+
+// clusterAmiss is what is amiss with the cluster, "" if nothing.
+func (s stack) clusterAmiss(t *testing.T) string {
+	masters := 0
+	for _, node := range clusterNodes {
+		info := s.redisCLI(t, node, "cluster", "info")
+		for _, want := range []string{"cluster_state:ok", "cluster_slots_assigned:16384", "cluster_known_nodes:6", "cluster_size:3"} {
 			if !strings.Contains(info, want) {
-				t.Errorf("%s: CLUSTER INFO without %s:\n%s", node, want, info)
+				return fmt.Sprintf("%s: CLUSTER INFO without %s:\n%s", node, want, info)
 			}
 		}
+		repl := s.redisCLI(t, node, "info", "replication")
+		switch {
+		case strings.Contains(repl, "role:master"):
+			masters++
+			if !strings.Contains(repl, "connected_slaves:1\r") && !strings.Contains(repl, "connected_slaves:1\n") ||
+				!strings.Contains(repl, "min_slaves_good_slaves:1") {
+				return fmt.Sprintf("%s: a master without one replica in sync:\n%s", node, repl)
+			}
+		case !strings.Contains(repl, "master_link_status:up"):
+			return fmt.Sprintf("%s: a replica not in sync:\n%s", node, repl)
+		}
 	}
-	check := cli("redis-1", "--cluster", "check", "redis-1:6379")
-	if !strings.Contains(check, "[OK] All 16384 slots covered") || strings.Count(check, "M: ") != 3 {
-		t.Errorf("redis-cli --cluster check:\n%s", check)
+	if masters != 3 {
+		return fmt.Sprintf("%d masters, want 3", masters)
 	}
+	check := s.redisCLI(t, "redis-1", "--cluster", "check", "redis-1:6379")
+	if !strings.Contains(check, "[OK] All 16384 slots covered") || !strings.Contains(check, "[OK] All nodes agree about slots configuration") ||
+		strings.Contains(check, "[ERR]") || strings.Contains(check, "[WARNING]") ||
+		strings.Count(check, "M: ") != 3 || strings.Count(check, "S: ") != 3 || strings.Count(check, "1 additional replica(s)") != 3 {
+		return "redis-cli --cluster check:\n" + check
+	}
+	return ""
 }
 
 // waitExited waits until the service's one container has exited with 0.

@@ -36,18 +36,7 @@ var haSeed = flag.Uint64("seed", 0, "the seed of TestHAFaults' runs (else HA_SEE
 // mail. HA_RUNS (make ha-faults) runs each fault that many times with seeds
 // HA_SEED, HA_SEED+1, …; without it the test is skipped.
 func TestHAFaults(t *testing.T) {
-	runs, _ := strconv.Atoi(os.Getenv("HA_RUNS"))
-	if runs < 1 {
-		t.Skip("HA_RUNS unset: make ha-faults runs it")
-	}
-	seed := *haSeed
-	if seed == 0 {
-		seed, _ = strconv.ParseUint(os.Getenv("HA_SEED"), 10, 64)
-	}
-	if seed == 0 {
-		seed = uint64(time.Now().UnixNano() % 1e6)
-	}
-	t.Logf("HA_SEED=%d", seed)
+	runs, seed := faultRuns(t, "make ha-faults")
 	faults := []struct {
 		name    string
 		primary string // the primary after it
@@ -84,7 +73,13 @@ func TestHAFaults(t *testing.T) {
 				seed := seed + uint64(run)
 				t.Run(fmt.Sprintf("seed-%d", seed), func(t *testing.T) {
 					eachCompose(t, "ha-"+f.name, stack{files: []string{"docker-compose.ha.yml"}}, func(t *testing.T, s stack) {
-						haRun(t, s, seed, f.name, f.primary, f.fault)
+						underFault(t, s, seed, loadFault{
+							variant: "HA", name: f.name, tag: "ha",
+							healthy: 15, // two Redis, three Sentinels, PostgreSQL, nine services
+							fault:   f.fault,
+							settled: func(t *testing.T, s stack) { s.checkReplication(t, f.primary) },
+							verify:  func(t *testing.T, s stack) { s.verify(t, "redis://ops:"+password("ops")+"@redis:6379/0") },
+						})
 					})
 				})
 			}
@@ -92,17 +87,46 @@ func TestHAFaults(t *testing.T) {
 	}
 }
 
-// haRun brings the stack up, runs the load with the fault amid it, and
+// faultRuns is the number of seeded runs of each fault (HA_RUNS; the test
+// is skipped without it) and the first seed (-seed, else HA_SEED, else the
+// clock).
+func faultRuns(t *testing.T, target string) (int, uint64) {
+	runs, _ := strconv.Atoi(os.Getenv("HA_RUNS"))
+	if runs < 1 {
+		t.Skip("HA_RUNS unset: " + target + " runs it")
+	}
+	seed := *haSeed
+	if seed == 0 {
+		seed, _ = strconv.ParseUint(os.Getenv("HA_SEED"), 10, 64)
+	}
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano() % 1e6)
+	}
+	t.Logf("HA_SEED=%d", seed)
+	return runs, seed
+}
+
+// loadFault is a fault of a variant's stack, amid the client workload.
+type loadFault struct {
+	variant, name string
+	tag           string // the prefix of the commands' keys
+	healthy       int    // the containers of the stack, healthy once it is up
+	fault         func(*testing.T, stack, *haLoad)
+	settled       func(*testing.T, stack) // waits until Redis replicates as it should again
+	verify        func(*testing.T, stack) // runs gateway -verify
+}
+
+// underFault brings the stack up, runs the load with the fault amid it, and
 // checks what was acknowledged.
-func haRun(t *testing.T, s stack, seed uint64, name, primary string, fault func(*testing.T, stack, *haLoad)) {
+func underFault(t *testing.T, s stack, seed uint64, f loadFault) {
 	start := time.Now()
 	s.run(t, "up", "-d", "--no-build")
-	s.waitHealthy(t, 15) // two Redis, three Sentinels, PostgreSQL, nine services
+	s.waitHealthy(t, f.healthy)
 	t.Logf("stack healthy %v after up", time.Since(start).Round(time.Second))
 	g := scenario.Gateway("http://127.0.0.1:" + envOr("GATEWAY_PORT", "5000"))
 
 	rng := rand.New(rand.NewPCG(seed, 22))
-	l := &haLoad{g: g, tag: fmt.Sprintf("ha%d", seed), stop: make(chan struct{})}
+	l := &haLoad{g: g, tag: fmt.Sprintf("%s%d", f.tag, seed), stop: make(chan struct{})}
 	var wg sync.WaitGroup
 	for w := range 4 {
 		wg.Add(1)
@@ -113,7 +137,7 @@ func haRun(t *testing.T, s stack, seed uint64, name, primary string, fault func(
 	}
 	warm := time.Duration(5+rng.IntN(10)) * time.Second
 	redistest.Eventually(t, time.Minute, "load warmed up", func() bool { return l.warmFor() >= warm })
-	fault(t, s, l)
+	f.fault(t, s, l)
 	redistest.Eventually(t, 2*time.Minute, "a command acknowledged after the fault", func() bool { return l.failover() > 0 })
 	after := l.count()
 	redistest.Eventually(t, time.Minute, "100 more commands acknowledged", func() bool { return l.count() >= after+100 })
@@ -122,7 +146,7 @@ func haRun(t *testing.T, s stack, seed uint64, name, primary string, fault func(
 	if n := l.other.Load(); n > 0 {
 		t.Errorf("%d commands answered neither 2xx, 503 nor 409", n)
 	}
-	s.checkReplication(t, primary)
+	f.settled(t, s)
 
 	acks := l.acks
 	var emails []string
@@ -153,9 +177,10 @@ func haRun(t *testing.T, s stack, seed uint64, name, primary string, fault func(
 		}
 	}
 	g.WaitMails(t, 3*time.Minute, "Welcome", emails)
-	s.haVerify(t)
-	t.Logf("HA %s seed %d: acknowledged %d, 503s %d, retried %d, lost %d, twice %d, failover %v",
-		name, seed, len(acks), l.n503.Load(), l.retries.Load(), lost, twice, l.failover().Round(100*time.Millisecond))
+	f.verify(t, s)
+	t.Logf("%s %s seed %d: acknowledged %d, 503s %d, retried %d, lost %d, twice %d, failover %v, outage %v",
+		f.variant, f.name, seed, len(acks), l.n503.Load(), l.retries.Load(), lost, twice,
+		l.failover().Round(100*time.Millisecond), l.outage().Round(100*time.Millisecond))
 }
 
 // haLoad is the client workload: what it was answered, and when.
@@ -165,10 +190,11 @@ type haLoad struct {
 	stop                 chan struct{}
 	n503, retries, other atomic.Int64
 	// Unix nanoseconds: the load's start, the fault, the first failed and the
-	// first 2xx request sent after it, the first 2xx sent after that failure.
-	began, faulted, firstFail, firstOK, recovered atomic.Int64
-	mu                                            sync.Mutex
-	acks                                          []haAck
+	// first 2xx request sent after it, the first 2xx sent after that failure,
+	// the last 2xx of a command that failed after the fault.
+	began, faulted, firstFail, firstOK, recovered, lastRecovered atomic.Int64
+	mu                                                           sync.Mutex
+	acks                                                         []haAck
 }
 
 // haAck is a command answered 2xx.
@@ -189,6 +215,7 @@ func (l *haLoad) work(w int, rng *rand.Rand) {
 		key := fmt.Sprintf("%s-%d-%d", l.tag, w, i)
 		email := key + "@example.com"
 		deadline := time.Now().Add(2 * time.Minute)
+		failed := false // after the fault
 		for try := 0; time.Now().Before(deadline); try++ {
 			if try > 0 {
 				l.retries.Add(1)
@@ -203,6 +230,12 @@ func (l *haLoad) work(w int, rng *rand.Rand) {
 						l.recovered.CompareAndSwap(0, time.Now().UnixNano())
 					}
 				}
+				for now := time.Now().UnixNano(); failed; {
+					last := l.lastRecovered.Load()
+					if now <= last || l.lastRecovered.CompareAndSwap(last, now) {
+						break
+					}
+				}
 				l.mu.Lock()
 				l.acks = append(l.acks, haAck{key, email, id})
 				l.mu.Unlock()
@@ -210,6 +243,7 @@ func (l *haLoad) work(w int, rng *rand.Rand) {
 			}
 			if f := l.faulted.Load(); f != 0 && sent > f {
 				l.firstFail.CompareAndSwap(0, sent)
+				failed = true
 			}
 			if code == http.StatusServiceUnavailable {
 				l.n503.Add(1)
@@ -267,6 +301,16 @@ func (l *haLoad) failover() time.Duration {
 	return time.Duration(ok - l.faulted.Load())
 }
 
+// outage is the time from the fault to the last 2xx of a command that
+// failed after it: when only some commands fail (on a cluster, those of
+// the slots of the master that is gone), the end of their outage.
+func (l *haLoad) outage() time.Duration {
+	if last := l.lastRecovered.Load(); last != 0 {
+		return time.Duration(last - l.faulted.Load())
+	}
+	return 0
+}
+
 func (l *haLoad) count() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -277,14 +321,7 @@ func (l *haLoad) count() int {
 // has one replica in sync, the other Redis.
 func (s stack) checkReplication(t *testing.T, want string) {
 	t.Helper()
-	cli := func(service string, args ...string) string {
-		ids := s.containers(t, service)
-		if len(ids) != 1 {
-			return ""
-		}
-		out, _ := execOut("docker", append([]string{"exec", "-e", "REDISCLI_AUTH=" + password("ops"), ids[0], "redis-cli", "--user", "ops"}, args...)...)
-		return out
-	}
+	cli := func(service string, args ...string) string { return s.redisCLI(t, service, args...) }
 	var primary, info string
 	redistest.Eventually(t, 2*time.Minute, "a primary with its replica in sync", func() bool {
 		primary = s.primary(t)
@@ -300,6 +337,17 @@ func (s stack) checkReplication(t *testing.T, want string) {
 			strings.Contains(cli(other, "info", "replication"), "master_link_status:up")
 	})
 	t.Logf("primary %s with its replica in sync", primary)
+}
+
+// redisCLI runs redis-cli as ops in the one container of a Redis service,
+// and answers its output: "" if there is no such container.
+func (s stack) redisCLI(t *testing.T, service string, args ...string) string {
+	ids := s.containers(t, service)
+	if len(ids) != 1 {
+		return ""
+	}
+	out, _ := execOut("docker", append([]string{"exec", "-e", "REDISCLI_AUTH=" + password("ops"), ids[0], "redis-cli", "--user", "ops"}, args...)...)
+	return out
 }
 
 // primary is the primary the Sentinels name (sentinel-1 asked).
@@ -334,13 +382,14 @@ func execOut(name string, args ...string) (string, error) {
 	return strings.TrimSpace(string(out)), err
 }
 
-// haVerify stops the services and runs the gateway's binary once with
-// -verify as ops: it finds the primary through the Sentinels, and reads the
-// archive (ARCHIVE_URL) beside the streams.
-func (s stack) haVerify(t *testing.T) {
+// verify stops the services and runs the gateway's binary once with
+// -verify as ops at redisURL (with the variant's settings: the Sentinels,
+// the cluster), which reads the archive (ARCHIVE_URL) beside the streams:
+// the cache equals the streams' projection and the shop's invariants hold.
+func (s stack) verify(t *testing.T, redisURL string) {
 	t.Helper()
 	s.run(t, "stop", "customer", "product", "inventory", "order", "billing", "crm", "msg", "archive")
-	out, err := s.try("run", "--rm", "--no-deps", "-e", "REDIS_URL=redis://ops:"+password("ops")+"@redis:6379/0",
+	out, err := s.try("run", "--rm", "--no-deps", "-e", "REDIS_URL="+redisURL,
 		"-e", "GOMEMLIMIT=192MiB", "gateway", "-verify")
 	if err != nil || !strings.Contains(out, "ok: the cache of") {
 		t.Errorf("gateway -verify: %v\n%s", err, out)
