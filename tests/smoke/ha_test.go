@@ -388,6 +388,12 @@ func execOut(name string, args ...string) (string, error) {
 // the cache equals the streams' projection and the shop's invariants hold.
 func (s stack) verify(t *testing.T, redisURL string) {
 	t.Helper()
+	// The archive follows the primary too, and archives every event that a
+	// replica has: after the fault it catches up on every stream.
+	redistest.Eventually(t, time.Minute, "the archive caught up (group archive: lag 0, nothing pending)", func() bool {
+		lag, pending := s.dashboardGroup(t, "archive")
+		return lag == 0 && pending == 0
+	})
 	s.run(t, "stop", "customer", "product", "inventory", "order", "billing", "crm", "msg", "archive")
 	out, err := s.try("run", "--rm", "--no-deps", "-e", "REDIS_URL="+redisURL,
 		"-e", "GOMEMLIMIT=192MiB", "gateway", "-verify")

@@ -260,6 +260,13 @@ func (s stack) promQuery(t *testing.T, query string) (float64, bool) {
 // dashboardLag is a group's lag over every stream, as the dashboard's
 // /ops/streams shows it on the gateway's admin listener.
 func (s stack) dashboardLag(t *testing.T, group string) int64 {
+	lag, _ := s.dashboardGroup(t, group)
+	return lag
+}
+
+// dashboardGroup is a group's lag and pending entries over every stream,
+// from /ops/streams.
+func (s stack) dashboardGroup(t *testing.T, group string) (lag, pending int64) {
 	t.Helper()
 	req, _ := http.NewRequest("GET", "http://127.0.0.1:"+envOr("GATEWAY_ADMIN_PORT", "9000")+"/ops/streams", nil)
 	req.Header.Set("Authorization", "Bearer "+adminToken)
@@ -270,22 +277,21 @@ func (s stack) dashboardLag(t *testing.T, group string) int64 {
 	defer resp.Body.Close()
 	var streams []struct {
 		Groups []struct {
-			Name string
-			Lag  int64
+			Name         string
+			Lag, Pending int64
 		}
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&streams); err != nil {
 		t.Fatalf("/ops/streams: %v", err)
 	}
-	var lag int64
 	for _, st := range streams {
 		for _, g := range st.Groups {
 			if g.Name == group {
-				lag += g.Lag
+				lag, pending = lag+g.Lag, pending+g.Pending
 			}
 		}
 	}
-	return lag
+	return lag, pending
 }
 
 // checkContainers checks what compose gives every container: memory, CPU and
