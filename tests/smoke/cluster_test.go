@@ -138,8 +138,9 @@ func TestClusterVariantRunsTheShopThroughANodeRestart(t *testing.T) {
 // that holds customer streams, amid TestHAFaults' workload, on a fresh stack
 // each time: after the node timeout (5 s) the cluster promotes its replica,
 // and the killed node, started again, follows that one. Every command
-// answered 2xx holds, as TestHAFaults checks it: its customer exists once,
-// under the id it was answered, its key answers that id again, -verify finds
+// answered 2xx holds, as TestHAFaults checks it: its customer or order
+// exists once, under the id it was answered, its key answers that id again,
+// the stock converges to what the acknowledged orders leave, -verify finds
 // the streams whole, each customer got one welcome mail. HA_RUNS runs
 // (make cluster-faults), seeds as TestHAFaults'.
 func TestClusterFaults(t *testing.T) {

@@ -7,10 +7,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,16 +27,20 @@ import (
 var haSeed = flag.Uint64("seed", 0, "the seed of TestHAFaults' runs (else HA_SEED, else the clock)")
 
 // The HA variant (docker-compose.ha.yml) under one fault at a time, each on a
-// fresh stack, while workers create customers, each command with an
-// Idempotency-Key of its own and sent again with it on a 503, a timeout or a
-// lost connection: (kill) the primary's redis-server dies (SIGKILL) and comes
-// back as the replica of the promoted one; (cut) the primary is cut off the
-// network for 20 s; (replica) the replica restarts. After each, every
-// command answered 2xx holds: its customer exists once, under the id it was
-// answered, and the key answers that id again; gateway -verify finds every
-// stream's history (with the archive's) whole; each customer got one welcome
-// mail. HA_RUNS (make ha-faults) runs each fault that many times with seeds
-// HA_SEED, HA_SEED+1, …; without it the test is skipped.
+// fresh stack, while workers create customers and order products (one
+// command in four: one or two pieces for a customer acknowledged before),
+// each command with an Idempotency-Key of its own and sent again with it on
+// a 503, a timeout or a lost connection: (kill) the primary's redis-server
+// dies (SIGKILL) and comes back as the replica of the promoted one; (cut)
+// the primary is cut off the network for 20 s; (replica) the replica
+// restarts. After each, every command answered 2xx holds: its customer or
+// order exists once, under the id it was answered, and the key answers that
+// id again; no other order exists; each product's stock converges to its
+// first stock less the pieces of the acknowledged orders; gateway -verify
+// finds every stream's history (with the archive's) whole and the shop's
+// invariants holding; each customer got one welcome mail. HA_RUNS (make
+// ha-faults) runs each fault that many times with seeds HA_SEED, HA_SEED+1,
+// …; without it the test is skipped.
 func TestHAFaults(t *testing.T) {
 	runs, seed := faultRuns(t, "make ha-faults")
 	faults := []struct {
@@ -127,6 +133,7 @@ func underFault(t *testing.T, s stack, seed uint64, f loadFault) {
 
 	rng := rand.New(rand.NewPCG(seed, 22))
 	l := &haLoad{g: g, tag: fmt.Sprintf("%s%d", f.tag, seed), stop: make(chan struct{})}
+	l.stock(t, 3)
 	var wg sync.WaitGroup
 	for w := range 4 {
 		wg.Add(1)
@@ -145,6 +152,9 @@ func underFault(t *testing.T, s stack, seed uint64, f loadFault) {
 	wg.Wait()
 	if n := l.other.Load(); n > 0 {
 		t.Errorf("%d commands answered neither 2xx, 503 nor 409", n)
+	}
+	if n := l.refused.Load(); n > 0 {
+		t.Errorf("%d orders refused for stock, of %d pieces of each product", n, haStock)
 	}
 	f.settled(t, s)
 
@@ -172,38 +182,89 @@ func underFault(t *testing.T, s stack, seed uint64, f loadFault) {
 		if g.Get(t, "/customer/"+a.id) == nil {
 			t.Errorf("GET /customer/%s: null", a.id)
 		}
-		if id, code, err := l.post(a.key, a.email); err != nil || code != http.StatusOK || id != a.id {
+	}
+	olost, otwice := l.checkOrders(t)
+	lost, twice = lost+olost, twice+otwice
+	for _, a := range slices.Concat(acks, l.orders) {
+		if id, code, err := l.post(a); err != nil || code != http.StatusOK || id != a.id {
 			t.Errorf("key %s sent again: %s %d %v, was acknowledged as %s", a.key, id, code, err, a.id)
 		}
 	}
 	g.WaitMails(t, 3*time.Minute, "Welcome", emails)
 	f.verify(t, s)
-	t.Logf("%s %s seed %d: acknowledged %d, 503s %d, retried %d, lost %d, twice %d, failover %v, outage %v",
-		f.variant, f.name, seed, len(acks), l.n503.Load(), l.retries.Load(), lost, twice,
+	t.Logf("%s %s seed %d: acknowledged %d customers, %d orders (%d refused, %d commands given up), 503s %d, retried %d, lost %d, twice %d, failover %v, outage %v",
+		f.variant, f.name, seed, len(acks), len(l.orders), l.refused.Load(), l.gaveUp.Load(), l.n503.Load(), l.retries.Load(), lost, twice,
 		l.failover().Round(100*time.Millisecond), l.outage().Round(100*time.Millisecond))
 }
 
 // haLoad is the client workload: what it was answered, and when.
 type haLoad struct {
-	g                    scenario.Gateway
-	tag                  string
-	stop                 chan struct{}
-	n503, retries, other atomic.Int64
+	g    scenario.Gateway
+	tag  string
+	stop chan struct{}
+	// The products that orders take, and the id of each one's inventory,
+	// which starts at haStock pieces.
+	products  []string
+	inventory map[string]string
+	// refused counts the orders refused for stock (409); gaveUp the commands
+	// answered nothing but failures for two minutes.
+	n503, retries, other, refused, gaveUp atomic.Int64
 	// Unix nanoseconds: the load's start, the fault, the first failed and the
 	// first 2xx request sent after it, the first 2xx sent after that failure,
 	// the last 2xx of a command that failed after the fault.
 	began, faulted, firstFail, firstOK, recovered, lastRecovered atomic.Int64
 	mu                                                           sync.Mutex
-	acks                                                         []haAck
+	acks, orders                                                 []haAck // customers, orders
 }
 
-// haAck is a command answered 2xx.
-type haAck struct{ key, email, id string }
+// haAck is a command answered 2xx (or to be sent): a customer with its
+// e-mail address, or an order of a customer for its pieces.
+type haAck struct {
+	key, id  string
+	email    string
+	customer string
+	products []string
+}
+
+// request is the route and body of the command.
+func (a haAck) request() (string, any) {
+	if a.customer != "" {
+		return "/order", map[string]any{"customer_id": a.customer, "product_ids": a.products}
+	}
+	return "/customer", map[string]string{"name": "HA " + a.key, "email": a.email}
+}
+
+// haStock is the stock of each product the load orders: more than it can
+// order, so that no order is refused for stock.
+const haStock = 1_000_000
 
 var haClient = &http.Client{Timeout: 15 * time.Second}
 
+// stock creates n products, each with haStock pieces in stock, for the
+// orders.
+func (l *haLoad) stock(t *testing.T, n int) {
+	var products, stock []map[string]any
+	for i := range n {
+		products = append(products, map[string]any{"name": fmt.Sprintf("%s product %d", l.tag, i), "price": 100 + i})
+	}
+	l.products = l.g.Create(t, "/products", products)
+	for _, p := range l.products {
+		stock = append(stock, map[string]any{"product_id": p, "amount": haStock})
+	}
+	ids := l.g.Create(t, "/inventory", stock)
+	if len(l.products) != n || len(ids) != n {
+		t.Fatalf("created %d products and %d inventory, want %d", len(l.products), len(ids), n)
+	}
+	l.inventory = map[string]string{}
+	for i, p := range l.products {
+		l.inventory[p] = ids[i]
+	}
+}
+
 // work sends commands until stop, each until it is answered 2xx, with a
-// pause of 20 to 60 ms between commands.
+// pause of 20 to 60 ms between commands: one in four (once a customer is
+// acknowledged) orders one or two pieces for an acknowledged customer, the
+// others create a customer.
 func (l *haLoad) work(w int, rng *rand.Rand) {
 	l.began.CompareAndSwap(0, time.Now().UnixNano())
 	for i := 0; ; i++ {
@@ -212,55 +273,94 @@ func (l *haLoad) work(w int, rng *rand.Rand) {
 			return
 		case <-time.After(time.Duration(20+rng.IntN(40)) * time.Millisecond):
 		}
-		key := fmt.Sprintf("%s-%d-%d", l.tag, w, i)
-		email := key + "@example.com"
-		deadline := time.Now().Add(2 * time.Minute)
-		failed := false // after the fault
-		for try := 0; time.Now().Before(deadline); try++ {
-			if try > 0 {
-				l.retries.Add(1)
-				time.Sleep(time.Duration(100+rng.IntN(200)) * time.Millisecond) // backoff
+		c := haAck{key: fmt.Sprintf("%s-%d-%d", l.tag, w, i)}
+		if customer := l.customer(rng); customer != "" && rng.IntN(4) == 0 {
+			c.customer = customer
+			for range 1 + rng.IntN(2) {
+				c.products = append(c.products, l.products[rng.IntN(len(l.products))])
 			}
-			sent := time.Now().UnixNano()
-			id, code, err := l.post(key, email)
-			if err == nil && code == http.StatusOK {
-				if f := l.faulted.Load(); f != 0 && sent > f {
-					l.firstOK.CompareAndSwap(0, time.Now().UnixNano())
-					if ff := l.firstFail.Load(); ff != 0 && sent > ff {
-						l.recovered.CompareAndSwap(0, time.Now().UnixNano())
-					}
-				}
-				for now := time.Now().UnixNano(); failed; {
-					last := l.lastRecovered.Load()
-					if now <= last || l.lastRecovered.CompareAndSwap(last, now) {
-						break
-					}
-				}
-				l.mu.Lock()
-				l.acks = append(l.acks, haAck{key, email, id})
-				l.mu.Unlock()
-				break
+		} else {
+			c.email = c.key + "@example.com"
+		}
+		if id, ok := l.send(c, rng); ok {
+			c.id = id
+			l.mu.Lock()
+			if c.customer != "" {
+				l.orders = append(l.orders, c)
+			} else {
+				l.acks = append(l.acks, c)
 			}
-			if f := l.faulted.Load(); f != 0 && sent > f {
-				l.firstFail.CompareAndSwap(0, sent)
-				failed = true
-			}
-			if code == http.StatusServiceUnavailable {
-				l.n503.Add(1)
-			} else if err == nil && code != http.StatusConflict { // 409: still running
-				l.other.Add(1)
-				break
-			}
+			l.mu.Unlock()
 		}
 	}
 }
 
-// post creates one customer with an Idempotency-Key and answers its id.
-func (l *haLoad) post(key, email string) (string, int, error) {
-	body, _ := json.Marshal(map[string]string{"name": "HA " + key, "email": email})
-	req, _ := http.NewRequest("POST", string(l.g)+"/customer", bytes.NewReader(body))
+// customer is an acknowledged customer, "" before there is one.
+func (l *haLoad) customer(rng *rand.Rand) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.acks) == 0 {
+		return ""
+	}
+	return l.acks[rng.IntN(len(l.acks))].id
+}
+
+// send sends a command with its key until it is answered 2xx, for up to
+// two minutes, and answers the id it was answered; false if it never was
+// (answered 4xx, or given up).
+func (l *haLoad) send(c haAck, rng *rand.Rand) (string, bool) {
+	deadline := time.Now().Add(2 * time.Minute)
+	failed := false // after the fault
+	for try := 0; time.Now().Before(deadline); try++ {
+		if try > 0 {
+			l.retries.Add(1)
+			time.Sleep(time.Duration(100+rng.IntN(200)) * time.Millisecond) // backoff
+		}
+		sent := time.Now().UnixNano()
+		answer, code, err := l.post(c)
+		if err == nil && code == http.StatusOK {
+			if f := l.faulted.Load(); f != 0 && sent > f {
+				l.firstOK.CompareAndSwap(0, time.Now().UnixNano())
+				if ff := l.firstFail.Load(); ff != 0 && sent > ff {
+					l.recovered.CompareAndSwap(0, time.Now().UnixNano())
+				}
+			}
+			for now := time.Now().UnixNano(); failed; {
+				last := l.lastRecovered.Load()
+				if now <= last || l.lastRecovered.CompareAndSwap(last, now) {
+					break
+				}
+			}
+			return answer, true
+		}
+		if f := l.faulted.Load(); f != 0 && sent > f {
+			l.firstFail.CompareAndSwap(0, sent)
+			failed = true
+		}
+		switch {
+		case code == http.StatusServiceUnavailable:
+			l.n503.Add(1)
+		case err != nil:
+		case code == http.StatusConflict && strings.Contains(answer, "out of stock"):
+			l.refused.Add(1) // the key keeps the refusal
+			return "", false
+		case code != http.StatusConflict: // 409: still running
+			l.other.Add(1)
+			return "", false
+		}
+	}
+	l.gaveUp.Add(1)
+	return "", false
+}
+
+// post sends a command once with its Idempotency-Key and answers the id it
+// created, or the answer's body when it is not 200.
+func (l *haLoad) post(c haAck) (string, int, error) {
+	path, v := c.request()
+	body, _ := json.Marshal(v)
+	req, _ := http.NewRequest("POST", string(l.g)+path, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Idempotency-Key", key)
+	req.Header.Set("Idempotency-Key", c.key)
 	resp, err := haClient.Do(req)
 	if err != nil {
 		return "", 0, err
@@ -268,13 +368,76 @@ func (l *haLoad) post(key, email string) (string, int, error) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
-		return "", resp.StatusCode, nil
+		return string(b), resp.StatusCode, nil
 	}
 	var ids []string
 	if err := json.Unmarshal(b, &ids); err != nil || len(ids) != 1 {
 		return "", resp.StatusCode, errors.Join(err, fmt.Errorf("answer %s", b))
 	}
 	return ids[0], resp.StatusCode, nil
+}
+
+// checkOrders checks the orders after the load: each acknowledged one
+// exists once, under the id it was answered, with its customer and pieces,
+// and no order exists that was not acknowledged, but for commands given
+// up; and each product's stock converges to its first stock less the
+// pieces the live orders hold, which, with none given up, are the
+// acknowledged ones. The saga converges asynchronously: a reservation whose
+// order was never recorded is released by the inventory's sweeper after its
+// grace (RESERVATION_GRACE, 30 s) past the time the order was to be
+// recorded by. It answers the orders lost and the orders found twice.
+func (l *haLoad) checkOrders(t *testing.T) (lost, twice int) {
+	live := map[string]scenario.Entity{}
+	for _, o := range l.g.List(t, "/orders") {
+		live[fmt.Sprint(o["id"])] = o
+	}
+	want := map[string]int{}
+	for _, p := range l.products {
+		want[p] = haStock
+	}
+	acked := map[string]bool{}
+	for _, a := range l.orders {
+		o, ok := live[a.id]
+		switch {
+		case acked[a.id]:
+			twice++
+			t.Errorf("order %s acknowledged twice (key %s)", a.id, a.key)
+		case !ok:
+			lost++
+			t.Errorf("acknowledged order %s (key %s) lost", a.id, a.key)
+		case o["customer_id"] != a.customer || fmt.Sprint(o["product_ids"]) != fmt.Sprint(a.products):
+			t.Errorf("acknowledged order %s (key %s) of %s for %v: %v", a.id, a.key, a.customer, a.products, o)
+		}
+		acked[a.id] = true
+	}
+	var extra []string
+	for id, o := range live {
+		for _, p := range o["product_ids"].([]any) {
+			want[p.(string)]--
+		}
+		if !acked[id] {
+			extra = append(extra, fmt.Sprint(o))
+		}
+	}
+	if len(extra) > int(l.gaveUp.Load()) {
+		twice += len(extra)
+		t.Errorf("%d orders that were not acknowledged, %d commands given up: %v", len(extra), l.gaveUp.Load(), extra)
+	}
+	var got map[string]int
+	defer func() {
+		if !maps.Equal(got, want) {
+			t.Logf("stock by product %v, want %v", got, want)
+		}
+	}()
+	redistest.Eventually(t, 2*time.Minute, "each product's stock its first less what the orders hold", func() bool {
+		got = map[string]int{}
+		for p, inv := range l.inventory {
+			got[p] = int(l.g.Get(t, "/inventory/"+inv)["amount"].(float64))
+		}
+		return maps.Equal(got, want)
+	})
+	t.Logf("stock by product %v: what the orders leave", got)
+	return lost, twice
 }
 
 // mark notes the time of the fault.
@@ -314,7 +477,7 @@ func (l *haLoad) outage() time.Duration {
 func (l *haLoad) count() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return len(l.acks)
+	return len(l.acks) + len(l.orders)
 }
 
 // checkReplication waits until the Sentinels name want the primary, which
