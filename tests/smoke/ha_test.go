@@ -151,7 +151,7 @@ func underFault(t *testing.T, s stack, seed uint64, f loadFault) {
 	close(l.stop)
 	wg.Wait()
 	if n := l.other.Load(); n > 0 {
-		t.Errorf("%d commands answered neither 2xx, 503 nor 409", n)
+		t.Errorf("%d commands answered neither 2xx, 503 nor 409: %v", n, l.odd)
 	}
 	if n := l.refused.Load(); n > 0 {
 		t.Errorf("%d orders refused for stock, of %d pieces of each product", n, haStock)
@@ -214,7 +214,8 @@ type haLoad struct {
 	// the last 2xx of a command that failed after the fault.
 	began, faulted, firstFail, firstOK, recovered, lastRecovered atomic.Int64
 	mu                                                           sync.Mutex
-	acks, orders                                                 []haAck // customers, orders
+	acks, orders                                                 []haAck  // customers, orders
+	odd                                                          []string // the answers counted as other
 }
 
 // haAck is a command answered 2xx (or to be sent): a customer with its
@@ -346,6 +347,9 @@ func (l *haLoad) send(c haAck, rng *rand.Rand) (string, bool) {
 			return "", false
 		case code != http.StatusConflict: // 409: still running
 			l.other.Add(1)
+			l.mu.Lock()
+			l.odd = append(l.odd, fmt.Sprintf("key %s: %d %s", c.key, code, answer))
+			l.mu.Unlock()
 			return "", false
 		}
 	}
