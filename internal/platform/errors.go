@@ -102,5 +102,19 @@ func unavailable(err error) bool {
 	var netErr net.Error
 	return errors.As(err, &netErr) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNREFUSED) ||
 		errors.Is(err, context.DeadlineExceeded) || redis.IsLoadingError(err) || errors.Is(err, redis.ErrClosed) ||
-		errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, redis.ErrPoolExhausted)
+		errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, redis.ErrPoolExhausted) || inFailover(err)
+}
+
+// inFailover says Redis refused a command, before running it, because it
+// is failing over: a cluster without a master for some slots (CLUSTERDOWN,
+// TRYAGAIN), a replica asked to write (READONLY: a client that has not yet
+// learnt of a promotion), a primary without its replicas (NOREPLICAS:
+// min-replicas-to-write) or a replica without its primary (MASTERDOWN).
+func inFailover(err error) bool {
+	for _, prefix := range []string{"CLUSTERDOWN", "TRYAGAIN", "READONLY", "NOREPLICAS", "MASTERDOWN"} {
+		if redis.HasErrorPrefix(err, prefix) {
+			return true
+		}
+	}
+	return false
 }
