@@ -38,6 +38,7 @@ import (
 // other down.
 type stack struct {
 	compose []string // the program, relative to the repository
+	first   bool     // run by the first program: what does not hang on the program runs here only
 	project string
 	files   []string // -f files beside docker-compose.yml
 	profile string   // a compose profile to run too
@@ -65,7 +66,7 @@ func eachCompose(t *testing.T, name string, base stack, test func(t *testing.T, 
 	buildImages(t)
 	for i, p := range programs() {
 		s := base
-		s.compose, s.project = p.cmd, "ordershop-"+name+suffix(os.Getenv("ORDERSHOP_TAG"))
+		s.compose, s.project, s.first = p.cmd, "ordershop-"+name+suffix(os.Getenv("ORDERSHOP_TAG")), i == 0
 		if i > 0 {
 			s.project += "-v2"
 		}
