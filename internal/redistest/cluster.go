@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -103,4 +104,86 @@ func waitClusterOK(addrs []string) error {
 		rdb.Close()
 	}
 	return nil
+}
+
+// NewCluster starts a cluster of three masters of the test's own, as the
+// shared one with REDISTEST_CLUSTER=1, for a test that changes its slots,
+// and returns a client of it.
+func NewCluster(t testing.TB) *redis.ClusterClient {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		need(t, fmt.Errorf("a cluster of its own needs redis-server: %w", err))
+	}
+	url, stop, err := startCluster()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	opt, err := redis.ParseClusterURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt.Protocol = 2
+	rdb := redis.NewClusterClient(opt)
+	t.Cleanup(func() { rdb.Close() })
+	return rdb
+}
+
+// MoveSlot moves slot, with its keys, from the master from to the master
+// to as redis-cli --cluster reshard does: the slot is importing on to and
+// migrating on from, its keys are migrated, and the two are left that way,
+// each key on to, until the returned func gives the slot to to on every
+// master of cluster. Meanwhile from answers ASK for the slot's keys.
+func MoveSlot(t testing.TB, cluster *redis.ClusterClient, from, to *redis.Client, slot int) (assign func()) {
+	t.Helper()
+	ctx := context.Background()
+	id := func(rdb *redis.Client) string {
+		id, err := rdb.Do(ctx, "CLUSTER", "MYID").Text()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	fromID, toID := id(from), id(to)
+	host, port, _ := net.SplitHostPort(to.Options().Addr)
+	for _, c := range []*redis.Cmd{
+		to.Do(ctx, "CLUSTER", "SETSLOT", slot, "IMPORTING", fromID),
+		from.Do(ctx, "CLUSTER", "SETSLOT", slot, "MIGRATING", toID),
+	} {
+		if c.Err() != nil {
+			t.Fatal(c.Err())
+		}
+	}
+	for {
+		keys, err := from.ClusterGetKeysInSlot(ctx, slot, 100).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(keys) == 0 {
+			break
+		}
+		args := []any{"MIGRATE", host, port, "", 0, 5000, "KEYS"}
+		for _, k := range keys {
+			args = append(args, k)
+		}
+		if err := from.Do(ctx, args...).Err(); err != nil {
+			t.Fatalf("MIGRATE: %v", err)
+		}
+	}
+	return func() {
+		t.Helper()
+		// to first, as redis-cli does: it takes the slot for good before from
+		// gives it up.
+		for _, rdb := range []*redis.Client{to, from} {
+			if err := rdb.Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", toID).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		err := cluster.ForEachMaster(ctx, func(ctx context.Context, rdb *redis.Client) error {
+			return rdb.Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", toID).Err()
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 }

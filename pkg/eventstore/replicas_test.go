@@ -3,12 +3,15 @@ package eventstore_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/ordershop/ordershop/internal/redistest"
 	"github.com/ordershop/ordershop/pkg/eventstore"
+	"github.com/redis/go-redis/v9"
 )
 
 // replicated is a store on the shared Redis whose appends wait for one
@@ -132,5 +135,93 @@ func TestARedirectedAppendIsErrSlotMoved(t *testing.T) {
 	other := errors.New("NOREPLICAS Not enough good replicas to write.")
 	if err := eventstore.Moved(s, other); err != other {
 		t.Errorf("NOREPLICAS: %v, want it as it is", err)
+	}
+}
+
+// While a stream's hash slot moves to another master, and after it has, an
+// append sent to the old master (the cluster client's slot map is behind)
+// runs nothing there: it is ErrSlotMoved, ASK while the slot is migrating,
+// MOVED once it is the other's, and the client reloads its map, so that the
+// append, sent again with its key, lands once, on the new master.
+func TestAnAppendToAMovedSlotIsErrSlotMovedAndLandsOnceOnTheNewMaster(t *testing.T) {
+	ctx := context.Background()
+	rdb := redistest.NewCluster(t)
+	// Two stores, each with its client: one sends while the slot migrates,
+	// the other's slot map is from before the move, whatever the first one's
+	// reloads saw.
+	late := redis.NewClusterClient(rdb.Options())
+	t.Cleanup(func() { late.Close() })
+	s, behind := eventstore.New(rdb, "", eventstore.WithReplicas(1, 5*time.Second)), eventstore.New(late, "", eventstore.WithReplicas(1, 5*time.Second))
+	key := s.StreamKey("customer")
+	slot := int(rdb.ClusterKeySlot(ctx, key).Val())
+	src, err := rdb.MasterForKey(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dst *redis.Client
+	rdb.ForEachMaster(ctx, func(_ context.Context, m *redis.Client) error {
+		if m.Options().Addr != src.Options().Addr {
+			dst = m
+		}
+		return nil
+	})
+	for _, m := range []*redis.Client{src, dst} {
+		redistest.NewReplica(t, m.Options().Addr)
+	}
+	send := func(s *eventstore.Store, id string) ([]eventstore.Event, error) {
+		kctx := eventstore.WithIdempotencyKey(ctx, "POST /customer "+id)
+		return s.Append(kctx, "customer", eventstore.Record{Event: event(t, "customer_created", id, 0), Expected: eventstore.NoEntity})
+	}
+	if _, err := send(behind, "c1"); err != nil {
+		t.Fatal(err)
+	}
+
+	assign := redistest.MoveSlot(t, rdb, src, dst, slot)
+	_, err = send(s, "c2")
+	if !errors.Is(err, eventstore.ErrSlotMoved) || !strings.Contains(err.Error(), "ASK") {
+		t.Fatalf("an append while its slot migrates: %v, want ErrSlotMoved (ASK)", err)
+	}
+	if n := src.ClusterCountKeysInSlot(ctx, slot).Val(); n != 0 {
+		t.Errorf("the old master holds %d keys of the slot after the refused append", n)
+	}
+	// The importing master serves the slot's keys to a client that says ASKING.
+	pipe := dst.Pipeline()
+	pipe.Do(ctx, "ASKING")
+	n := pipe.XLen(ctx, key)
+	pipe.Exec(ctx)
+	if n.Val() != 1 {
+		t.Errorf("the stream holds %d entries after the refused append, want 1 (%v)", n.Val(), n.Err())
+	}
+
+	assign()
+	_, err = send(behind, "c2")
+	if !errors.Is(err, eventstore.ErrSlotMoved) || !strings.Contains(err.Error(), "MOVED") {
+		t.Fatalf("an append to the old master of its slot: %v, want ErrSlotMoved (MOVED)", err)
+	}
+	var first []eventstore.Event
+	redistest.Eventually(t, 10*time.Second, "the append, sent again, lands", func() bool {
+		out, err := send(behind, "c2")
+		if err != nil && !errors.Is(err, eventstore.ErrSlotMoved) {
+			t.Fatalf("sent again after the move: %v, want ErrSlotMoved or success", err)
+		}
+		first = out
+		return err == nil
+	})
+	redistest.Eventually(t, 10*time.Second, "the other store answers it too", func() bool {
+		again, err := send(s, "c2")
+		if err != nil && !errors.Is(err, eventstore.ErrSlotMoved) {
+			t.Fatalf("sent once more: %v", err)
+		}
+		if err == nil && again[0].StreamID != first[0].StreamID {
+			t.Fatalf("sent once more: %s, want %s again", again[0].StreamID, first[0].StreamID)
+		}
+		return err == nil
+	})
+	var ids []string
+	for _, e := range dst.XRange(ctx, key, "-", "+").Val() {
+		ids = append(ids, fmt.Sprint(e.Values["entity_id"]))
+	}
+	if strings.Join(ids, " ") != "c1 c2" {
+		t.Errorf("the new master's stream holds %v, want c1 c2 once each", ids)
 	}
 }
