@@ -62,6 +62,14 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return false
 `)
 
+// keep replaces the claim of a run (ARGV[1]) with its outcome (ARGV[2],
+// for ARGV[3] ms; the key deleted if empty), if the key holds it still.
+var keep = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
+return 1
+`)
+
 // idempotent sends commands to their owner, those with an Idempotency-Key
 // once per key, through patient, which waits for the owner for up to
 // commandTimeout whatever the client does: its answer is the one a retry
@@ -87,7 +95,9 @@ func idempotent(app *platform.App, commandTimeout time.Duration, owner, patient 
 		k := idempotencyKey{rdb: rdb, key: app.Config.KeyPrefix + "idempotency:{" + key[0] + "}", hash: fingerprint(r, body)}
 		deadline, look := time.Now().Add(wait), firstLook
 		for {
-			got, first, err := k.claim(r.Context(), commandTimeout+5*time.Second)
+			ttl := commandTimeout + 5*time.Second
+			k.until = time.Now().Add(ttl)
+			got, first, err := k.claim(r.Context(), ttl)
 			switch {
 			case err != nil:
 				platform.WriteError(w, r, err)
@@ -141,10 +151,11 @@ func checkIdempotencyKey(key []string) error {
 }
 
 // idempotencyKey is a client's key in Redis, and the hash of the request
-// that came with it.
+// that came with it; once claimed, held until about until at the latest.
 type idempotencyKey struct {
 	rdb       redis.UniversalClient
 	key, hash string
+	until     time.Time
 }
 
 func (k idempotencyKey) value(a answer) string {
@@ -167,17 +178,31 @@ func (k idempotencyKey) claim(ctx context.Context, ttl time.Duration) (got answe
 	return got, false, nil
 }
 
-// keep records the answer of a run: kept, the key freed, or the outcome
-// unknown.
-func (k idempotencyKey) keep(ctx context.Context, a answer) {
+// keep records the answer of a run in place of its claim: kept, the key
+// freed, or the outcome unknown.
+func (k idempotencyKey) keep(ctx context.Context, a answer) error {
+	outcome, ttl := k.value(a), keepAnswers
 	switch {
 	case a.Status >= 500:
-		k.rdb.Set(ctx, k.key, k.value(answer{Hash: k.hash, Again: true}), keepAnswers)
+		outcome = k.value(answer{Hash: k.hash, Again: true})
 	case a.Status == http.StatusBadRequest || a.Status == http.StatusPreconditionFailed ||
 		a.Status == http.StatusRequestEntityTooLarge || a.Status == http.StatusUnsupportedMediaType:
-		k.rdb.Del(ctx, k.key)
-	default:
-		k.rdb.Set(ctx, k.key, k.value(a), keepAnswers)
+		outcome = ""
+	}
+	return keep.Run(ctx, k.rdb, []string{k.key}, k.value(answer{Hash: k.hash}), outcome, ttl.Milliseconds()).Err()
+}
+
+// keepTrying tries keep again, at growing intervals, until Redis takes it
+// or the claim is over: a Redis that refused it (a failover, its replica
+// away: NOREPLICAS) would else leave the claim in place, and every retry
+// with the key would wait for a run that is over until the claim expires
+// (COMMAND_TIMEOUT and 5 s).
+func (k idempotencyKey) keepTrying(ctx context.Context, a answer) {
+	for look := firstLook; time.Now().Before(k.until); look = min(2*look, lastLook) {
+		time.Sleep(look)
+		if k.keep(ctx, a) == nil {
+			return
+		}
 	}
 }
 
@@ -202,8 +227,11 @@ func (k idempotencyKey) run(w http.ResponseWriter, r *http.Request, body []byte,
 		a.Header.Del("Date")
 		a.Header.Del("Content-Length")
 		// On detached: the owner's time may be up, the answer still counts.
-		k.keep(detached, a)
+		kept := k.keep(detached, a)
 		done <- a
+		if kept != nil {
+			k.keepTrying(detached, a)
+		}
 	}()
 	select {
 	case a := <-done:

@@ -311,3 +311,50 @@ func TestABadIdempotencyKeyIs400(t *testing.T) {
 		t.Fatalf("a key of 200 characters: %d", status)
 	}
 }
+
+// A 5xx that Redis would not let the gateway keep (it refused writes: its
+// replica away, NOREPLICAS) leaves the key claimed by a run that is over.
+// The gateway tries to keep it again until Redis takes it, so that the
+// client's retry with the key runs once Redis takes writes again, not only
+// when the claim expires (COMMAND_TIMEOUT and 5 s: 35 s by default; each
+// retry meanwhile waited REQUEST_TIMEOUT and was 409).
+func TestARetryRunsOnceRedisTakesWritesAgainThoughTheOutcomeWasNotKept(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb := redistest.NewServer(t).Client(t)
+	refuse := func(replicas string) {
+		if err := rdb.ConfigSet(ctx, "min-replicas-to-write", replicas).Err(); err != nil {
+			t.Error(err)
+		}
+	}
+	var runs atomic.Int64
+	owner := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		if runs.Add(1) == 1 {
+			refuse("1") // no replica: Redis refuses writes from now
+			platform.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "not replicated"})
+			return
+		}
+		platform.WriteJSON(w, http.StatusOK, []string{uuid.NewString()})
+	}))
+	t.Cleanup(owner.Close)
+	base := platformtest.Config(t)
+	base.RequestTimeout = 500 * time.Millisecond
+	_, gw := startOn(t, base, rdb, map[string]string{"order": owner.URL}, func(c *config) { c.CommandTimeout = 30 * time.Second })
+	key := uuid.NewString()
+	if status, _, body := send(t, "POST", gw.URL+"/orders", key, batch); status != http.StatusServiceUnavailable {
+		t.Fatalf("first try: %d %s, want 503", status, body)
+	}
+	// Meanwhile the claim stays: the retry waits for it, and does not run.
+	if status, _, body := send(t, "POST", gw.URL+"/orders", key, batch); status != http.StatusConflict || runs.Load() != 1 {
+		t.Fatalf("a retry while Redis refuses writes: %d %s, the owner ran %d times; want 409, once", status, body, runs.Load())
+	}
+	refuse("0")
+	redistest.Eventually(t, 10*time.Second, "a retry runs", func() bool {
+		status, _, _ := send(t, "POST", gw.URL+"/orders", key, batch)
+		return status == http.StatusOK
+	})
+	if n := runs.Load(); n != 2 {
+		t.Errorf("the owner ran %d times, want 2", n)
+	}
+}
