@@ -192,8 +192,8 @@ func underFault(t *testing.T, s stack, seed uint64, f loadFault) {
 	}
 	g.WaitMails(t, 3*time.Minute, "Welcome", emails)
 	f.verify(t, s)
-	t.Logf("%s %s seed %d: acknowledged %d customers, %d orders (%d refused, %d commands given up), 503s %d, retried %d, lost %d, twice %d, failover %v, outage %v",
-		f.variant, f.name, seed, len(acks), len(l.orders), l.refused.Load(), l.gaveUp.Load(), l.n503.Load(), l.retries.Load(), lost, twice,
+	t.Logf("%s %s seed %d: acknowledged %d customers, %d orders (%d refused, %d commands given up), 503s %d, 409s still running %d, no answer %d, retried %d, lost %d, twice %d, failover %v, outage %v",
+		f.variant, f.name, seed, len(acks), len(l.orders), l.refused.Load(), l.gaveUp.Load(), l.n503.Load(), l.waited.Load(), l.failed.Load(), l.retries.Load(), lost, twice,
 		l.failover().Round(100*time.Millisecond), l.outage().Round(100*time.Millisecond))
 }
 
@@ -206,9 +206,11 @@ type haLoad struct {
 	// which starts at haStock pieces.
 	products  []string
 	inventory map[string]string
-	// refused counts the orders refused for stock (409); gaveUp the commands
-	// answered nothing but failures for two minutes.
-	n503, retries, other, refused, gaveUp atomic.Int64
+	// refused counts the orders refused for stock (409); waited the 409s of
+	// a key whose earlier try the gateway holds as running; failed the
+	// tries answered no status (a timeout, a lost connection); gaveUp the
+	// commands answered nothing but failures for two minutes.
+	n503, waited, failed, retries, other, refused, gaveUp atomic.Int64
 	// Unix nanoseconds: the load's start, the fault, the first failed and the
 	// first 2xx request sent after it, the first 2xx sent after that failure,
 	// the last 2xx of a command that failed after the fault.
@@ -342,10 +344,13 @@ func (l *haLoad) send(c haAck, rng *rand.Rand) (string, bool) {
 		case code == http.StatusServiceUnavailable:
 			l.n503.Add(1)
 		case err != nil:
+			l.failed.Add(1)
 		case code == http.StatusConflict && strings.Contains(answer, "out of stock"):
 			l.refused.Add(1) // the key keeps the refusal
 			return "", false
-		case code != http.StatusConflict: // 409: still running
+		case code == http.StatusConflict: // still running
+			l.waited.Add(1)
+		default:
 			l.other.Add(1)
 			l.mu.Lock()
 			l.odd = append(l.odd, fmt.Sprintf("key %s: %d %s", c.key, code, answer))
