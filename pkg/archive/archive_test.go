@@ -313,7 +313,7 @@ func TestAnEntryNoReplicaHasIsNotArchived(t *testing.T) {
 	t.Parallel()
 	primary := redistest.NewServer(t)
 	replica := redistest.NewReplica(t, primary.Addr)
-	f := setupOn(t, primary.Client(t), "", pgtest.URL(t), eventstore.WithReplicas(1, 100*time.Millisecond))
+	f := setupOn(t, primary.Client(t), "", pgtest.URL(t), eventstore.WithReplicas(1, time.Second))
 	f.run(t, "archiver")
 	f.appendEvents(t, 10, "replicated")
 	f.waitArchived(t, 10)
