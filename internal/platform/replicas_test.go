@@ -25,7 +25,7 @@ import (
 func TestACommandNoReplicaConfirmsIs503AndSafeToSendAgain(t *testing.T) {
 	type body struct{ Name, Email string }
 	base := platformtest.Config(t)
-	base.Partitions, base.MinReplicas, base.ReplicaTimeout = 1, 1, 300*time.Millisecond
+	base.Partitions, base.MinReplicas, base.ReplicaTimeout = 1, 1, time.Second
 	rdb, _ := redistest.Client(t)
 	app, srv, _ := platformtest.StartOn(t, "customer", base, rdb, platform.NoConfig{}, func(app *platform.App, _ platform.NoConfig) error {
 		platform.Commands(app, platform.Rules[body, shop.Customer]{Resource: shop.Customers,
