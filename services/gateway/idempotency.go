@@ -77,6 +77,7 @@ return 1
 func idempotent(app *platform.App, commandTimeout time.Duration, owner, patient http.Handler) http.HandlerFunc {
 	rdb, wait := app.Redis, app.Config.RequestTimeout
 	commandTimeout = max(commandTimeout, wait)
+	claimFor := commandTimeout + 5*time.Second
 	return func(w http.ResponseWriter, r *http.Request) {
 		key, ok := r.Header[platform.IdempotencyHeader]
 		if !ok {
@@ -95,9 +96,8 @@ func idempotent(app *platform.App, commandTimeout time.Duration, owner, patient 
 		k := idempotencyKey{rdb: rdb, key: app.Config.KeyPrefix + "idempotency:{" + key[0] + "}", hash: fingerprint(r, body)}
 		deadline, look := time.Now().Add(wait), firstLook
 		for {
-			ttl := commandTimeout + 5*time.Second
-			k.until = time.Now().Add(ttl)
-			got, first, err := k.claim(r.Context(), ttl)
+			k.until = time.Now().Add(claimFor)
+			got, first, err := k.claim(r.Context(), claimFor)
 			switch {
 			case err != nil:
 				platform.WriteError(w, r, err)
@@ -181,7 +181,7 @@ func (k idempotencyKey) claim(ctx context.Context, ttl time.Duration) (got answe
 // keep records the answer of a run in place of its claim: kept, the key
 // freed, or the outcome unknown.
 func (k idempotencyKey) keep(ctx context.Context, a answer) error {
-	outcome, ttl := k.value(a), keepAnswers
+	outcome := k.value(a)
 	switch {
 	case a.Status >= 500:
 		outcome = k.value(answer{Hash: k.hash, Again: true})
@@ -189,7 +189,7 @@ func (k idempotencyKey) keep(ctx context.Context, a answer) error {
 		a.Status == http.StatusRequestEntityTooLarge || a.Status == http.StatusUnsupportedMediaType:
 		outcome = ""
 	}
-	return keep.Run(ctx, k.rdb, []string{k.key}, k.value(answer{Hash: k.hash}), outcome, ttl.Milliseconds()).Err()
+	return keep.Run(ctx, k.rdb, []string{k.key}, k.value(answer{Hash: k.hash}), outcome, keepAnswers.Milliseconds()).Err()
 }
 
 // keepTrying tries keep again, at growing intervals, until Redis takes it
